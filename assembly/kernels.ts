@@ -1,0 +1,338 @@
+// WebAssembly SIMD kernels for the LSTM engine. The only place in charlstm with pointer
+// arithmetic: every function takes byte addresses into this module's memory (laid out by
+// src/engine/memory.ts) and float counts. Matrices are row-major float32.
+//
+// Built by `npm run build:wasm` (asc, runtime "stub": no allocator, no GC; the caller owns memory).
+
+// ---------------------------------------------------------------------------------------------
+// Matrix product
+// ---------------------------------------------------------------------------------------------
+
+// C[M×N] += A · B with B row-major [K×N] (row stride ldb) and C row stride ldc. Two forms of A:
+//   gemmNN: A row-major [M×K], row stride lda       (A[i,k] = a[i*lda + k])
+//   gemmTN: A stored transposed, [K×M], row stride lda (A[i,k] = a[k*lda + i]), for products
+//           like hᵀ·dz where the stacked h is [rows×H]
+// Register block: 4 rows × 8 columns of C in eight 128-bit accumulators; each k step loads one
+// 8-float slice of a B row and broadcasts four A elements. Callers zero C for a plain product.
+// (Measured here: 4×8 beat 6×8, 4×12 and 2×16; wider blocks spill the 16 xmm registers.)
+// @ts-ignore: decorator
+@inline function gemmAny(
+  a: usize, lda: i32, transA: bool,
+  b: usize, ldb: i32,
+  c: usize, ldc: i32,
+  M: i32, N: i32, K: i32,
+): void {
+  // Long K (the stacked dWh product has K = T·B rows) is cut into panels so that A's panel stays
+  // in L2 while every column block of C passes over it; without this A streams from L3 once per
+  // column block and the product runs at half speed.
+  for (let k0 = 0; k0 < K; k0 += KC) {
+    const kLen = min(KC, K - k0);
+    const aOff: usize = transA ? <usize>k0 * (<usize>lda << 2) : <usize>k0 << 2;
+    gemmPanel(a + aOff, lda, transA, b + <usize>k0 * (<usize>ldb << 2), ldb, c, ldc, M, N, kLen);
+  }
+}
+
+const KC = 256;
+
+// @ts-ignore: decorator
+@inline function gemmPanel(
+  a: usize, lda: i32, transA: bool,
+  b: usize, ldb: i32,
+  c: usize, ldc: i32,
+  M: i32, N: i32, K: i32,
+): void {
+  const ldaB = <usize>lda << 2;
+  // distance between A's rows (i) and between its k steps, in bytes
+  const rowB: usize = transA ? 4 : ldaB;
+  const kB: usize = transA ? ldaB : 4;
+  const ldbB = <usize>ldb << 2;
+  const ldcB = <usize>ldc << 2;
+  const M4 = M & ~3;
+  const N8 = N & ~7;
+  let j = 0;
+  for (; j < N8; j += 8) {
+    const bj = b + (<usize>j << 2);
+    let i = 0;
+    for (; i < M4; i += 4) {
+      const c0 = c + <usize>i * ldcB + (<usize>j << 2);
+      const c1 = c0 + ldcB;
+      const c2 = c1 + ldcB;
+      const c3 = c2 + ldcB;
+      let x00 = v128.load(c0), x01 = v128.load(c0, 16);
+      let x10 = v128.load(c1), x11 = v128.load(c1, 16);
+      let x20 = v128.load(c2), x21 = v128.load(c2, 16);
+      let x30 = v128.load(c3), x31 = v128.load(c3, 16);
+      let pa = a + <usize>i * rowB;
+      let pb = bj;
+      for (let k = 0; k < K; k++) {
+        const b0 = v128.load(pb);
+        const b1 = v128.load(pb, 16);
+        let s = v128.load32_splat(pa);
+        x00 = f32x4.add(x00, f32x4.mul(s, b0));
+        x01 = f32x4.add(x01, f32x4.mul(s, b1));
+        s = v128.load32_splat(pa + rowB);
+        x10 = f32x4.add(x10, f32x4.mul(s, b0));
+        x11 = f32x4.add(x11, f32x4.mul(s, b1));
+        s = v128.load32_splat(pa + 2 * rowB);
+        x20 = f32x4.add(x20, f32x4.mul(s, b0));
+        x21 = f32x4.add(x21, f32x4.mul(s, b1));
+        s = v128.load32_splat(pa + 3 * rowB);
+        x30 = f32x4.add(x30, f32x4.mul(s, b0));
+        x31 = f32x4.add(x31, f32x4.mul(s, b1));
+        pa += kB;
+        pb += ldbB;
+      }
+      v128.store(c0, x00); v128.store(c0, x01, 16);
+      v128.store(c1, x10); v128.store(c1, x11, 16);
+      v128.store(c2, x20); v128.store(c2, x21, 16);
+      v128.store(c3, x30); v128.store(c3, x31, 16);
+    }
+    for (; i < M; i++) {
+      // leftover rows: one row × 8 columns
+      const c0 = c + <usize>i * ldcB + (<usize>j << 2);
+      let x0 = v128.load(c0), x1 = v128.load(c0, 16);
+      let pa = a + <usize>i * rowB;
+      let pb = bj;
+      for (let k = 0; k < K; k++) {
+        const s = v128.load32_splat(pa);
+        x0 = f32x4.add(x0, f32x4.mul(s, v128.load(pb)));
+        x1 = f32x4.add(x1, f32x4.mul(s, v128.load(pb, 16)));
+        pa += kB;
+        pb += ldbB;
+      }
+      v128.store(c0, x0); v128.store(c0, x1, 16);
+    }
+  }
+  // leftover columns (N not a multiple of 8): scalar, one C element at a time
+  for (; j < N; j++) {
+    for (let i = 0; i < M; i++) {
+      const pc = c + <usize>i * ldcB + (<usize>j << 2);
+      let acc = load<f32>(pc);
+      let pa = a + <usize>i * rowB;
+      let pb = b + (<usize>j << 2);
+      for (let k = 0; k < K; k++) {
+        acc += load<f32>(pa) * load<f32>(pb);
+        pa += kB;
+        pb += ldbB;
+      }
+      store<f32>(pc, acc);
+    }
+  }
+}
+
+export function gemmNN(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, M: i32, N: i32, K: i32): void {
+  gemmAny(a, lda, false, b, ldb, c, ldc, M, N, K);
+}
+
+export function gemmTN(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, M: i32, N: i32, K: i32): void {
+  gemmAny(a, lda, true, b, ldb, c, ldc, M, N, K);
+}
+
+// dst[cols×rows] = srcᵀ, src row-major [rows×cols].
+export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      store<f32>(dst + ((<usize>c * rows + r) << 2), load<f32>(src + ((<usize>r * cols + c) << 2)));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vectorised exp, sigmoid, tanh (Cephes-style range reduction and polynomials, ~1e-7 relative)
+// ---------------------------------------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function exp4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  // r = x - n·ln2, with ln2 split in two for precision
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.add(r, f32x4.mul(n, f32x4.splat(2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1));
+  // scale by 2^n through the exponent bits
+  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(p, e);
+}
+
+// @ts-ignore: decorator
+@inline function sigmoid4(x: v128): v128 {
+  const one = f32x4.splat(1);
+  return f32x4.div(one, f32x4.add(one, exp4(f32x4.neg(x))));
+}
+
+// tanh: a polynomial near zero (where 1 - 2/(e^2x + 1) would cancel), the exp form elsewhere.
+// @ts-ignore: decorator
+@inline function tanh4(x: v128): v128 {
+  const ax = f32x4.abs(x);
+  const one = f32x4.splat(1);
+  const big = f32x4.sub(one, f32x4.div(f32x4.splat(2), f32x4.add(exp4(f32x4.add(ax, ax)), one)));
+  const signed = v128.or(big, v128.and(x, i32x4.splat(0x80000000)));
+  const z = f32x4.mul(x, x);
+  let p = f32x4.splat(-5.70498872745e-3);
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(2.06390887954e-2));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(-5.37397155531e-2));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.33314422036e-1));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(-3.33332819422e-1));
+  const small = f32x4.add(x, f32x4.mul(f32x4.mul(p, z), x));
+  return v128.bitselect(small, signed, f32x4.lt(ax, f32x4.splat(0.625)));
+}
+
+// Exported element-wise versions, for tests of the approximations.
+export function sigmoidArray(x: usize, y: usize, n: i32): void {
+  for (let i = 0; i < n; i += 4) v128.store(y + (<usize>i << 2), sigmoid4(v128.load(x + (<usize>i << 2))));
+}
+export function tanhArray(x: usize, y: usize, n: i32): void {
+  for (let i = 0; i < n; i += 4) v128.store(y + (<usize>i << 2), tanh4(v128.load(x + (<usize>i << 2))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTM gates. A step's gate buffer z is [B × 4H]: column blocks i, f, c, o (Keras order).
+// H must be a multiple of 4 (the engine pads otherwise).
+// ---------------------------------------------------------------------------------------------
+
+// z[b,:] = bias + Wx[tok[b*tokStride], :] — the one-hot input product as a row gather.
+export function gatherRows(z: usize, wx: usize, bias: usize, tok: usize, tokStride: i32, B: i32, G: i32): void {
+  const rowB = <usize>G << 2;
+  for (let b = 0; b < B; b++) {
+    const t = load<i32>(tok + ((<usize>b * tokStride) << 2));
+    const src = wx + <usize>t * rowB;
+    const dst = z + <usize>b * rowB;
+    for (let j: usize = 0; j < rowB; j += 16) {
+      v128.store(dst + j, f32x4.add(v128.load(src + j), v128.load(bias + j)));
+    }
+  }
+}
+
+// In place: z → activations (σ(i), σ(f), tanh(c̃), σ(o)); then
+//   c = f ⊙ cPrev + i ⊙ c̃,  tc = tanh(c),  h = o ⊙ tc          (all [B × H])
+export function gatesForward(z: usize, cPrev: usize, c: usize, tc: usize, h: usize, B: i32, H: i32): void {
+  const HB = <usize>H << 2;
+  for (let b = 0; b < B; b++) {
+    const zr = z + <usize>b * 4 * HB;
+    const hr = <usize>b * HB;
+    for (let j: usize = 0; j < HB; j += 16) {
+      const ig = sigmoid4(v128.load(zr + j));
+      const fg = sigmoid4(v128.load(zr + HB + j));
+      const cg = tanh4(v128.load(zr + 2 * HB + j));
+      const og = sigmoid4(v128.load(zr + 3 * HB + j));
+      v128.store(zr + j, ig);
+      v128.store(zr + HB + j, fg);
+      v128.store(zr + 2 * HB + j, cg);
+      v128.store(zr + 3 * HB + j, og);
+      const cv = f32x4.add(f32x4.mul(fg, v128.load(cPrev + hr + j)), f32x4.mul(ig, cg));
+      const tv = tanh4(cv);
+      v128.store(c + hr + j, cv);
+      v128.store(tc + hr + j, tv);
+      v128.store(h + hr + j, f32x4.mul(og, tv));
+    }
+  }
+}
+
+// Backward through one step's gates. Inputs: activations act [B×4H], cPrev, tc = tanh(c), the
+// gradient dh reaching h_t and dc reaching c_t (from step t+1). Writes dz [B×4H] (gradient of the
+// pre-activations) and replaces dc with the gradient reaching c_{t-1}.
+export function gatesBackward(act: usize, cPrev: usize, tc: usize, dh: usize, dc: usize, dz: usize, B: i32, H: i32): void {
+  const HB = <usize>H << 2;
+  const one = f32x4.splat(1);
+  for (let b = 0; b < B; b++) {
+    const ar = act + <usize>b * 4 * HB;
+    const dr = dz + <usize>b * 4 * HB;
+    const hr = <usize>b * HB;
+    for (let j: usize = 0; j < HB; j += 16) {
+      const ig = v128.load(ar + j);
+      const fg = v128.load(ar + HB + j);
+      const cg = v128.load(ar + 2 * HB + j);
+      const og = v128.load(ar + 3 * HB + j);
+      const t = v128.load(tc + hr + j);
+      const g = v128.load(dh + hr + j);
+      // dc_t += dh ⊙ o ⊙ (1 - tanh²c)
+      const dct = f32x4.add(v128.load(dc + hr + j), f32x4.mul(f32x4.mul(g, og), f32x4.sub(one, f32x4.mul(t, t))));
+      const dO = f32x4.mul(g, t);
+      const dI = f32x4.mul(dct, cg);
+      const dG = f32x4.mul(dct, ig);
+      const dF = f32x4.mul(dct, v128.load(cPrev + hr + j));
+      v128.store(dr + j, f32x4.mul(dI, f32x4.mul(ig, f32x4.sub(one, ig))));
+      v128.store(dr + HB + j, f32x4.mul(dF, f32x4.mul(fg, f32x4.sub(one, fg))));
+      v128.store(dr + 2 * HB + j, f32x4.mul(dG, f32x4.sub(one, f32x4.mul(cg, cg))));
+      v128.store(dr + 3 * HB + j, f32x4.mul(dO, f32x4.mul(og, f32x4.sub(one, og))));
+      v128.store(dc + hr + j, f32x4.mul(dct, fg));
+    }
+  }
+}
+
+// dWx[tok[b], :] += dz[b, :] (the one-hot input's gradient as a row scatter), db += Σ_b dz[b, :].
+// Rows are added in b order, so the result never depends on timing.
+export function scatterRows(dwx: usize, db: usize, dz: usize, tok: usize, tokStride: i32, B: i32, G: i32): void {
+  const rowB = <usize>G << 2;
+  for (let b = 0; b < B; b++) {
+    const t = load<i32>(tok + ((<usize>b * tokStride) << 2));
+    const dst = dwx + <usize>t * rowB;
+    const src = dz + <usize>b * rowB;
+    for (let j: usize = 0; j < rowB; j += 16) {
+      const v = v128.load(src + j);
+      v128.store(dst + j, f32x4.add(v128.load(dst + j), v));
+      v128.store(db + j, f32x4.add(v128.load(db + j), v));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dense softmax head
+// ---------------------------------------------------------------------------------------------
+
+// logits [B×V] (bias already added or not: bd is added here) → probs [B×V] in place.
+export function softmaxRows(logits: usize, bd: usize, B: i32, V: i32): void {
+  for (let b = 0; b < B; b++) {
+    const row = logits + ((<usize>b * V) << 2);
+    let mx: f32 = -Infinity;
+    for (let v = 0; v < V; v++) {
+      const x = load<f32>(row + (<usize>v << 2)) + load<f32>(bd + (<usize>v << 2));
+      store<f32>(row + (<usize>v << 2), x);
+      if (x > mx) mx = x;
+    }
+    let sum: f64 = 0;
+    for (let v = 0; v < V; v++) {
+      const e = Mathf.exp(load<f32>(row + (<usize>v << 2)) - mx);
+      store<f32>(row + (<usize>v << 2), e);
+      sum += <f64>e;
+    }
+    const inv = <f32>(1.0 / sum);
+    for (let v = 0; v < V; v++) store<f32>(row + (<usize>v << 2), load<f32>(row + (<usize>v << 2)) * inv);
+  }
+}
+
+// Categorical cross-entropy on probs [B×V] with integer targets y [B]. Probabilities are clipped
+// to [1e-7, 1-1e-7] as Keras does. Writes dlogits = (p - onehot(y)) * scale and returns Σ loss.
+export function crossEntropy(probs: usize, y: usize, dlogits: usize, B: i32, V: i32, scale: f32): f64 {
+  let loss: f64 = 0;
+  for (let b = 0; b < B; b++) {
+    const row = probs + ((<usize>b * V) << 2);
+    const drow = dlogits + ((<usize>b * V) << 2);
+    const t = load<i32>(y + (<usize>b << 2));
+    let p = load<f32>(row + (<usize>t << 2));
+    p = p < <f32>1e-7 ? <f32>1e-7 : p > <f32>(1 - 1e-7) ? <f32>(1 - 1e-7) : p;
+    loss -= Math.log(<f64>p);
+    for (let v = 0; v < V; v++) {
+      let g = load<f32>(row + (<usize>v << 2));
+      if (v == t) g -= 1;
+      store<f32>(drow + (<usize>v << 2), g * scale);
+    }
+  }
+  return loss;
+}
+
+// db[v] += Σ_b d[b, v]
+export function colSum(d: usize, db: usize, B: i32, N: i32): void {
+  for (let b = 0; b < B; b++) {
+    const row = d + ((<usize>b * N) << 2);
+    for (let v = 0; v < N; v++) {
+      store<f32>(db + (<usize>v << 2), load<f32>(db + (<usize>v << 2)) + load<f32>(row + (<usize>v << 2)));
+    }
+  }
+}

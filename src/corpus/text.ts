@@ -1,0 +1,81 @@
+import { UserError } from '../errors.ts';
+
+// Turning a corpus file's bytes into text. The text is never altered here apart from dropping a
+// leading byte-order mark: CRLF line ends, odd whitespace and the like are characters the model
+// should learn like any other.
+
+/**
+ * Decode `bytes` (read from `where`, a path or URL used in messages) as UTF-8.
+ * Throws a UserError for a binary file (any NUL byte) or for bytes that are not valid UTF-8,
+ * giving the offset of the first bad byte so the user can find it (e.g. with `xxd -s N`).
+ */
+export function decodeText(bytes: Uint8Array, where: string): string {
+  // NUL never appears in text but is common in binary formats and in UTF-16 files, and is
+  // itself valid UTF-8, so it has to be looked for separately. Checked first because for a
+  // binary file "not UTF-8 at offset 11" is less helpful than "this is not a text file".
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    throw new UserError(`${where} looks like a binary file, not text (NUL byte at offset ${nul})`);
+  }
+  let text: string;
+  try {
+    // ignoreBOM: false (the default) is what strips a leading BOM.
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch (err) {
+    if (err instanceof TypeError) {
+      // The decoder says only that the input is bad, not where; find the place ourselves.
+      const offset = firstInvalidUtf8(bytes);
+      throw new UserError(`${where} is not UTF-8 text (invalid byte at offset ${offset ?? '?'})`);
+    }
+    if (err instanceof RangeError) {
+      // V8 strings are limited to about 2^29 UTF-16 units (~512 MiB of ASCII).
+      throw new UserError(`${where} is too large to load as text (${bytes.length} bytes)`);
+    }
+    throw err;
+  }
+  return text;
+}
+
+/**
+ * The offset of the first byte that starts an ill-formed UTF-8 sequence, or undefined if the
+ * whole buffer is well formed. For a multi-byte sequence that breaks off, the offset is that of
+ * its lead byte (as Python's UnicodeDecodeError reports it). The rules are those of the
+ * Unicode standard's table 3-7 (no overlong forms, no surrogates, nothing above U+10FFFF),
+ * which is exactly what a fatal TextDecoder rejects.
+ */
+export function firstInvalidUtf8(bytes: Uint8Array): number | undefined {
+  const n = bytes.length;
+  let i = 0;
+  while (i < n) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let len: number;
+    // Allowed range of the second byte; later continuation bytes are always 80..BF.
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      len = 3;
+      if (b === 0xe0) lo = 0xa0; // below is an overlong encoding
+      if (b === 0xed) hi = 0x9f; // above are UTF-16 surrogates
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      len = 4;
+      if (b === 0xf0) lo = 0x90; // below is an overlong encoding
+      if (b === 0xf4) hi = 0x8f; // above is past U+10FFFF
+    } else {
+      return i; // a stray continuation byte, an overlong lead (C0, C1) or F5..FF
+    }
+    if (i + len > n) return i; // cut off by the end of the data
+    const second = bytes[i + 1]!;
+    if (second < lo || second > hi) return i;
+    for (let k = 2; k < len; k++) {
+      const c = bytes[i + k]!;
+      if (c < 0x80 || c > 0xbf) return i;
+    }
+    i += len;
+  }
+  return undefined;
+}

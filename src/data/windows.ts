@@ -1,0 +1,44 @@
+// Training windows exactly as the reference builds them:
+//   for i in range(0, len(text) - maxlen, step): x = text[i:i+maxlen], y = text[i+maxlen]
+// Nothing is one-hot encoded: a window is a start offset into the encoded text, and the engine
+// gathers rows of the input kernel instead of multiplying by one-hot vectors.
+
+export interface Windows {
+  tokens: Int32Array; // the whole encoded text
+  starts: Int32Array; // [count] window start offsets
+  maxlen: number;
+  step: number;
+  count: number;
+}
+
+export function makeWindows(tokens: Int32Array, maxlen: number, step: number): Windows {
+  if (!(Number.isInteger(maxlen) && maxlen >= 1)) throw new RangeError(`maxlen must be a positive integer, got ${maxlen}`);
+  if (!(Number.isInteger(step) && step >= 1)) throw new RangeError(`step must be a positive integer, got ${step}`);
+  const span = tokens.length - maxlen;
+  const count = span > 0 ? Math.ceil(span / step) : 0;
+  const starts = new Int32Array(count);
+  for (let i = 0; i < count; i++) starts[i] = i * step;
+  return { tokens, starts, maxlen, step, count };
+}
+
+/**
+ * Copy the windows `order[from..to)` into `x` ([n, maxlen] token indices) and `y` ([n] targets).
+ * Returns n.
+ */
+export function gatherBatch(
+  w: Windows,
+  order: ArrayLike<number>,
+  from: number,
+  to: number,
+  x: Int32Array,
+  y: Int32Array,
+): number {
+  const n = to - from;
+  const T = w.maxlen;
+  for (let b = 0; b < n; b++) {
+    const s = w.starts[order[from + b]!]!;
+    x.set(w.tokens.subarray(s, s + T), b * T);
+    y[b] = w.tokens[s + T]!;
+  }
+  return n;
+}

@@ -1,0 +1,21 @@
+// The one source of truth for the reference pipeline's values (Deep Learning with Python, 8.1).
+// Every command, the library API and the checkpoint format read their defaults from here.
+
+export const REFERENCE = {
+  maxlen: 60, // characters in one input window
+  step: 3, // a new window every `step` characters
+  units: 128, // LSTM units
+  batchSize: 128,
+  epochs: 59, // the notebook's `for epoch in range(1, 60)`
+  learningRate: 0.01, // RMSprop(lr=0.01)
+  rho: 0.9, // Keras RMSprop default
+  epsilon: 1e-7, // Keras RMSprop default
+  temperatures: [0.2, 0.5, 1.0, 1.2] as readonly number[],
+  sampleLength: 400, // characters generated per temperature after each epoch
+  lowercase: true,
+} as const;
+
+/** Where downloaded corpora and other caches live (`$CHARLSTM_HOME`, default ~/.cache/charlstm). */
+export const ENV_HOME = 'CHARLSTM_HOME';
+/** A folder searched first for `<name>.txt` when a built-in corpus is asked for. */
+export const ENV_DATA_DIR = 'CHARLSTM_DATA_DIR';
