@@ -1,0 +1,108 @@
+import type { ModelShape } from '../model/params.ts';
+import { kernelModule } from './kernels.ts';
+import { LstmCore } from './lstm-core.ts';
+
+// Loss and gradients of one training batch, data-parallel over a FIXED number of shards.
+// The batch is always cut into SHARDS row ranges whatever the thread count, each shard's gradient
+// is computed alone, and the shard gradients are summed in shard order on the calling thread. So
+// one thread and two threads perform the same float operations in the same order: the same seed
+// gives bit-identical weights at any thread count.
+
+export const SHARDS = 2;
+
+export interface GradientEngine {
+  readonly threads: number;
+  /**
+   * Mean loss over the n windows x [n×T] (targets y [n]); writes the gradient of the mean loss,
+   * in Parameters.flat layout, to `out`.
+   */
+  lossAndGrads(params: Float32Array, x: Int32Array, y: Int32Array, n: number, T: number, out: Float32Array): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface EngineOptions {
+  shape: ModelShape;
+  maxBatch: number;
+  maxT: number;
+  threads: number; // 0: no worker threads; otherwise the number of worker threads
+}
+
+export interface ShardJob {
+  from: number; // first row of the batch
+  to: number; // one past the last row
+}
+
+export function shardJobs(n: number, shards = SHARDS): ShardJob[] {
+  const jobs: ShardJob[] = [];
+  for (let s = 0; s < shards; s++) {
+    const from = Math.floor((s * n) / shards);
+    const to = Math.floor(((s + 1) * n) / shards);
+    if (to > from) jobs.push({ from, to });
+  }
+  return jobs;
+}
+
+/** Rows per shard at most, for sizing the per-shard cores. */
+export function shardCapacity(maxBatch: number): number {
+  return Math.ceil(maxBatch / SHARDS);
+}
+
+/** Run one shard on a core; returns Σ loss of its rows and leaves its gradient in core.grads. */
+export function runShard(core: LstmCore, job: ShardJob, x: Int32Array, y: Int32Array, T: number, scale: number): number {
+  const n = job.to - job.from;
+  return core.lossAndGrads(x.subarray(job.from * T, job.to * T), y.subarray(job.from, job.to), n, T, scale);
+}
+
+/** Sum shard gradients in shard order: out = ((g0 + g1) + g2) … in float32. */
+export function reduceShards(grads: Float32Array[], out: Float32Array): void {
+  const first = grads[0];
+  if (!first) throw new Error('no shard gradients');
+  out.set(first);
+  for (let s = 1; s < grads.length; s++) {
+    const g = grads[s]!;
+    for (let i = 0; i < out.length; i++) out[i] = out[i]! + g[i]!;
+  }
+}
+
+/** All shards on the calling thread, one core. Used for tests, tiny models and the browser. */
+export class InlineEngine implements GradientEngine {
+  readonly threads = 1;
+  private readonly core: LstmCore;
+  private readonly shardGrads: Float32Array[];
+
+  private constructor(core: LstmCore) {
+    this.core = core;
+    this.shardGrads = Array.from({ length: SHARDS }, () => new Float32Array(core.grads.length));
+  }
+
+  static async create(opts: EngineOptions): Promise<InlineEngine> {
+    await kernelModule();
+    return new InlineEngine(
+      new LstmCore(opts.shape, { maxB: shardCapacity(opts.maxBatch), maxT: opts.maxT, training: true }),
+    );
+  }
+
+  async lossAndGrads(params: Float32Array, x: Int32Array, y: Int32Array, n: number, T: number, out: Float32Array): Promise<number> {
+    this.core.setParams(params);
+    const jobs = shardJobs(n);
+    let loss = 0;
+    jobs.forEach((job, s) => {
+      loss += runShard(this.core, job, x, y, T, 1 / n);
+      this.shardGrads[s]!.set(this.core.grads);
+    });
+    reduceShards(this.shardGrads.slice(0, jobs.length), out);
+    return loss / n;
+  }
+
+  async close(): Promise<void> {}
+}
+
+/**
+ * threads = 0: everything on the calling thread. threads ≥ 1: that many worker threads (one thread
+ * still runs in a worker, so the main thread stays free for progress bars and signals).
+ */
+export async function createEngine(opts: EngineOptions): Promise<GradientEngine> {
+  if (opts.threads === 0) return InlineEngine.create(opts);
+  const { WorkerEngine } = await import('./worker-engine.ts');
+  return WorkerEngine.create(opts);
+}

@@ -1,0 +1,126 @@
+// The WebAssembly engine against TensorFlow.js (same weights → same outputs and gradients, 1e-4
+// relative), against finite differences, and for determinism across thread counts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { kernelModule } from '../src/engine/kernels.ts';
+import { LstmCore } from '../src/engine/lstm-core.ts';
+import { createEngine, InlineEngine } from '../src/engine/gradient-engine.ts';
+import { Parameters, type ModelShape } from '../src/model/params.ts';
+import { Rng } from '../src/sampling/rng.ts';
+import { randomParams, tfForward, tfLossAndGrads } from './helpers/tfjs-oracle.ts';
+
+await kernelModule();
+
+function randomBatch(rng: Rng, V: number, B: number, T: number): { x: Int32Array; y: Int32Array } {
+  return {
+    x: Int32Array.from({ length: B * T }, () => rng.int(V)),
+    y: Int32Array.from({ length: B }, () => rng.int(V)),
+  };
+}
+
+/** max |a-b| / (max |b| over the tensor): a relative error that is not blown up by tiny entries */
+function relErr(a: Float32Array, b: Float32Array): number {
+  let scale = 0;
+  let diff = 0;
+  for (let i = 0; i < b.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]!));
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+  }
+  return scale === 0 ? diff : diff / scale;
+}
+
+const SHAPES: { name: string; shape: ModelShape; B: number; T: number }[] = [
+  { name: 'tiny', shape: { vocabSize: 5, units: 4 }, B: 3, T: 4 },
+  { name: 'odd vocab, odd batch', shape: { vocabSize: 13, units: 12 }, B: 7, T: 9 },
+  { name: 'wide', shape: { vocabSize: 30, units: 40 }, B: 10, T: 20 },
+  { name: 'reference', shape: { vocabSize: 57, units: 128 }, B: 16, T: 60 },
+];
+
+for (const { name, shape, B, T } of SHAPES) {
+  test(`forward and gradients equal TF.js: ${name} (V=${shape.vocabSize} H=${shape.units} B=${B} T=${T})`, async () => {
+    const rng = new Rng(42);
+    const params = randomParams(shape, rng);
+    const { x, y } = randomBatch(rng, shape.vocabSize, B, T);
+
+    const core = new LstmCore(shape, { maxB: B, maxT: T, training: false });
+    core.setParams(params.flat);
+    const ours = core.predict(x, B, T).slice();
+    const theirs = await tfForward(params, x, B, T);
+    assert.ok(relErr(ours, theirs) < 1e-4, `probabilities differ: ${relErr(ours, theirs)}`);
+
+    const engine = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0 });
+    const grads = new Parameters(shape);
+    const loss = await engine.lossAndGrads(params.flat, x, y, B, T, grads.flat);
+    const ref = await tfLossAndGrads(params, x, y, B, T);
+    assert.ok(Math.abs(loss - ref.loss) / ref.loss < 1e-4, `loss ${loss} vs ${ref.loss}`);
+    for (const w of ['kernel', 'recurrentKernel', 'bias', 'denseKernel', 'denseBias'] as const) {
+      const e = relErr(grads.get(w), ref.grads.get(w));
+      assert.ok(e < 1e-4, `gradient of ${w} differs from TF.js: relative error ${e}`);
+    }
+  });
+}
+
+test('gradients match central finite differences of the loss (tiny model)', async () => {
+  const shape = { vocabSize: 5, units: 4 };
+  const B = 3;
+  const T = 5;
+  const rng = new Rng(7);
+  const params = randomParams(shape, rng);
+  const { x, y } = randomBatch(rng, 5, B, T);
+  const engine = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0 });
+  const grads = new Parameters(shape);
+  await engine.lossAndGrads(params.flat, x, y, B, T, grads.flat);
+  const scratch = new Parameters(shape);
+  const lossAt = async (p: Float32Array): Promise<number> => engine.lossAndGrads(p, x, y, B, T, scratch.flat);
+  const eps = 1e-2;
+  let checked = 0;
+  for (let i = 0; i < params.flat.length; i++) {
+    const g = grads.flat[i]!;
+    const p = params.flat.slice();
+    p[i] = params.flat[i]! + eps;
+    const up = await lossAt(p);
+    p[i] = params.flat[i]! - eps;
+    const down = await lossAt(p);
+    const fd = (up - down) / (2 * eps);
+    assert.ok(Math.abs(fd - g) <= 2e-3 + 2e-2 * Math.abs(g), `param ${i}: analytic ${g} vs numeric ${fd}`);
+    if (Math.abs(g) > 1e-2) checked++;
+  }
+  assert.ok(checked > 20, `only ${checked} gradients were large enough to check`);
+});
+
+test('the same batch gives bit-identical gradients with 0, 1 and 2 threads', async () => {
+  const shape = { vocabSize: 11, units: 8 };
+  const B = 9;
+  const T = 6;
+  const rng = new Rng(3);
+  const params = randomParams(shape, rng);
+  const { x, y } = randomBatch(rng, 11, B, T);
+  const results: Float32Array[] = [];
+  const losses: number[] = [];
+  for (const threads of [0, 1, 2]) {
+    const engine = await createEngine({ shape, maxBatch: B, maxT: T, threads });
+    const out = new Float32Array(params.flat.length);
+    losses.push(await engine.lossAndGrads(params.flat, x, y, B, T, out));
+    results.push(out);
+    await engine.close();
+  }
+  assert.deepEqual(results[1], results[0]);
+  assert.deepEqual(results[2], results[0]);
+  assert.equal(losses[1], losses[0]);
+  assert.equal(losses[2], losses[0]);
+});
+
+test('stateful steps equal a window forward from a zero state', () => {
+  const shape = { vocabSize: 9, units: 8 };
+  const rng = new Rng(5);
+  const params = randomParams(shape, rng);
+  const T = 7;
+  const x = Int32Array.from({ length: 2 * T }, () => rng.int(9));
+  const core = new LstmCore(shape, { maxB: 2, maxT: T, training: false });
+  core.setParams(params.flat);
+  const window = core.predict(x, 2, T).slice();
+  core.resetState(2);
+  let last = new Float32Array(0);
+  for (let t = 0; t < T; t++) last = core.step([x[t]!, x[T + t]!], 2).slice();
+  assert.deepEqual(last, window);
+});
