@@ -128,6 +128,36 @@ export function gemmTN(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i3
   gemmAny(a, lda, true, b, ldb, c, ldc, M, N, K);
 }
 
+// Pack the first N8 = N & ~7 columns of a row-major B [K×N] (row stride ldb) into column panels
+// [N8/8][K][8]: the panel a 4×8 block reads is then one contiguous stream. Without this, a B whose
+// row stride is a power of two (2 KB for the 512 gate columns) maps every k step of a panel to the
+// same two L1 sets and the product keeps missing L1.
+export function packB(b: usize, ldb: i32, dst: usize, K: i32, N: i32): void {
+  const N8 = N & ~7;
+  const ldbB = <usize>ldb << 2;
+  let out = dst;
+  for (let j = 0; j < N8; j += 8) {
+    let pb = b + (<usize>j << 2);
+    for (let k = 0; k < K; k++) {
+      v128.store(out, v128.load(pb));
+      v128.store(out, v128.load(pb, 16), 16);
+      out += 32;
+      pb += ldbB;
+    }
+  }
+}
+
+// C[M×N] += A · B, A row-major [M×K] (row stride lda), B given twice: packed panels `bp` (packB)
+// for the first N & ~7 columns, and row-major `b` for the remaining columns.
+export function gemmNNPacked(a: usize, lda: i32, bp: usize, b: usize, ldb: i32, c: usize, ldc: i32, M: i32, N: i32, K: i32): void {
+  const N8 = N & ~7;
+  for (let j = 0; j < N8; j += 8) {
+    // one panel is a [K×8] row-major matrix with row stride 8
+    gemmPanel(a, lda, false, bp + <usize>j * (<usize>K << 2), 8, c + (<usize>j << 2), ldc, M, 8, K);
+  }
+  if (N8 < N) gemmPanel(a, lda, false, b + (<usize>N8 << 2), ldb, c + (<usize>N8 << 2), ldc, M, N - N8, K);
+}
+
 // dst[cols×rows] = srcᵀ, src row-major [rows×cols].
 export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
   for (let r = 0; r < rows; r++) {

@@ -7,6 +7,10 @@ export interface KernelExports {
   gemmNN(a: number, lda: number, b: number, ldb: number, c: number, ldc: number, M: number, N: number, K: number): void;
   /** C += Aᵀ·B, A stored [K×M] */
   gemmTN(a: number, lda: number, b: number, ldb: number, c: number, ldc: number, M: number, N: number, K: number): void;
+  /** pack B's first N & ~7 columns into [N/8][K][8] panels */
+  packB(b: number, ldb: number, dst: number, K: number, N: number): void;
+  /** C += A·B with B packed by packB (its tail columns read from row-major b) */
+  gemmNNPacked(a: number, lda: number, bp: number, b: number, ldb: number, c: number, ldc: number, M: number, N: number, K: number): void;
   transpose(src: number, dst: number, rows: number, cols: number): void;
   sigmoidArray(x: number, y: number, n: number): void;
   tanhArray(x: number, y: number, n: number): void;

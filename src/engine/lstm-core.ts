@@ -34,6 +34,8 @@ export class LstmCore {
   private readonly pWd: number;
   private readonly pBd: number;
   private readonly pWhT: number;
+  private readonly pWhP: number; // Wh packed in column panels (packB) for the forward product
+  private readonly pWhTP: number; // Whᵀ packed likewise for the backward product
   private readonly pWdT: number;
   private readonly pGrads: number;
   private readonly pTok: number;
@@ -78,6 +80,8 @@ export class LstmCore {
     this.pWd = this.pB + G * 4;
     this.pBd = this.pWd + H * V * 4;
     this.pWhT = a.reserve(G * H);
+    this.pWhP = a.reserve(H * G);
+    this.pWhTP = a.reserve(G * H);
     this.pWdT = a.reserve(V * H);
     this.pGrads = a.reserve(this.P);
     this.pTok = a.reserve(B * T);
@@ -108,6 +112,8 @@ export class LstmCore {
     if (flat.length !== this.P) throw new RangeError(`expected ${this.P} parameters, got ${flat.length}`);
     this.params.set(flat);
     this.k.transpose(this.pWh, this.pWhT, this.H, this.G);
+    this.k.packB(this.pWh, this.G, this.pWhP, this.H, this.G);
+    this.k.packB(this.pWhT, this.H, this.pWhTP, this.G, this.H);
     this.k.transpose(this.pWd, this.pWdT, this.H, this.V);
   }
 
@@ -135,7 +141,7 @@ export class LstmCore {
     for (let t = 0; t < T; t++) {
       const z = this.pAct + t * BG;
       k.gatherRows(z, this.pWx, this.pB, this.pTok + t * 4, T, n, G);
-      if (t > 0) k.gemmNN(this.pH + t * BH, H, this.pWh, G, z, G, n, G, H); // z += h[t]·Wh
+      if (t > 0) k.gemmNNPacked(this.pH + t * BH, H, this.pWhP, this.pWh, G, z, G, n, G, H); // z += h[t]·Wh
       k.gatesForward(z, this.pC + t * BH, this.pC + (t + 1) * BH, this.pTc + t * BH, this.pH + (t + 1) * BH, n, H);
     }
     const hT = this.pH + T * BH;
@@ -161,7 +167,7 @@ export class LstmCore {
       k.scatterRows(gWx, gB, dz, this.pTok + t * 4, T, n, G);
       if (t > 0) {
         this.mem.fill(0, this.pDh, this.pDh + BH);
-        k.gemmNN(dz, G, this.pWhT, H, this.pDh, H, n, H, G); // dh = dz·Whᵀ
+        k.gemmNNPacked(dz, G, this.pWhTP, this.pWhT, H, this.pDh, H, n, H, G); // dh = dz·Whᵀ
       }
     }
     // dWh = Σ_{t≥1} h[t]ᵀ·dz_t as one product over the stacked steps: [H × (T-1)n]·[(T-1)n × G]
@@ -216,7 +222,7 @@ export class LstmCore {
     const slot = this.cap.maxB * H * 4;
     const z = this.pAct;
     k.gatherRows(z, this.pWx, this.pB, tokPtr, tokStride, n, G);
-    k.gemmNN(this.pH, H, this.pWh, G, z, G, n, G, H);
+    k.gemmNNPacked(this.pH, H, this.pWhP, this.pWh, G, z, G, n, G, H);
     k.gatesForward(z, this.pC, this.pC + slot, this.pTc, this.pH + slot, n, H);
     this.mem.copyWithin(this.pC, this.pC + slot, this.pC + slot + BH);
     this.mem.copyWithin(this.pH, this.pH + slot, this.pH + slot + BH);
