@@ -1,0 +1,90 @@
+// `charlstm train` as a real process: the reference figures, a short real run that saves a model
+// TF.js can load, reproducibility across runs and thread counts, and refusals of bad input.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadModel } from '../src/checkpoint/model-format.ts';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const sharedCorpora = path.resolve(repo, '../shared/corpora');
+
+function charlstm(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+  const res = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    cwd: repo,
+    encoding: 'utf8',
+    env: { ...process.env, CHARLSTM_DATA_DIR: sharedCorpora, ...env },
+    timeout: 240_000,
+  });
+  return { code: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-train-'));
+const small = path.join(tmp, 'small.txt');
+writeFileSync(small, readFileSync(path.join(sharedCorpora, 'nietzsche.txt'), 'utf8').slice(0, 6000));
+
+test('--dry-run on nietzsche prints the reference figures and a model summary', () => {
+  const r = charlstm(['train', '--corpus', 'nietzsche', '--dry-run']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^corpus length: 600893$/m);
+  assert.match(r.stdout, /^unique characters: 57$/m);
+  assert.match(r.stdout, /^sequences: 200278$/m);
+  assert.match(r.stdout, /Total params: 102,585/);
+});
+
+test('a short run trains, samples at every temperature, and saves a loadable model', async () => {
+  const out = path.join(tmp, 'm1');
+  const r = charlstm(['train', '--corpus', small, '--epochs', '2', '--units', '16', '--out', out, '--seed', '11', '--sample-length', '30']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((r.stdout.match(/--- Generating with seed:/g) ?? []).length, 2);
+  for (const t of ['0.2', '0.5', '1', '1.2']) assert.match(r.stdout, new RegExp(`------ temperature: ${t}\\n`));
+  assert.match(r.stderr, /Epoch 2\/2: loss \d+\.\d{4}/);
+  const losses = [...r.stderr.matchAll(/Epoch \d\/2: loss (\d+\.\d+)/g)].map((m) => Number(m[1]));
+  assert.equal(losses.length, 2);
+  assert.ok(losses[1]! < losses[0]!, `loss should fall: ${losses.join(' → ')}`);
+  const { meta, params } = await loadModel(out);
+  assert.equal(meta.units, 16);
+  assert.equal(meta.maxlen, 60);
+  assert.equal(meta.training.epochs, 2);
+  assert.equal(params.shape.units, 16);
+});
+
+test('the same seed gives bit-identical weights, with one thread or two', async () => {
+  const a = path.join(tmp, 'seed-a');
+  const b = path.join(tmp, 'seed-b');
+  const common = ['train', '--corpus', small, '--epochs', '1', '--units', '8', '--seed', '3', '--sample-length', '0'];
+  assert.equal(charlstm([...common, '--out', a, '--threads', '1']).code, 0);
+  assert.equal(charlstm([...common, '--out', b, '--threads', '2']).code, 0);
+  const [ma, mb] = await Promise.all([loadModel(a), loadModel(b)]);
+  assert.deepEqual(ma.params.flat, mb.params.flat);
+});
+
+test('bad input: one line, exit code 2, nothing overwritten', () => {
+  const out = path.join(tmp, 'm1'); // saved by the test above
+  const before = readFileSync(path.join(out, 'model.json'), 'utf8');
+  const cases: [string[], RegExp][] = [
+    [['train', '--corpus', small, '--out', out, '--epochs', '1'], /already holds a model/],
+    [['train', '--corpus', path.join(tmp, 'missing.txt')], /not found/],
+    [['train', '--corpus', small, '--epochs', '0'], /epochs|count/i],
+    [['train', '--corpus', small, '--lr', '-1'], /lr/],
+    [['train', '--corpus', small, '--units', '10'], /multiple of 4/],
+    [['train', '--corpus', small, '--temperatures', '0.2,abc'], /abc/],
+    [['train', '--corpus', small, '--bogus'], /bogus/],
+  ];
+  const tiny = path.join(tmp, 'tiny.txt');
+  writeFileSync(tiny, 'too short');
+  cases.push([['train', '--corpus', tiny], /needs at least maxlen \+ 1 = 61/]);
+  for (const [args, message] of cases) {
+    const r = charlstm(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(lines[0]!, /^charlstm: error: /);
+    assert.match(lines[0]!, message);
+  }
+  assert.equal(readFileSync(path.join(out, 'model.json'), 'utf8'), before);
+  assert.ok(!existsSync(path.join(repo, 'models', 'tiny')));
+});
