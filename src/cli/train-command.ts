@@ -27,33 +27,40 @@ interface TrainFlags {
 function parsePositive(text: string): number {
   const t = text.trim();
   const n = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t) ? Number(t) : NaN;
-  if (!(Number.isFinite(n) && n > 0)) throw new InvalidArgumentError('It must be a positive number.');
+  if (!(Number.isFinite(n) && n > 0))
+    throw new InvalidArgumentError('It must be a positive number.');
   return n;
 }
 
 function parseTemperatures(text: string): number[] {
   const parts = text.split(',').map((s) => s.trim());
   if (parts.length === 0 || parts.some((p) => p === '')) {
-    throw new InvalidArgumentError('Give a comma-separated list of positive numbers, e.g. 0.2,0.5,1.0,1.2.');
+    throw new InvalidArgumentError(
+      'Give a comma-separated list of positive numbers, e.g. 0.2,0.5,1.0,1.2.',
+    );
   }
   return parts.map((p) => {
     try {
       return parsePositive(p);
     } catch {
-      throw new InvalidArgumentError(`The temperature ${JSON.stringify(p)} is not a positive number.`);
+      throw new InvalidArgumentError(
+        `The temperature ${JSON.stringify(p)} is not a positive number.`,
+      );
     }
   });
 }
 
 function parseUnits(text: string): number {
   const n = parseCount(text);
-  if (n % 4 !== 0 || n > 4096) throw new InvalidArgumentError('units must be a multiple of 4, at most 4096.');
+  if (n % 4 !== 0 || n > 4096)
+    throw new InvalidArgumentError('units must be a multiple of 4, at most 4096.');
   return n;
 }
 
 function parseThreads(text: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 64) throw new InvalidArgumentError('threads must be an integer from 0 to 64.');
+  if (!Number.isInteger(n) || n < 0 || n > 64)
+    throw new InvalidArgumentError('threads must be an integer from 0 to 64.');
   return n;
 }
 
@@ -67,19 +74,39 @@ function parseSampleLength(text: string): number {
 
 export function trainCommand(): Command {
   return new Command('train')
-    .description('train a model on a corpus, printing samples after every epoch (the reference pipeline)')
-    .option('-c, --corpus <spec>', 'built-in name (nietzsche, moby-dick), text file or http(s) URL', 'nietzsche')
-    .option('-o, --out <dir>', 'model folder, saved after every epoch (default: models/<corpus name>)')
+    .description(
+      'train a model on a corpus, printing samples after every epoch (the reference pipeline)',
+    )
+    .option(
+      '-c, --corpus <spec>',
+      'built-in name (nietzsche, moby-dick), text file or http(s) URL',
+      'nietzsche',
+    )
+    .option(
+      '-o, --out <dir>',
+      'model folder, saved after every epoch (default: models/<corpus name>)',
+    )
     .option('-e, --epochs <n>', 'epochs to train', parseCount, REFERENCE.epochs)
     .option('--batch-size <n>', 'windows per batch', parseCount, REFERENCE.batchSize)
     .option('--lr <x>', 'RMSprop learning rate', parsePositive, REFERENCE.learningRate)
     .option('--units <n>', 'LSTM units (a multiple of 4)', parseUnits, REFERENCE.units)
     .option('--maxlen <n>', 'characters in an input window', parseCount, REFERENCE.maxlen)
     .option('--step <n>', 'a new window every <n> characters', parseCount, REFERENCE.step)
-    .option('--seed <n>', 'seed for initial weights, shuffling and samples (default: random, printed)', parseSeed)
+    .option(
+      '--seed <n>',
+      'seed for initial weights, shuffling and samples (default: random, printed)',
+      parseSeed,
+    )
     .option('--threads <n>', 'worker threads (default: one per core, at most 2)', parseThreads)
-    .option('--temperatures <list>', 'sampling temperatures after each epoch', parseTemperatures, [...REFERENCE.temperatures])
-    .option('--sample-length <n>', 'characters generated per temperature after each epoch', parseSampleLength, REFERENCE.sampleLength)
+    .option('--temperatures <list>', 'sampling temperatures after each epoch', parseTemperatures, [
+      ...REFERENCE.temperatures,
+    ])
+    .option(
+      '--sample-length <n>',
+      'characters generated per temperature after each epoch',
+      parseSampleLength,
+      REFERENCE.sampleLength,
+    )
     .option('--no-lowercase', 'keep the corpus as written (the reference lowercases it)')
     .option('--dry-run', 'print the corpus figures and the model summary, then exit')
     .option('--overwrite', 'replace a model already in the output folder')

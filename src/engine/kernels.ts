@@ -1,8 +1,15 @@
 // Loads the WebAssembly kernels (assembly/kernels.ts, built to build/kernels.wasm). The module
 // is compiled once per thread and instantiated once per engine core: each core owns its memory.
 
+/** What the engine needs of a kernel instance's memory: WebAssembly.Memory, or the native addon's. */
+export interface KernelMemory {
+  readonly buffer: ArrayBuffer;
+  /** Add `pages` 64 KiB pages; returns the previous size in pages. Replaces (detaches) `buffer`. */
+  grow(pages: number): number;
+}
+
 export interface KernelExports {
-  memory: WebAssembly.Memory;
+  memory: KernelMemory;
   /** C += A·B, A row-major [M×K] */
   gemmNN(a: number, lda: number, b: number, ldb: number, c: number, ldc: number, M: number, N: number, K: number): void;
   /** C += Aᵀ·B, A stored [K×M] */

@@ -1,0 +1,806 @@
+// Native (x86-64 AVX2 + FMA) build of the LSTM engine's kernels: the same functions, arguments
+// and semantics as the WebAssembly ones in assembly/kernels.ts, so that src/engine/lstm-core.ts
+// runs unchanged on either. See src/engine/native.ts for the JS side.
+//
+// A "kernel instance" owns one zeroed, 64-byte-aligned memory block that plays the part of the
+// wasm module's linear memory: JS sees it as an ArrayBuffer, every kernel takes byte offsets into
+// it, and grow(pages) replaces it with a larger copy in 64 KiB pages (detaching the old buffer,
+// like WebAssembly.Memory.grow). Every access a kernel makes is bounds-checked against the block
+// before it runs (a RangeError instead of the wasm trap), except the rows chosen by token ids in
+// gatherRows/scatterRows, which are checked row by row.
+//
+// No threads, no global mutable state: each worker thread loads the addon (context-aware via
+// NAPI_MODULE_INIT) and creates its own instance. The AVX2/FMA code is compiled for that target
+// only (the pragma below); module init checks the CPU and reports `supported: false` otherwise.
+
+#include <node_api.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+namespace {
+
+constexpr uint64_t PAGE = 65536;
+constexpr uint32_t MAX_PAGES = 65536;  // the wasm32 limit: 4 GiB
+
+// One memory block. Owned jointly by its ArrayBuffer (released by the buffer's finalizer) and
+// by the instance while it is the instance's current block.
+struct Block {
+  uint8_t* data;
+  uint64_t bytes;
+  std::atomic<int> refs;
+};
+
+void releaseBlock(Block* b) {
+  if (b->refs.fetch_sub(1) == 1) {
+    std::free(b->data);
+    delete b;
+  }
+}
+
+Block* newBlock(uint64_t bytes) {
+  // aligned_alloc needs a size that is a multiple of the alignment: pages are.
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) return nullptr;
+  std::memset(p, 0, bytes);
+  Block* b = new Block{static_cast<uint8_t*>(p), bytes, {1}};
+  return b;
+}
+
+// A kernel instance. Kept alive by its function objects (one reference each, dropped by their
+// finalizers); holds one reference on its current block.
+struct Instance {
+  Block* mem = nullptr;
+  int fnRefs = 0;
+  bool pinned = false;  // a function without a finalizer exists: never free
+};
+
+// Out-of-bounds marker returned by the kernels.
+enum Status { OK = 0, OOB = 1 };
+
+// Is [off, off + bytes) inside the block? (64-bit arithmetic: no wrap-around.)
+inline bool inside(const Block* m, uint64_t off, uint64_t bytes) { return off <= m->bytes && bytes <= m->bytes - off; }
+
+// Extent in bytes of a strided 2-D float region: rows × cols with row stride ld (floats).
+inline uint64_t extent(int64_t rows, int64_t cols, int64_t ld) {
+  return (static_cast<uint64_t>(rows - 1) * static_cast<uint64_t>(ld) + static_cast<uint64_t>(cols)) * 4;
+}
+
+inline int64_t ceil4(int64_t n) { return (n + 3) & ~int64_t{3}; }
+
+// =============================================================================================
+// AVX2 + FMA kernels
+// =============================================================================================
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+// Mask with the first `lanes` (0..8) lanes set.
+inline __m256i laneMask(int lanes) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), idx);
+}
+
+// Load/store `lanes` floats (1..8): the full-width form when lanes == 8.
+inline __m256 loadN(const float* p, int lanes, __m256i mask) {
+  return lanes == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
+}
+inline void storeN(float* p, __m256 v, int lanes, __m256i mask) {
+  if (lanes == 8)
+    _mm256_storeu_ps(p, v);
+  else
+    _mm256_maskstore_ps(p, mask, v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix product. C[M×N] += A·B with B row-major [K×N] (row stride ldb), C row stride ldc;
+//   gemmNN: A row-major [M×K], row stride lda        (A[i,k] = a[i*lda + k])
+//   gemmTN: A stored transposed [K×M], row stride lda (A[i,k] = a[k*lda + i])
+// Register block: MR rows × NV·8 columns of C in MR·NV ymm accumulators; each k step loads NV
+// 8-float slices of a B row and broadcasts MR elements of A. Long K is cut into KC panels (as in
+// the wasm kernel) so that A's panel stays in L2 while the column blocks of C pass over it.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int KC = 256;
+constexpr int MR_MAX = 6;  // 6 × 16: 12 accumulators + 2 B slices + 1 broadcast = 15 of 16 ymm
+constexpr int NV_MAX = 2;
+
+// MASKED: the last of the NV slices holds only `lanes` columns (the right edge of C).
+template <int MR, int NV, bool TRANS, bool MASKED>
+inline void microKernel(const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb, float* c,
+                        int64_t ldc, int K, int lanes) {
+  const __m256i mask = laneMask(MASKED ? lanes : 8);
+  __m256 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++)
+      acc[r][v] = (MASKED && v == NV - 1) ? _mm256_maskload_ps(c + r * ldc + 8 * v, mask)
+                                          : _mm256_loadu_ps(c + r * ldc + 8 * v);
+  const float* pa = a;
+  const float* pb = b;
+  const int64_t rowStep = TRANS ? 1 : lda;  // between A's rows (i)
+  const int64_t kStep = TRANS ? lda : 1;    // between A's k steps
+  for (int k = 0; k < K; k++) {
+    __m256 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++)
+      bv[v] = (MASKED && v == NV - 1) ? _mm256_maskload_ps(pb + 8 * v, mask) : _mm256_loadu_ps(pb + 8 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+      const __m256 s = _mm256_broadcast_ss(pa + r * rowStep);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm256_fmadd_ps(s, bv[v], acc[r][v]);
+    }
+    pa += kStep;
+    pb += ldb;
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      if (MASKED && v == NV - 1)
+        _mm256_maskstore_ps(c + r * ldc + 8 * v, mask, acc[r][v]);
+      else
+        _mm256_storeu_ps(c + r * ldc + 8 * v, acc[r][v]);
+    }
+}
+
+// All rows of one column block.
+template <int NV, bool TRANS, bool MASKED>
+void columnBlock(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int M, int K,
+                 int lanes) {
+  const int64_t rowStep = TRANS ? 1 : lda;
+  int i = 0;
+  for (; i + MR_MAX <= M; i += MR_MAX)
+    microKernel<MR_MAX, NV, TRANS, MASKED>(a + i * rowStep, lda, b, ldb, c + i * ldc, ldc, K, lanes);
+  const float* ai = a + i * rowStep;
+  float* ci = c + i * ldc;
+  switch (M - i) {
+    case 5: microKernel<5, NV, TRANS, MASKED>(ai, lda, b, ldb, ci, ldc, K, lanes); break;
+    case 4: microKernel<4, NV, TRANS, MASKED>(ai, lda, b, ldb, ci, ldc, K, lanes); break;
+    case 3: microKernel<3, NV, TRANS, MASKED>(ai, lda, b, ldb, ci, ldc, K, lanes); break;
+    case 2: microKernel<2, NV, TRANS, MASKED>(ai, lda, b, ldb, ci, ldc, K, lanes); break;
+    case 1: microKernel<1, NV, TRANS, MASKED>(ai, lda, b, ldb, ci, ldc, K, lanes); break;
+    default: break;
+  }
+}
+
+template <bool TRANS>
+void gemmPanel(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int M, int N, int K) {
+  constexpr int NR = NV_MAX * 8;
+  int j = 0;
+  for (; j + NR <= N; j += NR) columnBlock<NV_MAX, TRANS, false>(a, lda, b + j, ldb, c + j, ldc, M, K, 8);
+  const int rest = N - j;
+  if (rest == 0) return;
+  const int nv = (rest + 7) / 8;
+  const int lanes = rest - 8 * (nv - 1);
+  const bool masked = lanes != 8;
+  if (nv == 2) {
+    if (masked)
+      columnBlock<2, TRANS, true>(a, lda, b + j, ldb, c + j, ldc, M, K, lanes);
+    else
+      columnBlock<2, TRANS, false>(a, lda, b + j, ldb, c + j, ldc, M, K, 8);
+  } else {
+    if (masked)
+      columnBlock<1, TRANS, true>(a, lda, b + j, ldb, c + j, ldc, M, K, lanes);
+    else
+      columnBlock<1, TRANS, false>(a, lda, b + j, ldb, c + j, ldc, M, K, 8);
+  }
+}
+
+template <bool TRANS>
+void gemm(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int M, int N, int K) {
+  for (int k0 = 0; k0 < K; k0 += KC) {
+    const int kLen = std::min(KC, K - k0);
+    const float* ak = TRANS ? a + k0 * lda : a + k0;
+    gemmPanel<TRANS>(ak, lda, b + k0 * ldb, ldb, c, ldc, M, N, kLen);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vectorised exp, sigmoid, tanh: the wasm kernels' algorithms (Cephes range reduction and
+// polynomials), eight lanes at a time.
+// ---------------------------------------------------------------------------------------------
+
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  const __m256 n =
+      _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // r = x - n·ln2, with ln2 split in two for precision
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  // scale by 2^n through the exponent bits
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+inline __m256 sigmoid8(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 negx = _mm256_xor_ps(x, _mm256_set1_ps(-0.0f));
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp8(negx)));
+}
+
+// tanh: a polynomial near zero (where 1 - 2/(e^2x + 1) would cancel), the exp form elsewhere.
+inline __m256 tanh8(__m256 x) {
+  const __m256 signBit = _mm256_set1_ps(-0.0f);
+  const __m256 ax = _mm256_andnot_ps(signBit, x);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 big =
+      _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(exp8(_mm256_add_ps(ax, ax)), one)));
+  const __m256 sgn = _mm256_or_ps(big, _mm256_and_ps(x, signBit));
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  return _mm256_blendv_ps(sgn, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+
+// The wasm kernels process elements in groups of 4 (n rounded up to a multiple of 4); so do
+// these: 8 at a time, the last group of 4..8 (or 4) with a mask.
+template <typename F>
+inline void forEach8(int64_t n, F&& f) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) f(i, 8, laneMask(8));
+  if (i < n) {
+    const int lanes = static_cast<int>(ceil4(n - i));
+    f(i, lanes, laneMask(lanes));
+  }
+}
+
+void sigmoidArray(float* x, float* y, int n) {
+  forEach8(n, [&](int64_t i, int lanes, __m256i m) { storeN(y + i, sigmoid8(loadN(x + i, lanes, m)), lanes, m); });
+}
+
+void tanhArray(float* x, float* y, int n) {
+  forEach8(n, [&](int64_t i, int lanes, __m256i m) { storeN(y + i, tanh8(loadN(x + i, lanes, m)), lanes, m); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTM gates. A step's gate buffer z is [B × 4H]: column blocks i, f, c, o (Keras order).
+// ---------------------------------------------------------------------------------------------
+
+// z[b,:] = bias + Wx[tok[b*tokStride], :]. Returns OOB if a token's row lies outside memory.
+Status gatherRows(Block* m, float* z, uint32_t wx, float* bias, const int32_t* tok, int64_t tokStride, int B, int G) {
+  const uint64_t rowBytes = static_cast<uint64_t>(ceil4(G)) * 4;
+  for (int b = 0; b < B; b++) {
+    const uint64_t off = wx + static_cast<uint64_t>(static_cast<uint32_t>(tok[b * tokStride])) * G * 4;
+    if (!inside(m, off, rowBytes)) return OOB;
+    const float* src = reinterpret_cast<const float*>(m->data + off);
+    float* dst = z + static_cast<int64_t>(b) * G;
+    forEach8(G, [&](int64_t j, int lanes, __m256i mk) {
+      storeN(dst + j, _mm256_add_ps(loadN(src + j, lanes, mk), loadN(bias + j, lanes, mk)), lanes, mk);
+    });
+  }
+  return OK;
+}
+
+// In place: z → activations (σ(i), σ(f), tanh(c̃), σ(o)); then
+//   c = f ⊙ cPrev + i ⊙ c̃,  tc = tanh(c),  h = o ⊙ tc          (all [B × H])
+void gatesForward(float* z, const float* cPrev, float* c, float* tc, float* h, int B, int H) {
+  for (int b = 0; b < B; b++) {
+    float* zr = z + static_cast<int64_t>(b) * 4 * H;
+    const int64_t hr = static_cast<int64_t>(b) * H;
+    forEach8(H, [&](int64_t j, int lanes, __m256i mk) {
+      const __m256 ig = sigmoid8(loadN(zr + j, lanes, mk));
+      const __m256 fg = sigmoid8(loadN(zr + H + j, lanes, mk));
+      const __m256 cg = tanh8(loadN(zr + 2 * H + j, lanes, mk));
+      const __m256 og = sigmoid8(loadN(zr + 3 * H + j, lanes, mk));
+      storeN(zr + j, ig, lanes, mk);
+      storeN(zr + H + j, fg, lanes, mk);
+      storeN(zr + 2 * H + j, cg, lanes, mk);
+      storeN(zr + 3 * H + j, og, lanes, mk);
+      const __m256 cv = _mm256_add_ps(_mm256_mul_ps(fg, loadN(cPrev + hr + j, lanes, mk)), _mm256_mul_ps(ig, cg));
+      const __m256 tv = tanh8(cv);
+      storeN(c + hr + j, cv, lanes, mk);
+      storeN(tc + hr + j, tv, lanes, mk);
+      storeN(h + hr + j, _mm256_mul_ps(og, tv), lanes, mk);
+    });
+  }
+}
+
+// Backward through one step's gates: writes dz [B×4H] and replaces dc with the gradient reaching
+// c_{t-1}. (The same operations, in the same order, as the wasm kernel: no FMA contraction.)
+void gatesBackward(const float* act, const float* cPrev, const float* tc, const float* dh, float* dc, float* dz, int B,
+                   int H) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (int b = 0; b < B; b++) {
+    const float* ar = act + static_cast<int64_t>(b) * 4 * H;
+    float* dr = dz + static_cast<int64_t>(b) * 4 * H;
+    const int64_t hr = static_cast<int64_t>(b) * H;
+    forEach8(H, [&](int64_t j, int lanes, __m256i mk) {
+      const __m256 ig = loadN(ar + j, lanes, mk);
+      const __m256 fg = loadN(ar + H + j, lanes, mk);
+      const __m256 cg = loadN(ar + 2 * H + j, lanes, mk);
+      const __m256 og = loadN(ar + 3 * H + j, lanes, mk);
+      const __m256 t = loadN(tc + hr + j, lanes, mk);
+      const __m256 g = loadN(dh + hr + j, lanes, mk);
+      // dc_t += dh ⊙ o ⊙ (1 - tanh²c)
+      const __m256 dct = _mm256_add_ps(loadN(dc + hr + j, lanes, mk),
+                                       _mm256_mul_ps(_mm256_mul_ps(g, og), _mm256_sub_ps(one, _mm256_mul_ps(t, t))));
+      const __m256 dO = _mm256_mul_ps(g, t);
+      const __m256 dI = _mm256_mul_ps(dct, cg);
+      const __m256 dG = _mm256_mul_ps(dct, ig);
+      const __m256 dF = _mm256_mul_ps(dct, loadN(cPrev + hr + j, lanes, mk));
+      storeN(dr + j, _mm256_mul_ps(dI, _mm256_mul_ps(ig, _mm256_sub_ps(one, ig))), lanes, mk);
+      storeN(dr + H + j, _mm256_mul_ps(dF, _mm256_mul_ps(fg, _mm256_sub_ps(one, fg))), lanes, mk);
+      storeN(dr + 2 * H + j, _mm256_mul_ps(dG, _mm256_sub_ps(one, _mm256_mul_ps(cg, cg))), lanes, mk);
+      storeN(dr + 3 * H + j, _mm256_mul_ps(dO, _mm256_mul_ps(og, _mm256_sub_ps(one, og))), lanes, mk);
+      storeN(dc + hr + j, _mm256_mul_ps(dct, fg), lanes, mk);
+    });
+  }
+}
+
+// dWx[tok[b], :] += dz[b, :], db += Σ_b dz[b, :], rows added in b order.
+Status scatterRows(Block* m, uint32_t dwx, float* db, const float* dz, const int32_t* tok, int64_t tokStride, int B,
+                   int G) {
+  const uint64_t rowBytes = static_cast<uint64_t>(ceil4(G)) * 4;
+  for (int b = 0; b < B; b++) {
+    const uint64_t off = dwx + static_cast<uint64_t>(static_cast<uint32_t>(tok[b * tokStride])) * G * 4;
+    if (!inside(m, off, rowBytes)) return OOB;
+    float* dst = reinterpret_cast<float*>(m->data + off);
+    const float* src = dz + static_cast<int64_t>(b) * G;
+    forEach8(G, [&](int64_t j, int lanes, __m256i mk) {
+      const __m256 v = loadN(src + j, lanes, mk);
+      storeN(dst + j, _mm256_add_ps(loadN(dst + j, lanes, mk), v), lanes, mk);
+      storeN(db + j, _mm256_add_ps(loadN(db + j, lanes, mk), v), lanes, mk);
+    });
+  }
+  return OK;
+}
+
+// db[v] += Σ_b d[b, v] (in b order, as the wasm kernel)
+void colSum(const float* d, float* db, int B, int N) {
+  for (int b = 0; b < B; b++) {
+    const float* row = d + static_cast<int64_t>(b) * N;
+    int v = 0;
+    for (; v + 8 <= N; v += 8) _mm256_storeu_ps(db + v, _mm256_add_ps(_mm256_loadu_ps(db + v), _mm256_loadu_ps(row + v)));
+    for (; v < N; v++) db[v] += row[v];
+  }
+}
+
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------------------------------------
+// Scalar kernels (the same code as the wasm ones)
+// ---------------------------------------------------------------------------------------------
+
+// dst[cols×rows] = srcᵀ, src row-major [rows×cols]; 16×16 tiles for the caches.
+void transpose(const float* src, float* dst, int rows, int cols) {
+  constexpr int TILE = 16;
+  for (int r0 = 0; r0 < rows; r0 += TILE) {
+    const int r1 = std::min(rows, r0 + TILE);
+    for (int c0 = 0; c0 < cols; c0 += TILE) {
+      const int c1 = std::min(cols, c0 + TILE);
+      for (int r = r0; r < r1; r++)
+        for (int c = c0; c < c1; c++) dst[static_cast<int64_t>(c) * rows + r] = src[static_cast<int64_t>(r) * cols + c];
+    }
+  }
+}
+
+// logits [B×V] += bd, then → probs [B×V] in place.
+void softmaxRows(float* logits, const float* bd, int B, int V) {
+  for (int b = 0; b < B; b++) {
+    float* row = logits + static_cast<int64_t>(b) * V;
+    float mx = -INFINITY;
+    for (int v = 0; v < V; v++) {
+      const float x = row[v] + bd[v];
+      row[v] = x;
+      if (x > mx) mx = x;
+    }
+    double sum = 0;
+    for (int v = 0; v < V; v++) {
+      const float e = std::exp(row[v] - mx);
+      row[v] = e;
+      sum += static_cast<double>(e);
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int v = 0; v < V; v++) row[v] = row[v] * inv;
+  }
+}
+
+// Categorical cross-entropy with probabilities clipped to [1e-7, 1-1e-7]; writes
+// dlogits = (p - onehot(y)) * scale and returns Σ loss. Returns OOB through *status when a
+// target lies outside memory.
+double crossEntropy(Block* m, uint32_t probs, const int32_t* y, float* dlogits, int B, int V, float scale,
+                    Status* status) {
+  double loss = 0;
+  const float lo = 1e-7f;
+  const float hi = static_cast<float>(1 - 1e-7);
+  for (int b = 0; b < B; b++) {
+    const uint64_t rowOff = probs + static_cast<uint64_t>(b) * V * 4;
+    const float* row = reinterpret_cast<const float*>(m->data + rowOff);
+    float* drow = dlogits + static_cast<int64_t>(b) * V;
+    const int32_t t = y[b];
+    const uint64_t tOff = rowOff + static_cast<uint64_t>(static_cast<uint32_t>(t)) * 4;
+    if (!inside(m, tOff, 4)) {
+      *status = OOB;
+      return 0;
+    }
+    float p = *reinterpret_cast<const float*>(m->data + tOff);
+    p = p < lo ? lo : p > hi ? hi : p;
+    loss -= std::log(static_cast<double>(p));
+    for (int v = 0; v < V; v++) {
+      float g = row[v];
+      if (v == t) g -= 1;
+      drow[v] = g * scale;
+    }
+  }
+  *status = OK;
+  return loss;
+}
+
+// =============================================================================================
+// N-API glue
+// =============================================================================================
+
+constexpr size_t MAX_ARGS = 9;
+
+napi_value throwRange(napi_env env, const char* msg) {
+  napi_throw_range_error(env, nullptr, msg);
+  return nullptr;
+}
+
+napi_value oob(napi_env env) { return throwRange(env, "memory access out of bounds"); }
+
+// The call's arguments as uint32 byte addresses / int32 counts / double; false (with a pending
+// TypeError) when one is not a number.
+struct Args {
+  napi_env env;
+  Instance* inst;
+  napi_value argv[MAX_ARGS];
+  size_t argc;
+
+  bool init(napi_env e, napi_callback_info info) {
+    env = e;
+    argc = MAX_ARGS;
+    void* data = nullptr;
+    if (napi_get_cb_info(env, info, &argc, argv, nullptr, &data) != napi_ok) return false;
+    inst = static_cast<Instance*>(data);
+    return true;
+  }
+  bool u32(size_t i, uint32_t* out) {
+    if (napi_get_value_uint32(env, argv[i], out) == napi_ok) return true;
+    napi_throw_type_error(env, nullptr, "kernel arguments must be numbers");
+    return false;
+  }
+  bool i32(size_t i, int32_t* out) {
+    if (napi_get_value_int32(env, argv[i], out) == napi_ok) return true;
+    napi_throw_type_error(env, nullptr, "kernel arguments must be numbers");
+    return false;
+  }
+  bool f64(size_t i, double* out) {
+    if (napi_get_value_double(env, argv[i], out) == napi_ok) return true;
+    napi_throw_type_error(env, nullptr, "kernel arguments must be numbers");
+    return false;
+  }
+  Block* mem() const { return inst->mem; }
+  template <typename T>
+  T* ptr(uint32_t off) const {
+    return reinterpret_cast<T*>(inst->mem->data + off);
+  }
+};
+
+template <bool TRANS>
+napi_value GemmFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t pa, pb, pc;
+  int32_t lda, ldb, ldc, M, N, K;
+  if (!a.init(env, info) || !a.u32(0, &pa) || !a.i32(1, &lda) || !a.u32(2, &pb) || !a.i32(3, &ldb) || !a.u32(4, &pc) ||
+      !a.i32(5, &ldc) || !a.i32(6, &M) || !a.i32(7, &N) || !a.i32(8, &K))
+    return nullptr;
+  if (M <= 0 || N <= 0 || K <= 0) return nullptr;
+  if (lda < 0 || ldb < 0 || ldc < 0) return oob(env);
+  const Block* m = a.mem();
+  const uint64_t aBytes = TRANS ? extent(K, M, lda) : extent(M, K, lda);
+  if (!inside(m, pa, aBytes) || !inside(m, pb, extent(K, N, ldb)) || !inside(m, pc, extent(M, N, ldc))) return oob(env);
+  gemm<TRANS>(a.ptr<float>(pa), lda, a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N, K);
+  return nullptr;
+}
+
+napi_value TransposeFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t src, dst;
+  int32_t rows, cols;
+  if (!a.init(env, info) || !a.u32(0, &src) || !a.u32(1, &dst) || !a.i32(2, &rows) || !a.i32(3, &cols)) return nullptr;
+  if (rows <= 0 || cols <= 0) return nullptr;
+  const uint64_t bytes = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) * 4;
+  if (!inside(a.mem(), src, bytes) || !inside(a.mem(), dst, bytes)) return oob(env);
+  transpose(a.ptr<float>(src), a.ptr<float>(dst), rows, cols);
+  return nullptr;
+}
+
+template <void (*F)(float*, float*, int)>
+napi_value UnaryFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t x, y;
+  int32_t n;
+  if (!a.init(env, info) || !a.u32(0, &x) || !a.u32(1, &y) || !a.i32(2, &n)) return nullptr;
+  if (n <= 0) return nullptr;
+  const uint64_t bytes = static_cast<uint64_t>(ceil4(n)) * 4;
+  if (!inside(a.mem(), x, bytes) || !inside(a.mem(), y, bytes)) return oob(env);
+  F(a.ptr<float>(x), a.ptr<float>(y), n);
+  return nullptr;
+}
+
+// tok[b*tokStride] for b < B: the token array's extent.
+bool tokensInside(const Block* m, uint32_t tok, int32_t tokStride, int32_t B) {
+  if (tokStride < 0) return false;
+  return inside(m, tok, (static_cast<uint64_t>(B - 1) * static_cast<uint64_t>(tokStride) + 1) * 4);
+}
+
+napi_value GatherRowsFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t z, wx, bias, tok;
+  int32_t tokStride, B, G;
+  if (!a.init(env, info) || !a.u32(0, &z) || !a.u32(1, &wx) || !a.u32(2, &bias) || !a.u32(3, &tok) ||
+      !a.i32(4, &tokStride) || !a.i32(5, &B) || !a.i32(6, &G))
+    return nullptr;
+  if (B <= 0 || G <= 0) return nullptr;
+  Block* m = a.mem();
+  const uint64_t row = static_cast<uint64_t>(ceil4(G)) * 4;
+  if (!inside(m, z, static_cast<uint64_t>(B - 1) * G * 4 + row) || !inside(m, bias, row) || !tokensInside(m, tok, tokStride, B))
+    return oob(env);
+  if (gatherRows(m, a.ptr<float>(z), wx, a.ptr<float>(bias), a.ptr<int32_t>(tok), tokStride, B, G) != OK) return oob(env);
+  return nullptr;
+}
+
+napi_value GatesForwardFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t z, cPrev, c, tc, h;
+  int32_t B, H;
+  if (!a.init(env, info) || !a.u32(0, &z) || !a.u32(1, &cPrev) || !a.u32(2, &c) || !a.u32(3, &tc) || !a.u32(4, &h) ||
+      !a.i32(5, &B) || !a.i32(6, &H))
+    return nullptr;
+  if (B <= 0 || H <= 0) return nullptr;
+  const Block* m = a.mem();
+  const uint64_t state = static_cast<uint64_t>(B - 1) * H * 4 + static_cast<uint64_t>(ceil4(H)) * 4;
+  const uint64_t gates = static_cast<uint64_t>(B - 1) * 4 * H * 4 + 3ull * H * 4 + static_cast<uint64_t>(ceil4(H)) * 4;
+  if (!inside(m, z, gates) || !inside(m, cPrev, state) || !inside(m, c, state) || !inside(m, tc, state) ||
+      !inside(m, h, state))
+    return oob(env);
+  gatesForward(a.ptr<float>(z), a.ptr<float>(cPrev), a.ptr<float>(c), a.ptr<float>(tc), a.ptr<float>(h), B, H);
+  return nullptr;
+}
+
+napi_value GatesBackwardFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t act, cPrev, tc, dh, dc, dz;
+  int32_t B, H;
+  if (!a.init(env, info) || !a.u32(0, &act) || !a.u32(1, &cPrev) || !a.u32(2, &tc) || !a.u32(3, &dh) || !a.u32(4, &dc) ||
+      !a.u32(5, &dz) || !a.i32(6, &B) || !a.i32(7, &H))
+    return nullptr;
+  if (B <= 0 || H <= 0) return nullptr;
+  const Block* m = a.mem();
+  const uint64_t state = static_cast<uint64_t>(B - 1) * H * 4 + static_cast<uint64_t>(ceil4(H)) * 4;
+  const uint64_t gates = static_cast<uint64_t>(B - 1) * 4 * H * 4 + 3ull * H * 4 + static_cast<uint64_t>(ceil4(H)) * 4;
+  if (!inside(m, act, gates) || !inside(m, dz, gates) || !inside(m, cPrev, state) || !inside(m, tc, state) ||
+      !inside(m, dh, state) || !inside(m, dc, state))
+    return oob(env);
+  gatesBackward(a.ptr<float>(act), a.ptr<float>(cPrev), a.ptr<float>(tc), a.ptr<float>(dh), a.ptr<float>(dc),
+                a.ptr<float>(dz), B, H);
+  return nullptr;
+}
+
+napi_value ScatterRowsFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t dwx, db, dz, tok;
+  int32_t tokStride, B, G;
+  if (!a.init(env, info) || !a.u32(0, &dwx) || !a.u32(1, &db) || !a.u32(2, &dz) || !a.u32(3, &tok) ||
+      !a.i32(4, &tokStride) || !a.i32(5, &B) || !a.i32(6, &G))
+    return nullptr;
+  if (B <= 0 || G <= 0) return nullptr;
+  Block* m = a.mem();
+  const uint64_t row = static_cast<uint64_t>(ceil4(G)) * 4;
+  if (!inside(m, dz, static_cast<uint64_t>(B - 1) * G * 4 + row) || !inside(m, db, row) || !tokensInside(m, tok, tokStride, B))
+    return oob(env);
+  if (scatterRows(m, dwx, a.ptr<float>(db), a.ptr<float>(dz), a.ptr<int32_t>(tok), tokStride, B, G) != OK) return oob(env);
+  return nullptr;
+}
+
+napi_value SoftmaxRowsFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t logits, bd;
+  int32_t B, V;
+  if (!a.init(env, info) || !a.u32(0, &logits) || !a.u32(1, &bd) || !a.i32(2, &B) || !a.i32(3, &V)) return nullptr;
+  if (B <= 0 || V <= 0) return nullptr;
+  if (!inside(a.mem(), logits, static_cast<uint64_t>(B) * V * 4) || !inside(a.mem(), bd, static_cast<uint64_t>(V) * 4))
+    return oob(env);
+  softmaxRows(a.ptr<float>(logits), a.ptr<float>(bd), B, V);
+  return nullptr;
+}
+
+napi_value CrossEntropyFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t probs, y, dlogits;
+  int32_t B, V;
+  double scale;
+  if (!a.init(env, info) || !a.u32(0, &probs) || !a.u32(1, &y) || !a.u32(2, &dlogits) || !a.i32(3, &B) ||
+      !a.i32(4, &V) || !a.f64(5, &scale))
+    return nullptr;
+  double loss = 0;
+  if (B > 0) {
+    Block* m = a.mem();
+    const uint64_t bytes = static_cast<uint64_t>(B) * static_cast<uint64_t>(V < 0 ? 0 : V) * 4;
+    if (!inside(m, probs, bytes) || !inside(m, dlogits, bytes) || !inside(m, y, static_cast<uint64_t>(B) * 4))
+      return oob(env);
+    Status st;
+    loss = crossEntropy(m, probs, a.ptr<int32_t>(y), a.ptr<float>(dlogits), B, V, static_cast<float>(scale), &st);
+    if (st != OK) return oob(env);
+  }
+  napi_value result;
+  napi_create_double(env, loss, &result);
+  return result;
+}
+
+napi_value ColSumFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t d, db;
+  int32_t B, N;
+  if (!a.init(env, info) || !a.u32(0, &d) || !a.u32(1, &db) || !a.i32(2, &B) || !a.i32(3, &N)) return nullptr;
+  if (B <= 0 || N <= 0) return nullptr;
+  if (!inside(a.mem(), d, static_cast<uint64_t>(B) * N * 4) || !inside(a.mem(), db, static_cast<uint64_t>(N) * 4))
+    return oob(env);
+  colSum(a.ptr<float>(d), a.ptr<float>(db), B, N);
+  return nullptr;
+}
+
+// ---- memory ---------------------------------------------------------------------------------
+
+void finalizeBlock(napi_env, void*, void* hint) { releaseBlock(static_cast<Block*>(hint)); }
+
+// An ArrayBuffer over the block (takes one reference, released by the buffer's finalizer).
+napi_value bufferFor(napi_env env, Block* b) {
+  b->refs.fetch_add(1);
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, b->data, b->bytes, finalizeBlock, b, &ab) != napi_ok) {
+    releaseBlock(b);
+    return nullptr;
+  }
+  return ab;
+}
+
+// grow(pages, oldBuffer) → the new ArrayBuffer: a copy of the memory with `pages` more 64 KiB
+// pages, zeroed. oldBuffer (the current buffer) is detached, as WebAssembly.Memory.grow does.
+napi_value GrowFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t pages;
+  if (!a.init(env, info) || !a.u32(0, &pages)) return nullptr;
+  Block* old = a.inst->mem;
+  const uint64_t oldPages = old->bytes / PAGE;
+  if (oldPages + pages > MAX_PAGES) return throwRange(env, "WebAssembly.Memory.grow(): Maximum memory size exceeded");
+  Block* b = newBlock((oldPages + pages) * PAGE);
+  if (!b) return throwRange(env, "WebAssembly.Memory.grow(): Unable to grow instance memory");
+  std::memcpy(b->data, old->data, old->bytes);
+  napi_value ab = bufferFor(env, b);
+  if (!ab) {
+    releaseBlock(b);
+    return throwRange(env, "WebAssembly.Memory.grow(): Unable to grow instance memory");
+  }
+  a.inst->mem = b;
+  if (a.argc > 1) {
+    void* data = nullptr;
+    bool isAb = false;
+    if (napi_is_arraybuffer(env, a.argv[1], &isAb) == napi_ok && isAb &&
+        napi_get_arraybuffer_info(env, a.argv[1], &data, nullptr) == napi_ok && data == old->data)
+      napi_detach_arraybuffer(env, a.argv[1]);
+  }
+  releaseBlock(old);  // the instance's reference; the old buffer's goes with the buffer
+  return ab;
+}
+
+// ---- instances ------------------------------------------------------------------------------
+
+void finalizeFunction(napi_env, void* data, void*) {
+  Instance* inst = static_cast<Instance*>(data);
+  if (--inst->fnRefs == 0 && !inst->pinned) {
+    releaseBlock(inst->mem);
+    delete inst;
+  }
+}
+
+struct FnSpec {
+  const char* name;
+  napi_callback cb;
+};
+
+const FnSpec FUNCTIONS[] = {
+    {"gemmNN", GemmFn<false>},
+    {"gemmTN", GemmFn<true>},
+    {"transpose", TransposeFn},
+    {"sigmoidArray", UnaryFn<sigmoidArray>},
+    {"tanhArray", UnaryFn<tanhArray>},
+    {"gatherRows", GatherRowsFn},
+    {"gatesForward", GatesForwardFn},
+    {"gatesBackward", GatesBackwardFn},
+    {"scatterRows", ScatterRowsFn},
+    {"softmaxRows", SoftmaxRowsFn},
+    {"crossEntropy", CrossEntropyFn},
+    {"colSum", ColSumFn},
+    {"grow", GrowFn},
+};
+
+// create(pages) → { buffer, grow(pages, oldBuffer), gemmNN, …, colSum }
+napi_value CreateFn(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  uint32_t pages = 1;
+  if (argc >= 1 && napi_get_value_uint32(env, argv[0], &pages) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "pages must be a number");
+    return nullptr;
+  }
+  if (pages > MAX_PAGES) return throwRange(env, "too many pages");
+  Block* b = newBlock(static_cast<uint64_t>(pages == 0 ? 1 : pages) * PAGE);
+  if (!b) return throwRange(env, "cannot allocate kernel memory");
+  if (pages == 0) b->bytes = 0;  // keep the allocation non-empty; expose none of it
+  Instance* inst = new Instance{b, 0};
+
+  napi_value obj, ab;
+  if (napi_create_object(env, &obj) != napi_ok || !(ab = bufferFor(env, b)) ||
+      napi_set_named_property(env, obj, "buffer", ab) != napi_ok) {
+    releaseBlock(b);
+    delete inst;
+    return nullptr;
+  }
+  for (const FnSpec& f : FUNCTIONS) {
+    napi_value fn;
+    if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, inst, &fn) != napi_ok) break;
+    if (napi_add_finalizer(env, fn, inst, finalizeFunction, nullptr, nullptr) == napi_ok)
+      inst->fnRefs++;
+    else
+      inst->pinned = true;  // never finalized: this instance leaks, but stays valid
+    napi_set_named_property(env, obj, f.name, fn);
+  }
+  if (inst->fnRefs == 0 && !inst->pinned) {
+    releaseBlock(b);
+    delete inst;
+    napi_throw_error(env, nullptr, "cannot create kernel functions");
+    return nullptr;
+  }
+  return obj;
+}
+
+bool cpuSupported() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+NAPI_MODULE_INIT() {
+  const bool supported = cpuSupported();
+  napi_value flag;
+  napi_get_boolean(env, supported, &flag);
+  napi_set_named_property(env, exports, "supported", flag);
+  if (supported) {
+    napi_value create;
+    napi_create_function(env, "create", NAPI_AUTO_LENGTH, CreateFn, nullptr, &create);
+    napi_set_named_property(env, exports, "create", create);
+  } else {
+    napi_value reason;
+    napi_create_string_utf8(env, "this CPU lacks AVX2 or FMA", NAPI_AUTO_LENGTH, &reason);
+    napi_set_named_property(env, exports, "reason", reason);
+  }
+  return exports;
+}

@@ -1,0 +1,56 @@
+import { InvalidArgumentError } from 'commander';
+
+import { MAX_GENERATE_LENGTH } from '../generate/window.ts';
+
+// Parsers for option values. Each one reads the text strictly (no silent truncation of "2.5" to
+// 2, no empty string read as 0) and throws commander's InvalidArgumentError, which commander
+// reports as `option '--x <v>' argument 'bad' is invalid. <reason>` and then exits with a usage
+// error.
+
+function toNumber(text: string): number {
+  const t = text.trim();
+  // Number('') and Number(' ') are 0, and Number('0x10') is 16: accept plain decimal notation only.
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t)) return NaN;
+  return Number(t);
+}
+
+function integer(text: string, what: string, min: number, max: number): number {
+  const n = toNumber(text);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new InvalidArgumentError(`${what} must be an integer ${range}.`);
+  }
+  return n;
+}
+
+export function parseTemperature(text: string): number {
+  const t = toNumber(text);
+  if (!(Number.isFinite(t) && t > 0)) {
+    throw new InvalidArgumentError('The temperature must be a positive finite number.');
+  }
+  return t;
+}
+
+export function parseLength(text: string): number {
+  return integer(text, 'The length', 0, MAX_GENERATE_LENGTH);
+}
+
+export function parseTopK(text: string): number {
+  return integer(text, 'top-k', 1, Number.MAX_SAFE_INTEGER);
+}
+
+export function parseTopP(text: string): number {
+  const p = toNumber(text);
+  if (!(p > 0 && p <= 1)) throw new InvalidArgumentError('top-p must be a number in (0, 1].');
+  return p;
+}
+
+export function parseSeed(text: string): number {
+  const n = toNumber(text);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('The seed must be an integer.');
+  return n;
+}
+
+export function parseCount(text: string): number {
+  return integer(text, 'The count', 1, Number.MAX_SAFE_INTEGER);
+}

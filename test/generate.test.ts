@@ -1,0 +1,232 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+
+import { FORMAT_VERSION, type ModelMeta } from '../src/checkpoint/model-format.ts';
+import { kernelModule } from '../src/engine/kernels.ts';
+import { UserError } from '../src/errors.ts';
+import { generateText, generateWindow } from '../src/generate/window.ts';
+import { CharModel } from '../src/model/char-model.ts';
+import { Parameters } from '../src/model/params.ts';
+import { argmax } from '../src/sampling/processors.ts';
+import { Rng } from '../src/sampling/rng.ts';
+import { Sampler } from '../src/sampling/sampler.ts';
+
+const VOCAB = [...' .abcdefgh'];
+const MAXLEN = 10;
+
+/** Weights larger than Keras's initialisers give, so that distributions are peaked and differ. */
+function makeModel(seed = 1, lowercase = true): CharModel {
+  const shape = { vocabSize: VOCAB.length, units: 8 };
+  const params = new Parameters(shape);
+  const rng = new Rng(seed);
+  for (let i = 0; i < params.flat.length; i++) params.flat[i] = rng.uniform(-1.5, 1.5);
+  const meta: ModelMeta = {
+    formatVersion: FORMAT_VERSION,
+    vocab: VOCAB,
+    lowercase,
+    maxlen: MAXLEN,
+    step: 3,
+    units: 8,
+    training: {},
+  };
+  return CharModel.fromParts(params, meta);
+}
+
+/** Remembers every uniform draw, in order. */
+class RecordingRng extends Rng {
+  readonly draws: number[] = [];
+  override next(): number {
+    const u = super.next();
+    this.draws.push(u);
+    return u;
+  }
+}
+
+/** Hands out recorded draws; running past them is a test bug. */
+class ReplayRng extends Rng {
+  private i = 0;
+  constructor(private readonly values: readonly number[]) {
+    super(0);
+  }
+  override next(): number {
+    if (this.i >= this.values.length) throw new Error('ReplayRng ran out of draws');
+    return this.values[this.i++]!;
+  }
+  get used(): number {
+    return this.i;
+  }
+}
+
+const tail = (s: string) => [...s].slice(-MAXLEN).join('');
+const temps = (ts: number[]) => ts.map((temperature) => new Sampler({ temperature }));
+
+before(async () => {
+  await kernelModule();
+});
+
+describe('CharModel.predict', () => {
+  it('reads only the last maxlen characters, and all of a shorter text', () => {
+    const model = makeModel();
+    const window = 'abc def.gh';
+    assert.deepEqual(model.predict('hhh.' + window), model.predict(window));
+    assert.notDeepEqual(model.predict(window.slice(1)), model.predict(window));
+    const p = model.predict('ab');
+    assert.equal(p.length, VOCAB.length);
+    assert.ok(Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-5);
+  });
+
+  it('names characters outside the vocabulary, even before the window', () => {
+    const model = makeModel();
+    assert.throws(
+      () => model.predict('xQ' + 'a'.repeat(MAXLEN)),
+      (err: unknown) => err instanceof UserError && /"x", "Q"/.test(err.message),
+    );
+    assert.throws(() => model.predict(''), UserError);
+  });
+});
+
+describe('generateWindow', () => {
+  const seeds = ['abc deff.gh ab', 'hgfe dcba. hg', 'a.b.c.d.e.f.g', 'ccc ddd eee f'];
+
+  it('is deterministic for a seed, and the seed matters', () => {
+    const model = makeModel();
+    const run = (seed: number) =>
+      generateWindow(model, {
+        seeds,
+        samplers: temps([0.2, 0.5, 1.0, 1.2]),
+        length: 60,
+        rng: new Rng(seed),
+      });
+    const a = run(42);
+    assert.deepEqual(run(42), a);
+    assert.notDeepEqual(run(43), a);
+    for (const text of a) {
+      assert.equal([...text].length, 60);
+      assert.ok([...text].every((c) => VOCAB.includes(c)));
+    }
+  });
+
+  it('batched streams give the text each stream gives alone with its own draws', () => {
+    // Seeds of unequal length (3, 13, 3, 7 characters against maxlen 10): the streams' windows
+    // differ in length at first, so they go through the engine in several batches per step.
+    // Six streams also outgrow the engine's first capacity (4 rows).
+    const model = makeModel(2);
+    const mixed = ['abc', 'h.g f.e d.c b', 'bad', 'a cab e', 'gggg', 'fed.cba .hg'];
+    const ts = [0.2, 0.5, 1.0, 1.2, 0.8, 1.0];
+    const length = 35;
+    const rng = new RecordingRng(9);
+    const chars: string[][] = [];
+    const together = generateWindow(model, {
+      seeds: mixed,
+      samplers: [...temps(ts.slice(0, 5)), new Sampler({ temperature: 1, topK: 3 })],
+      length,
+      rng,
+      onChars: (c) => chars.push(c),
+    });
+    const S = mixed.length;
+    assert.equal(rng.draws.length, S * length); // one draw per stream per step, none wasted
+    assert.equal(chars.length, length);
+    for (let s = 0; s < S; s++) {
+      assert.equal(chars.map((c) => c[s]).join(''), together[s]);
+      // Stream s drew the s-th number of every step.
+      const own = rng.draws.filter((_, j) => j % S === s);
+      const sampler = s < 5 ? temps([ts[s]!])[0]! : new Sampler({ temperature: 1, topK: 3 });
+      const alone = generateWindow(model, {
+        seeds: [mixed[s]!],
+        samplers: [sampler],
+        length,
+        rng: new ReplayRng(own),
+      });
+      assert.equal(alone[0], together[s], `stream ${s}`);
+    }
+  });
+
+  it('predicts each character from the last maxlen characters of seed + generated', () => {
+    const model = makeModel(3);
+    // A seed longer than maxlen and one shorter, whose window grows to maxlen; 40 characters
+    // take the long stream through the window buffer's compaction (at 2·maxlen) twice.
+    const twoSeeds = ['gh. abc defgh. ab', 'ab'];
+    const length = 40;
+    const greedy = generateWindow(model, {
+      seeds: twoSeeds,
+      samplers: [new Sampler({ greedy: true }), new Sampler({ greedy: true })],
+      length,
+      rng: new Rng(0),
+    });
+    const rng = new RecordingRng(5);
+    const [drawn] = generateWindow(model, {
+      seeds: [twoSeeds[0]!],
+      samplers: [new Sampler({ temperature: 1 })],
+      length,
+      rng,
+    });
+    for (const [s, out] of greedy.entries()) {
+      for (let i = 0; i < length; i++) {
+        const window = tail(twoSeeds[s]! + out!.slice(0, i));
+        assert.equal(out![i], VOCAB[argmax(model.predict(window))], `stream ${s}, char ${i}`);
+      }
+    }
+    // Sampling, replayed draw by draw against the distribution of the expected window.
+    const replay = new ReplayRng(rng.draws);
+    const sampler = new Sampler({ temperature: 1 });
+    for (let i = 0; i < length; i++) {
+      const window = tail(twoSeeds[0]! + drawn!.slice(0, i));
+      assert.equal(drawn![i], VOCAB[sampler.next(model.predict(window), replay)], `char ${i}`);
+    }
+    assert.equal(replay.used, length);
+  });
+
+  it('sees new weights after syncParams', () => {
+    const model = makeModel(4);
+    const before = model.predict('abc');
+    model.params.flat.set(makeModel(5).params.flat);
+    assert.deepEqual(model.predict('abc'), before); // the engine keeps its copy until told
+    model.syncParams();
+    assert.deepEqual(model.predict('abc'), makeModel(5).predict('abc'));
+  });
+
+  it('refuses bad seeds and arguments', () => {
+    const model = makeModel();
+    const opts = { samplers: temps([1, 1]), length: 5, rng: new Rng(1) };
+    assert.throws(
+      () => generateWindow(model, { ...opts, seeds: ['abc', ''] }),
+      (err: unknown) => err instanceof UserError && /seed 2 is empty/.test(err.message),
+    );
+    assert.throws(
+      () => generateWindow(model, { ...opts, seeds: ['abc', 'aXb'] }),
+      (err: unknown) => err instanceof UserError && /seed 2 .*"X"/.test(err.message),
+    );
+    assert.throws(() => generateWindow(model, { ...opts, seeds: ['abc'] }), RangeError);
+    for (const length of [-1, 2.5, 1e12, NaN]) {
+      assert.throws(
+        () => generateWindow(model, { ...opts, seeds: ['a', 'b'], length }),
+        (err: unknown) => err instanceof UserError && err.message.includes(String(length)),
+      );
+    }
+    assert.deepEqual(generateWindow(model, { ...opts, seeds: ['a', 'b'], length: 0 }), ['', '']);
+  });
+});
+
+describe('generateText', () => {
+  it('is one seeded stream, lowercasing the prompt for a lowercase model', () => {
+    const model = makeModel();
+    const pieces: string[] = [];
+    const a = generateText(model, {
+      prompt: 'ABC',
+      length: 30,
+      temperature: 0.5,
+      seed: 7,
+      onText: (t) => pieces.push(t),
+    });
+    assert.equal(pieces.join(''), a);
+    assert.equal(pieces.length, 30);
+    const [b] = generateWindow(model, {
+      seeds: ['abc'],
+      samplers: temps([0.5]),
+      length: 30,
+      rng: new Rng(7),
+    });
+    assert.equal(a, b);
+    assert.throws(() => generateText(makeModel(1, false), { prompt: 'ABC', length: 1 }), UserError);
+  });
+});
