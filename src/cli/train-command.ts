@@ -22,6 +22,34 @@ interface TrainFlags {
   lowercase: boolean;
   dryRun?: boolean;
   overwrite?: boolean;
+  valSplit?: number;
+  preset?: string;
+  earlyStop?: number;
+  checkpointEvery?: number;
+  clip?: number;
+  lrSchedule?: string;
+  timeBudget?: number;
+  resume?: string;
+}
+
+/** The held-out fraction of a new run unless --val-split or --preset reference says otherwise. */
+export const DEFAULT_VAL_SPLIT = 0.1;
+
+function parseFraction(text: string): number {
+  const n = Number(text.trim());
+  if (!(text.trim() !== '' && Number.isFinite(n) && n >= 0 && n < 1)) {
+    throw new InvalidArgumentError('It must be a fraction from 0 (none) up to, not including, 1.');
+  }
+  return n;
+}
+
+function parsePreset(text: string): string {
+  if (text !== 'reference' && text !== 'default') {
+    throw new InvalidArgumentError(
+      'Presets: reference (the notebook exactly: no validation), default.',
+    );
+  }
+  return text;
 }
 
 function parsePositive(text: string): number {
@@ -110,8 +138,40 @@ export function trainCommand(): Command {
     .option('--no-lowercase', 'keep the corpus as written (the reference lowercases it)')
     .option('--dry-run', 'print the corpus figures and the model summary, then exit')
     .option('--overwrite', 'replace a model already in the output folder')
-    .action(async (flags: TrainFlags) => {
-      const { runTrain } = await import('../train/run.ts');
-      await runTrain(flags);
+    .option(
+      '--val-split <f>',
+      `hold out the last fraction f of the corpus for validation (default ${DEFAULT_VAL_SPLIT}; 0: none)`,
+      parseFraction,
+    )
+    .option('--preset <name>', 'reference: exactly the notebook (no validation split)', parsePreset)
+    .option('--early-stop <n>', 'stop after n epochs without a better validation loss', parseCount)
+    .option(
+      '--checkpoint-every <n>',
+      'also save a resumable checkpoint every n batches',
+      parseCount,
+    )
+    .option('--clip <norm>', "clip the gradient's global norm", parsePositive)
+    .option('--lr-schedule <s>', 'constant, cosine, or step[:EPOCHS[:FACTOR]]', 'constant')
+    .option(
+      '--time-budget <seconds>',
+      'stop after this much training time (resumable)',
+      parsePositive,
+    )
+    .option('--resume <dir>', 'continue the run saved in <dir> exactly where it stopped')
+    .action(async function (this: Command, flags: TrainFlags) {
+      const [{ runTrain }, { parseSchedule }] = await Promise.all([
+        import('../train/run.ts'),
+        import('../train/schedule.ts'),
+      ]);
+      const explicit = new Set(
+        Object.keys(flags).filter((k) => this.getOptionValueSource(k) === 'cli'),
+      );
+      const valSplit = flags.valSplit ?? (flags.preset === 'reference' ? 0 : DEFAULT_VAL_SPLIT);
+      await runTrain({
+        ...flags,
+        valSplit,
+        schedule: parseSchedule(flags.lrSchedule ?? 'constant'),
+        explicit,
+      });
     });
 }

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import { saveModel, type ModelMeta } from '../checkpoint/model-format.ts';
+import type { ModelMeta } from '../checkpoint/model-format.ts';
 import type { Vocabulary } from '../data/vocabulary.ts';
 import { kernelModule } from '../engine/kernels.ts';
 import { generateWindow } from '../generate/window.ts';
@@ -17,14 +17,21 @@ export function formatDuration(seconds: number): string {
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   const r = s % 60;
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(r).padStart(2, '0')}s` : `${r}s`;
+  return h > 0
+    ? `${h}h${String(m).padStart(2, '0')}m`
+    : m > 0
+      ? `${m}m${String(r).padStart(2, '0')}s`
+      : `${r}s`;
 }
 
 /**
  * A progress bar on a terminal (step, loss, sequences/s, ETA); where the output is not a terminal
  * (logs, CI) one plain line every `logEverySeconds` instead.
  */
-export function progressCallback(stream: NodeJS.WriteStream = process.stderr, logEverySeconds = 10): TrainCallback {
+export function progressCallback(
+  stream: NodeJS.WriteStream = process.stderr,
+  logEverySeconds = 10,
+): TrainCallback {
   let bar: cliProgress.SingleBar | undefined;
   let lastLog = 0;
   const tty = Boolean(stream.isTTY);
@@ -57,14 +64,20 @@ export function progressCallback(stream: NodeJS.WriteStream = process.stderr, lo
       } else if (performance.now() - lastLog >= logEverySeconds * 1000) {
         lastLog = performance.now();
         const f = fields(ev);
-        stream.write(`Epoch ${ev.epoch}/${ev.epochs} step ${ev.step}/${ev.steps} loss ${f.loss} ${f.speed} seq/s ETA ${f.eta}\n`);
+        stream.write(
+          `Epoch ${ev.epoch}/${ev.epochs} step ${ev.step}/${ev.steps} loss ${f.loss} ${f.speed} seq/s ETA ${f.eta}\n`,
+        );
       }
     },
     onEpochEnd(ev) {
       bar?.stop();
       bar = undefined;
+      const val =
+        ev.valLoss === undefined
+          ? ''
+          : ` - val_loss ${ev.valLoss.toFixed(4)} (${ev.valBpc!.toFixed(3)} bits/char, perplexity ${ev.valPerplexity!.toFixed(2)})`;
       stream.write(
-        `Epoch ${ev.epoch}/${ev.epochs}: loss ${ev.loss.toFixed(4)} - ${formatDuration(ev.seconds)} - ${Math.round(ev.seqPerSec).toLocaleString('en-US')} seq/s\n`,
+        `Epoch ${ev.epoch}/${ev.epochs}: loss ${ev.loss.toFixed(4)}${val} - ${formatDuration(ev.seconds)} - ${Math.round(ev.seqPerSec).toLocaleString('en-US')} seq/s\n`,
       );
     },
     onTrainEnd() {
@@ -114,15 +127,6 @@ export function samplesCallback(opts: SampleOptions): TrainCallback {
       for (let i = 1; i < temps.length; i++) {
         opts.write(`------ temperature: ${temps[i]}\n${seed}${texts[i]}\n`);
       }
-    },
-  };
-}
-
-/** Save the model after every epoch (atomically: an interrupted save keeps the previous model). */
-export function saveCallback(dir: string, meta: () => Omit<ModelMeta, 'formatVersion' | 'weightsSha256'>): TrainCallback {
-  return {
-    async onEpochEnd(_ev, trainer) {
-      await saveModel(dir, trainer.params, meta());
     },
   };
 }

@@ -45,7 +45,9 @@ export class RmsProp {
 
   setState(state: RmsPropState): void {
     if (state.ms.length !== this.ms.length) {
-      throw new RangeError(`optimizer state has ${state.ms.length} entries, the model ${this.ms.length}`);
+      throw new RangeError(
+        `optimizer state has ${state.ms.length} entries, the model ${this.ms.length}`,
+      );
     }
     this.ms.set(state.ms);
     this.iterations = state.iterations;

@@ -1,22 +1,28 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { saveModel, type ModelMeta } from '../checkpoint/model-format.ts';
+import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
 import { loadCorpus } from '../corpus/corpus.ts';
-import { Vocabulary } from '../data/vocabulary.ts';
-import { makeWindows } from '../data/windows.ts';
-import { SHARDS } from '../engine/gradient-engine.ts';
 import { REFERENCE } from '../defaults.ts';
+import { Vocabulary } from '../data/vocabulary.ts';
+import { makeWindows, type Windows } from '../data/windows.ts';
+import { SHARDS } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
 import { initParameters } from '../model/init.ts';
 import { Parameters, type ModelShape } from '../model/params.ts';
-import { Rng } from '../sampling/rng.ts';
-import { progressCallback, samplesCallback, saveCallback } from './callbacks.ts';
-import { Trainer } from './trainer.ts';
-import type { ModelMeta } from '../checkpoint/model-format.ts';
+import { Rng, type RngState } from '../sampling/rng.ts';
+import { progressCallback, samplesCallback } from './callbacks.ts';
+import { evaluate } from './evaluate.ts';
+import type { Schedule } from './schedule.ts';
+import { Trainer, type TrainCallback, type TrainerState } from './trainer.ts';
 
-// The whole reference run, as `charlstm train` does it: corpus → vocabulary → windows → fresh
-// model → training loop with progress, samples and saving as callbacks.
+// The whole run, as `charlstm train` does it: corpus → vocabulary → windows (training and
+// held-out) → fresh or resumed model → training loop with progress, validation, samples,
+// saving and checkpoints as callbacks.
 
-export interface TrainRunOptions {
+/** Everything that defines a run; stored in every checkpoint so that --resume needs nothing else. */
+export interface TrainRunConfig {
   corpus: string;
   out?: string;
   epochs: number;
@@ -26,12 +32,35 @@ export interface TrainRunOptions {
   maxlen: number;
   step: number;
   seed?: number;
-  threads?: number;
   temperatures: number[];
   sampleLength: number;
   lowercase: boolean;
+  valSplit: number; // fraction of the corpus's end held out (0: none, as the reference)
+  earlyStop?: number; // epochs without a better validation loss before stopping
+  checkpointEvery?: number; // batches between checkpoints (also at every epoch end)
+  clip?: number;
+  schedule?: Schedule;
+  timeBudget?: number; // seconds of training
+}
+
+export interface TrainRunOptions extends TrainRunConfig {
+  threads?: number;
   dryRun?: boolean;
   overwrite?: boolean;
+  resume?: string; // a run folder with a checkpoint
+  /** extra callbacks (dashboard) */
+  callbacks?: TrainCallback[];
+  /** options given explicitly on the command line (they override a resumed run's) */
+  explicit?: ReadonlySet<string>;
+}
+
+interface RunState {
+  config: TrainRunConfig & { seed: number };
+  corpusSha256: string;
+  trainer: TrainerState;
+  sampleRng: RngState;
+  best: { valLoss: number; epoch: number } | null;
+  sinceBest: number;
 }
 
 export function modelSummary(shape: ModelShape, maxlen: number): string {
@@ -44,99 +73,262 @@ export function modelSummary(shape: ModelShape, maxlen: number): string {
     ['dense (Dense, softmax)', `(None, ${V})`, dense.toLocaleString('en-US')],
   ];
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => r.map((c, i) => c.padEnd(w[i]!)).join('   ').trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => c.padEnd(w[i]!))
+      .join('   ')
+      .trimEnd();
   const rule = '-'.repeat(line(rows[0]!).length);
-  return [line(rows[0]!), rule, line(rows[1]!), line(rows[2]!), rule, `Total params: ${Parameters.size(shape).toLocaleString('en-US')}`].join('\n');
+  return [
+    line(rows[0]!),
+    rule,
+    line(rows[1]!),
+    line(rows[2]!),
+    rule,
+    `Total params: ${Parameters.size(shape).toLocaleString('en-US')}`,
+  ].join('\n');
 }
 
 const out = (s: string): void => {
   process.stdout.write(s);
 };
 
-export async function runTrain(opts: TrainRunOptions): Promise<void> {
-  const corpus = await loadCorpus(opts.corpus, { lowercase: opts.lowercase });
-  const vocab = Vocabulary.fromText(corpus.text);
-  const tokens = vocab.encode(corpus.text);
-  if (tokens.length < opts.maxlen + 1) {
+/** Training windows from the start of the text, held-out windows whose targets are its last `valSplit`. */
+export function splitWindows(
+  tokens: Int32Array,
+  cfg: { maxlen: number; step: number; valSplit: number },
+): { train: Windows; val: Windows | undefined } {
+  if (cfg.valSplit <= 0)
+    return { train: makeWindows(tokens, cfg.maxlen, cfg.step), val: undefined };
+  const cut = Math.floor(tokens.length * (1 - cfg.valSplit));
+  if (cut < cfg.maxlen + 1 || cut >= tokens.length) {
     throw new UserError(
-      `corpus ${corpus.name} has ${tokens.length} characters; training needs at least maxlen + 1 = ${opts.maxlen + 1}`,
+      `--val-split ${cfg.valSplit} leaves too little text for training or validation (${tokens.length} characters)`,
     );
   }
-  const windows = makeWindows(tokens, opts.maxlen, opts.step);
-  out(`corpus length: ${tokens.length}\nunique characters: ${vocab.size}\nsequences: ${windows.count}\n`);
-  const shape = { vocabSize: vocab.size, units: opts.units };
+  return {
+    train: makeWindows(tokens.subarray(0, cut), cfg.maxlen, cfg.step),
+    // every held-out character is a target, read with its maxlen predecessors (which may lie before the cut)
+    val: makeWindows(tokens.subarray(cut - cfg.maxlen), cfg.maxlen, cfg.step),
+  };
+}
+
+export async function runTrain(opts: TrainRunOptions): Promise<void> {
+  let resumed: RunState | undefined;
+  let resumedParams: Float32Array | undefined;
+  let resumedMs: Float32Array | undefined;
+  let config: TrainRunConfig = opts;
+  if (opts.resume) {
+    const ckpt = await loadCheckpoint(opts.resume);
+    resumed = ckpt.state as unknown as RunState;
+    resumedParams = ckpt.params;
+    resumedMs = ckpt.ms;
+    // the stored configuration, except what the user overrides now
+    const override: Partial<TrainRunConfig> = {};
+    for (const key of [
+      'epochs',
+      'timeBudget',
+      'earlyStop',
+      'checkpointEvery',
+      'sampleLength',
+    ] as const) {
+      if (opts.explicit?.has(key)) (override as Record<string, unknown>)[key] = opts[key];
+    }
+    config = { ...resumed.config, ...override, out: opts.resume };
+  }
+
+  const corpus = await loadCorpus(config.corpus, { lowercase: config.lowercase });
+  const corpusSha256 = createHash('sha256').update(corpus.text).digest('hex');
+  if (resumed && resumed.corpusSha256 !== corpusSha256) {
+    throw new UserError(
+      `corpus ${config.corpus} is not the text the checkpoint in ${opts.resume} was trained on`,
+    );
+  }
+  const vocab = Vocabulary.fromText(corpus.text);
+  const tokens = vocab.encode(corpus.text);
+  if (tokens.length < config.maxlen + 1) {
+    throw new UserError(
+      `corpus ${corpus.name} has ${tokens.length} characters; training needs at least maxlen + 1 = ${config.maxlen + 1}`,
+    );
+  }
+  const all = makeWindows(tokens, config.maxlen, config.step);
+  out(
+    `corpus length: ${tokens.length}\nunique characters: ${vocab.size}\nsequences: ${all.count}\n`,
+  );
+  const { train, val } = splitWindows(tokens, config);
+  if (val) {
+    out(
+      `training windows: ${train.count}, validation windows: ${val.count} (the last ${Math.round(config.valSplit * 100)}% held out)\n`,
+    );
+  }
+  const shape = { vocabSize: vocab.size, units: config.units };
   if (opts.dryRun) {
-    out(`\n${modelSummary(shape, opts.maxlen)}\n`);
+    out(`\n${modelSummary(shape, config.maxlen)}\n`);
     return;
   }
 
-  const dir = opts.out ?? path.join('models', corpus.name);
-  if (existsSync(path.join(dir, 'model.json')) && !opts.overwrite) {
-    throw new UserError(`${dir} already holds a model; choose another --out folder, or pass --overwrite to replace it`);
+  const dir = config.out ?? path.join('models', corpus.name);
+  if (!resumed && existsSync(path.join(dir, 'model.json')) && !opts.overwrite) {
+    throw new UserError(
+      `${dir} already holds a model; choose another --out folder, --resume ${dir} to continue it, or --overwrite to replace it`,
+    );
   }
-  const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
-  out(`seed: ${seed}\n`);
+  const seed = resumed?.config.seed ?? config.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const runConfig = { ...config, out: dir, seed };
+  out(
+    resumed
+      ? `resuming ${dir} at epoch ${resumed.trainer.epoch + 1}, batch ${resumed.trainer.step + 1} (seed ${seed})\n`
+      : `seed: ${seed}\n`,
+  );
   // one root seed → independent streams for the initial weights, the shuffles and the samples
   const root = new Rng(seed);
   const initRng = new Rng(root.nextU32());
   const shuffleRng = new Rng(root.nextU32());
   const sampleRng = new Rng(root.nextU32());
-  const params = initParameters(shape, initRng);
-  const threads = opts.threads ?? Math.min(SHARDS, (await import('node:os')).availableParallelism());
+  const params = resumedParams
+    ? new Parameters(shape, resumedParams)
+    : initParameters(shape, initRng);
+  const threads =
+    opts.threads ?? Math.min(SHARDS, (await import('node:os')).availableParallelism());
+  let best = resumed?.best ?? null;
+  let sinceBest = resumed?.sinceBest ?? 0;
 
   const meta = (): Omit<ModelMeta, 'formatVersion' | 'weightsSha256'> => ({
     vocab: [...vocab.chars],
-    lowercase: opts.lowercase,
-    maxlen: opts.maxlen,
-    step: opts.step,
-    units: opts.units,
+    lowercase: config.lowercase,
+    maxlen: config.maxlen,
+    step: config.step,
+    units: config.units,
     training: {
       corpus: corpus.name,
       source: corpus.source,
       epochs: trainer.epoch,
-      batchSize: opts.batchSize,
+      batchSize: config.batchSize,
       optimizer: 'rmsprop',
-      learningRate: opts.lr,
-      rho: trainer.config.rho,
-      epsilon: trainer.config.epsilon,
+      learningRate: config.lr,
+      rho: REFERENCE.rho,
+      epsilon: REFERENCE.epsilon,
       seed,
+      valSplit: config.valSplit,
       loss: trainer.history.map((h) => h.loss),
+      valLoss: trainer.history.map((h) => h.valLoss ?? null),
       seqPerSec: trainer.history.map((h) => Math.round(h.seqPerSec)),
+      trainSeconds: Math.round(trainer.trainSeconds),
     },
   });
+  const checkpoint = async (): Promise<void> => {
+    const state: RunState = {
+      config: runConfig,
+      corpusSha256,
+      trainer: trainer.getState(),
+      sampleRng: sampleRng.getState(),
+      best,
+      sinceBest,
+    };
+    await saveCheckpoint(dir, {
+      state: state as unknown as Record<string, unknown>,
+      params: params.flat,
+      ms: trainer.optimizer.ms,
+    });
+  };
+
+  const callbacks: TrainCallback[] = [];
+  if (val) {
+    callbacks.push({
+      async onEpochEnd(ev) {
+        const e = await evaluate(params, val);
+        ev.valLoss = e.loss;
+        ev.valBpc = e.bpc;
+        ev.valPerplexity = e.perplexity;
+      },
+    });
+  }
+  callbacks.push(progressCallback(process.stderr));
+  callbacks.push({
+    async onEpochEnd(ev, t) {
+      await saveModel(dir, params, meta()); // the last epoch's model
+      if (ev.valLoss !== undefined) {
+        if (!best || ev.valLoss < best.valLoss) {
+          best = { valLoss: ev.valLoss, epoch: ev.epoch };
+          sinceBest = 0;
+          await saveModel(path.join(dir, 'best'), params, meta());
+        } else {
+          sinceBest++;
+          if (config.earlyStop !== undefined && sinceBest >= config.earlyStop) {
+            process.stderr.write(
+              `early stop: no better validation loss for ${sinceBest} epochs (best ${best.valLoss.toFixed(4)} at epoch ${best.epoch})\n`,
+            );
+            t.requestStop();
+          }
+        }
+      }
+    },
+  });
+  callbacks.push(
+    samplesCallback({
+      tokens,
+      vocab,
+      meta: () => ({ ...meta(), formatVersion: 1 }),
+      temperatures: config.temperatures,
+      length: config.sampleLength,
+      rng: sampleRng,
+      write: out,
+    }),
+  );
+  callbacks.push({
+    async onBatchEnd(ev) {
+      if (config.checkpointEvery && ev.step % config.checkpointEvery === 0 && ev.step < ev.steps)
+        await checkpoint();
+    },
+    async onEpochEnd() {
+      await checkpoint();
+    },
+    onDivergence(ev) {
+      process.stderr.write(
+        `loss became ${ev.loss} at epoch ${ev.epoch}, batch ${ev.step}: rolled back to the last good weights; learning rate now ×${ev.learningRateScale}\n`,
+      );
+    },
+    async onTrainEnd(_history, t, stopped) {
+      if (stopped && t.step > 0) {
+        // stopped mid-epoch (Ctrl-C, time budget): keep the work, resumable
+        await checkpoint();
+        await saveModel(dir, params, meta());
+      }
+    },
+  });
+  callbacks.push(...(opts.callbacks ?? []));
+
   const trainer: Trainer = new Trainer({
     params,
-    windows,
+    windows: train,
     shuffleRng,
     config: {
-      batchSize: opts.batchSize,
-      epochs: opts.epochs,
-      learningRate: opts.lr,
+      batchSize: config.batchSize,
+      epochs: config.epochs,
+      learningRate: config.lr,
       rho: REFERENCE.rho,
       epsilon: REFERENCE.epsilon,
       threads,
+      ...(config.clip !== undefined && { clip: config.clip }),
+      ...(config.schedule !== undefined && { schedule: config.schedule }),
+      ...(config.timeBudget !== undefined && { timeBudgetSec: config.timeBudget }),
     },
-    callbacks: [
-      progressCallback(process.stderr),
-      saveCallback(dir, meta),
-      samplesCallback({
-        tokens,
-        vocab,
-        meta: () => ({ ...meta(), formatVersion: 1 }),
-        temperatures: opts.temperatures,
-        length: opts.sampleLength,
-        rng: sampleRng,
-        write: out,
-      }),
-    ],
+    callbacks,
   });
+  if (resumed && resumedMs) {
+    trainer.setState(resumed.trainer);
+    trainer.optimizer.ms.set(resumedMs);
+    sampleRng.setState(resumed.sampleRng);
+  }
 
-  // Ctrl-C: finish the batch in flight and stop; the model saved after the last whole epoch stays.
+  // Ctrl-C: finish the batch in flight, save a checkpoint and the model, exit cleanly.
   let interrupts = 0;
   const onSigint = (): void => {
     interrupts++;
     if (interrupts > 1) process.exit(130);
-    process.stderr.write('\nstopping after this batch (Ctrl-C again to quit at once); the last saved epoch is kept\n');
+    process.stderr.write(
+      `\nstopping after this batch and saving (Ctrl-C again to quit at once; the last checkpoint is kept)\n`,
+    );
     trainer.requestStop();
   };
   process.on('SIGINT', onSigint);
@@ -145,7 +337,21 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   } finally {
     process.off('SIGINT', onSigint);
   }
-  if (trainer.epoch > 0) out(`model saved to ${dir} (${trainer.epoch} epoch${trainer.epoch === 1 ? '' : 's'})\n`);
-  else out('stopped before the first epoch ended: nothing saved\n');
+  const where =
+    trainer.step > 0
+      ? `epoch ${trainer.epoch + 1}, batch ${trainer.step}`
+      : `${trainer.epoch} epoch${trainer.epoch === 1 ? '' : 's'}`;
+  if (trainer.epoch > 0 || trainer.step > 0) out(`model saved to ${dir} (${where})\n`);
+  else out('stopped before the first batch: nothing saved\n');
+  if (best)
+    out(
+      `best validation loss ${best.valLoss.toFixed(4)} (${(best.valLoss / Math.LN2).toFixed(3)} bits/char) at epoch ${best.epoch}, saved to ${path.join(dir, 'best')}\n`,
+    );
+  if (
+    trainer.epoch < config.epochs &&
+    !(config.earlyStop !== undefined && sinceBest >= config.earlyStop)
+  ) {
+    out(`resume with: charlstm train --resume ${dir}\n`);
+  }
   if (interrupts > 0) process.exitCode = 130;
 }

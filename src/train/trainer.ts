@@ -1,17 +1,26 @@
 import { gatherBatch, type Windows } from '../data/windows.ts';
 import { createEngine, type GradientEngine } from '../engine/gradient-engine.ts';
+import { UserError } from '../errors.ts';
 import type { Parameters } from '../model/params.ts';
-import type { Rng } from '../sampling/rng.ts';
+import type { Rng, RngState } from '../sampling/rng.ts';
 import { RmsProp, type RmsPropConfig } from './rmsprop.ts';
+import { learningRateAt, type Schedule } from './schedule.ts';
 
 // The training loop: shuffle the windows every epoch (as Keras's fit does), cut them into
 // batches, get the mean loss and its gradient from the engine, step RMSprop. Everything else
-// (progress, samples, saving) hangs off callbacks.
+// (progress, samples, validation, saving, checkpoints) hangs off callbacks.
+//
+// The loop's whole position is plain data (TrainerState): the epoch, the batch within it, the
+// shuffle generator's state at the start of the epoch (the order is re-drawn from it), the
+// optimizer's state. Restoring it continues bit for bit as if the run had never stopped.
 
 export interface TrainerConfig extends RmsPropConfig {
   batchSize: number;
   epochs: number; // the epoch number to stop after (1-based, inclusive)
   threads: number; // worker threads for the engine (0: none)
+  clip?: number; // clip the gradient's global L2 norm to this (none when undefined)
+  schedule?: Schedule; // learning-rate schedule (constant when undefined)
+  timeBudgetSec?: number; // stop after this much training time (this process)
 }
 
 export interface BatchEndEvent {
@@ -23,8 +32,9 @@ export interface BatchEndEvent {
   epochLoss: number; // sample-weighted mean so far this epoch (what Keras's progress bar shows)
   seen: number; // windows trained on so far this epoch
   total: number; // windows in an epoch
-  seqPerSec: number; // this epoch so far
-  elapsedMs: number; // this epoch so far
+  seqPerSec: number; // this epoch so far (this process)
+  elapsedMs: number; // this epoch so far (this process)
+  learningRate: number;
 }
 
 export interface EpochEndEvent {
@@ -34,6 +44,17 @@ export interface EpochEndEvent {
   sequences: number;
   seconds: number;
   seqPerSec: number;
+  learningRate: number;
+  valLoss?: number; // filled in by a validation callback
+  valBpc?: number;
+  valPerplexity?: number;
+}
+
+export interface DivergenceEvent {
+  epoch: number;
+  step: number;
+  loss: number;
+  learningRateScale: number; // after lowering
 }
 
 export interface TrainCallback {
@@ -41,7 +62,23 @@ export interface TrainCallback {
   onEpochBegin?(epoch: number, trainer: Trainer): void | Promise<void>;
   onBatchEnd?(event: BatchEndEvent, trainer: Trainer): void | Promise<void>;
   onEpochEnd?(event: EpochEndEvent, trainer: Trainer): void | Promise<void>;
-  onTrainEnd?(history: EpochEndEvent[], trainer: Trainer): void | Promise<void>;
+  onDivergence?(event: DivergenceEvent, trainer: Trainer): void | Promise<void>;
+  /** `stopped`: the loop ended before `epochs` (a stop request or the time budget). */
+  onTrainEnd?(history: EpochEndEvent[], trainer: Trainer, stopped: boolean): void | Promise<void>;
+}
+
+/** Everything needed to continue training exactly where it stopped (besides the weights). */
+export interface TrainerState {
+  epoch: number; // epochs completed
+  step: number; // batches completed within epoch + 1
+  epochRng: RngState; // shuffle generator state before this epoch's shuffle
+  shuffleRng: RngState; // shuffle generator now
+  lossSum: number; // Σ loss·n over this epoch's batches so far
+  seen: number;
+  iterations: number; // optimizer steps taken in all
+  learningRateScale: number; // lowered by the divergence guard
+  history: EpochEndEvent[];
+  trainSeconds: number; // training time of all processes so far
 }
 
 export interface TrainerOptions {
@@ -50,9 +87,14 @@ export interface TrainerOptions {
   config: TrainerConfig;
   shuffleRng: Rng;
   callbacks?: TrainCallback[];
-  /** Epochs already completed (a model trained further starts after them). */
-  initialEpoch?: number;
   engine?: GradientEngine; // for tests: an engine built by the caller
+}
+
+/** Global L2 norm of a gradient, accumulated in float64 in index order. */
+export function gradNorm(g: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
+  return Math.sqrt(s);
 }
 
 export class Trainer {
@@ -61,8 +103,15 @@ export class Trainer {
   readonly config: TrainerConfig;
   readonly optimizer: RmsProp;
   readonly shuffleRng: Rng;
-  readonly history: EpochEndEvent[] = [];
-  epoch: number; // epochs completed
+  history: EpochEndEvent[] = [];
+  epoch = 0; // epochs completed
+  step = 0; // batches completed in the current epoch
+  private epochRng: RngState;
+  private lossSum = 0;
+  private seen = 0;
+  learningRateScale = 1;
+  private trainSecondsBefore = 0; // from earlier processes (resume)
+  private startedAt = 0;
   private readonly callbacks: TrainCallback[];
   private engine: GradientEngine | undefined;
   private stopRequested = false;
@@ -73,9 +122,20 @@ export class Trainer {
     this.config = { ...opts.config };
     this.optimizer = new RmsProp(opts.params.flat.length, opts.config);
     this.shuffleRng = opts.shuffleRng;
+    this.epochRng = this.shuffleRng.getState();
     this.callbacks = opts.callbacks ?? [];
-    this.epoch = opts.initialEpoch ?? 0;
     this.engine = opts.engine;
+  }
+
+  get stepsPerEpoch(): number {
+    return Math.ceil(this.windows.count / this.config.batchSize);
+  }
+
+  /** Training time so far, all processes of this run together. */
+  get trainSeconds(): number {
+    return (
+      this.trainSecondsBefore + (this.startedAt ? (performance.now() - this.startedAt) / 1000 : 0)
+    );
   }
 
   /** Ask the loop to stop after the batch in flight; fit() then returns normally. */
@@ -87,12 +147,61 @@ export class Trainer {
     return this.stopRequested;
   }
 
+  getState(): TrainerState {
+    return {
+      epoch: this.epoch,
+      step: this.step,
+      epochRng: [...this.epochRng] as RngState,
+      shuffleRng: this.shuffleRng.getState(),
+      lossSum: this.lossSum,
+      seen: this.seen,
+      iterations: this.optimizer.iterations,
+      learningRateScale: this.learningRateScale,
+      history: this.history.map((h) => ({ ...h })),
+      trainSeconds: this.trainSeconds,
+    };
+  }
+
+  setState(s: TrainerState): void {
+    this.epoch = s.epoch;
+    this.step = s.step;
+    this.epochRng = [...s.epochRng] as RngState;
+    this.shuffleRng.setState(s.shuffleRng);
+    this.lossSum = s.lossSum;
+    this.seen = s.seen;
+    this.optimizer.iterations = s.iterations;
+    this.learningRateScale = s.learningRateScale;
+    this.history = s.history.map((h) => ({ ...h }));
+    this.trainSecondsBefore = s.trainSeconds;
+  }
+
+  /** The learning rate for the next step. */
+  learningRate(): number {
+    const total = this.config.epochs * this.stepsPerEpoch;
+    const done = this.epoch * this.stepsPerEpoch + this.step;
+    return (
+      this.learningRateScale *
+      learningRateAt(
+        this.config.schedule,
+        this.config.learningRate,
+        done,
+        total,
+        this.stepsPerEpoch,
+      )
+    );
+  }
+
   private async emit(call: (cb: TrainCallback) => void | Promise<void> | undefined): Promise<void> {
     for (const cb of this.callbacks) await call(cb);
   }
 
+  private overBudget(): boolean {
+    const budget = this.config.timeBudgetSec;
+    return budget !== undefined && this.trainSeconds >= budget;
+  }
+
   async fit(): Promise<EpochEndEvent[]> {
-    const { batchSize, epochs } = this.config;
+    const { batchSize, epochs, clip } = this.config;
     const { maxlen: T, count } = this.windows;
     const ownsEngine = !this.engine;
     this.engine ??= await createEngine({
@@ -106,55 +215,107 @@ export class Trainer {
     const y = new Int32Array(batchSize);
     const grads = new Float32Array(this.params.flat.length);
     const order = new Int32Array(count);
-    const steps = Math.ceil(count / batchSize);
+    const steps = this.stepsPerEpoch;
+    // the last state known to give a finite loss, for the divergence guard
+    const goodParams = this.params.flat.slice();
+    const goodMs = this.optimizer.ms.slice();
+    this.startedAt = performance.now();
+    let stopped = false;
     try {
       await this.emit((cb) => cb.onTrainBegin?.(this));
-      while (this.epoch < epochs && !this.stopRequested) {
+      while (this.epoch < epochs) {
+        if (this.stopRequested || this.overBudget()) {
+          stopped = true;
+          break;
+        }
         const epoch = this.epoch + 1;
-        await this.emit((cb) => cb.onEpochBegin?.(epoch, this));
+        if (this.step === 0) {
+          this.epochRng = this.shuffleRng.getState();
+          this.lossSum = 0;
+          this.seen = 0;
+        } else {
+          this.shuffleRng.setState(this.epochRng); // re-draw the interrupted epoch's order
+        }
         for (let i = 0; i < count; i++) order[i] = i;
         this.shuffleRng.shuffle(order);
+        await this.emit((cb) => cb.onEpochBegin?.(epoch, this));
         const start = performance.now();
-        let lossSum = 0;
-        let seen = 0;
-        for (let step = 0; step < steps && !this.stopRequested; step++) {
-          const from = step * batchSize;
+        const seenBefore = this.seen;
+        while (this.step < steps) {
+          if (this.stopRequested || this.overBudget()) break;
+          const from = this.step * batchSize;
           const n = gatherBatch(this.windows, order, from, Math.min(from + batchSize, count), x, y);
           const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads);
-          this.optimizer.step(this.params.flat, grads);
-          lossSum += loss * n;
-          seen += n;
+          const norm = gradNorm(grads);
+          if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
+            // roll back to the last good weights and optimizer state, halve the learning rate
+            this.params.flat.set(goodParams);
+            this.optimizer.ms.set(goodMs);
+            this.learningRateScale /= 2;
+            if (this.learningRateScale < 1e-6) {
+              throw new UserError(
+                'training diverged again and again (non-finite loss); try a lower --lr or --clip',
+              );
+            }
+            const event = {
+              epoch,
+              step: this.step + 1,
+              loss,
+              learningRateScale: this.learningRateScale,
+            };
+            await this.emit((cb) => cb.onDivergence?.(event, this));
+            continue; // the same batch again, from the good state at the lower rate
+          }
+          goodParams.set(this.params.flat);
+          goodMs.set(this.optimizer.ms);
+          if (clip !== undefined && norm > clip) {
+            const s = clip / norm;
+            for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! * s;
+          }
+          const lr = this.learningRate();
+          this.optimizer.step(this.params.flat, grads, lr);
+          this.step++;
+          this.lossSum += loss * n;
+          this.seen += n;
           const elapsedMs = performance.now() - start;
           const event: BatchEndEvent = {
             epoch,
             epochs,
-            step: step + 1,
+            step: this.step,
             steps,
             batchLoss: loss,
-            epochLoss: lossSum / seen,
-            seen,
+            epochLoss: this.lossSum / this.seen,
+            seen: this.seen,
             total: count,
-            seqPerSec: (seen / elapsedMs) * 1000,
+            seqPerSec: ((this.seen - seenBefore) / elapsedMs) * 1000,
             elapsedMs,
+            learningRate: lr,
           };
           await this.emit((cb) => cb.onBatchEnd?.(event, this));
         }
-        if (seen < count) break; // stopped mid-epoch: the epoch does not count as done
+        if (this.step < steps) {
+          stopped = true; // stopped mid-epoch: the epoch does not count as done
+          break;
+        }
         const seconds = (performance.now() - start) / 1000;
         this.epoch = epoch;
+        this.step = 0;
         const event: EpochEndEvent = {
           epoch,
           epochs,
-          loss: lossSum / seen,
-          sequences: seen,
+          loss: this.lossSum / this.seen,
+          sequences: this.seen,
           seconds,
-          seqPerSec: seen / seconds,
+          seqPerSec: (this.seen - seenBefore) / seconds,
+          learningRate: this.learningRate(),
         };
         this.history.push(event);
         await this.emit((cb) => cb.onEpochEnd?.(event, this));
       }
-      await this.emit((cb) => cb.onTrainEnd?.(this.history, this));
+      await this.emit((cb) => cb.onTrainEnd?.(this.history, this, stopped));
     } finally {
+      this.trainSecondsBefore = this.trainSeconds;
+      this.startedAt = 0;
       if (ownsEngine) {
         await engine.close();
         this.engine = undefined;

@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import path from 'node:path';
+import { UserError } from '../errors.ts';
+
+// A training checkpoint: everything needed to continue a run bit for bit — weights, optimizer
+// state, generator states, the position in the epoch, the whole configuration — in one file:
+//
+//   magic "CLSTMCK\0" (8 bytes) | version u32 | json length u32 | json (UTF-8, padded to 4)
+//   | params f32[P] | ms f32[P] | sha256 of everything before (32 bytes)
+//
+// Written to a temporary file, fsynced, then renamed over `checkpoint.ckpt` after the previous
+// one is moved to `checkpoint.prev.ckpt`: a kill at any moment leaves at least one whole
+// checkpoint, and a corrupt file is detected by its checksum and refused by name.
+
+export const CHECKPOINT_FILE = 'checkpoint.ckpt';
+export const PREVIOUS_CHECKPOINT_FILE = 'checkpoint.prev.ckpt';
+const MAGIC = Buffer.from('CLSTMCK\0', 'latin1');
+const VERSION = 1;
+
+export interface CheckpointData {
+  /** JSON-safe state: configuration, trainer state, generator states, best score… */
+  state: Record<string, unknown>;
+  params: Float32Array;
+  ms: Float32Array;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export function encodeCheckpoint(data: CheckpointData): Buffer {
+  if (data.params.length !== data.ms.length)
+    throw new RangeError('params and optimizer state differ in length');
+  const json = Buffer.from(JSON.stringify({ ...data.state, size: data.params.length }), 'utf8');
+  const pad = (4 - (json.length % 4)) % 4;
+  const head = Buffer.alloc(16);
+  MAGIC.copy(head, 0);
+  head.writeUInt32LE(VERSION, 8);
+  head.writeUInt32LE(json.length + pad, 12);
+  const body = Buffer.concat([
+    head,
+    json,
+    Buffer.alloc(pad, 0x20), // spaces: still valid JSON when parsed with the padding
+    Buffer.from(data.params.buffer, data.params.byteOffset, data.params.byteLength),
+    Buffer.from(data.ms.buffer, data.ms.byteOffset, data.ms.byteLength),
+  ]);
+  return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+}
+
+export function decodeCheckpoint(buf: Buffer, file: string): CheckpointData {
+  const bad = (why: string): UserError => new UserError(`checkpoint ${file} is ${why}`);
+  if (buf.length < 16 + 32 || !buf.subarray(0, 8).equals(MAGIC))
+    throw bad('not a charlstm checkpoint');
+  const version = buf.readUInt32LE(8);
+  if (version !== VERSION)
+    throw bad(`format version ${version}; this charlstm reads version ${VERSION}`);
+  const body = buf.subarray(0, buf.length - 32);
+  if (
+    !createHash('sha256')
+      .update(body)
+      .digest()
+      .equals(buf.subarray(buf.length - 32))
+  ) {
+    throw bad('corrupt (checksum mismatch)');
+  }
+  const jsonLen = buf.readUInt32LE(12);
+  let state: Record<string, unknown>;
+  try {
+    state = JSON.parse(buf.subarray(16, 16 + jsonLen).toString('utf8')) as Record<string, unknown>;
+  } catch {
+    throw bad('corrupt (unreadable state)');
+  }
+  const size = state.size;
+  if (typeof size !== 'number' || 16 + jsonLen + size * 8 !== body.length)
+    throw bad('corrupt (wrong size)');
+  const floats = new Float32Array(
+    body.buffer.slice(body.byteOffset + 16 + jsonLen, body.byteOffset + body.length),
+  );
+  return { state, params: floats.slice(0, size), ms: floats.slice(size, 2 * size) };
+}
+
+// Tests set CHARLSTM_TEST_KILL_DURING_SAVE=N to SIGKILL the process in the middle of its Nth save.
+const killDuringSave = Number(process.env.CHARLSTM_TEST_KILL_DURING_SAVE ?? 0);
+let saves = 0;
+
+export async function saveCheckpoint(dir: string, data: CheckpointData): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, CHECKPOINT_FILE);
+  const tmp = path.join(dir, `.${CHECKPOINT_FILE}.${process.pid}.tmp`);
+  const bytes = encodeCheckpoint(data);
+  const fh = await open(tmp, 'w');
+  try {
+    if (++saves === killDuringSave) {
+      // fault injection for the tests: die with the new checkpoint half written
+      await fh.write(bytes.subarray(0, bytes.length >> 1));
+      await fh.sync();
+      process.kill(process.pid, 'SIGKILL');
+    }
+    await fh.writeFile(bytes);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  // keep the last good checkpoint until the new one is in place
+  await rename(file, path.join(dir, PREVIOUS_CHECKPOINT_FILE)).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+  await rename(tmp, file);
+  await fsyncDir(dir);
+}
+
+export async function loadCheckpoint(dir: string): Promise<CheckpointData> {
+  const file = path.join(dir, CHECKPOINT_FILE);
+  let buf: Buffer;
+  try {
+    buf = await readFile(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      // a kill between the two renames of a save leaves only the previous checkpoint
+      const prev = path.join(dir, PREVIOUS_CHECKPOINT_FILE);
+      const prevBuf = await readFile(prev).catch(() => undefined);
+      if (prevBuf) return decodeCheckpoint(prevBuf, prev);
+      throw new UserError(`no checkpoint to resume from: ${file} not found`);
+    }
+    throw new UserError(`cannot read checkpoint ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return decodeCheckpoint(buf, file);
+  } catch (e) {
+    if (e instanceof UserError) {
+      throw new UserError(
+        `${e.message}; the previous checkpoint, if any, is kept at ${path.join(dir, PREVIOUS_CHECKPOINT_FILE)}`,
+      );
+    }
+    throw e;
+  }
+}

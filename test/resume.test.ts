@@ -1,0 +1,119 @@
+// Training users can trust, with real processes: a run killed at any moment and resumed ends
+// with exactly the weights of an uninterrupted run; a kill in the middle of a save loses nothing;
+// a corrupt checkpoint is refused by name; a diverging run recovers instead of saving garbage.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadModel } from '../src/checkpoint/model-format.ts';
+import { Rng } from '../src/sampling/rng.ts';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-resume-'));
+const corpus = path.join(tmp, 'corpus.txt');
+writeFileSync(corpus, readFileSync(path.resolve(repo, '../shared/corpora/nietzsche.txt'), 'utf8').slice(0, 20000));
+const RUN = ['train', '--corpus', corpus, '--epochs', '3', '--units', '32', '--seed', '9', '--sample-length', '20', '--checkpoint-every', '7'];
+
+function charlstm(args: string[], env: Record<string, string> = {}): { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    cwd: repo,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Start a run and SIGKILL it `afterMs` after its first checkpoint appears. */
+async function killAfterFirstCheckpoint(dir: string, afterMs: number): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...RUN, '--out', dir], { cwd: repo, stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const deadline = Date.now() + 60_000;
+  while (!existsSync(path.join(dir, 'checkpoint.ckpt')) && Date.now() < deadline && child.exitCode === null) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await new Promise((r) => setTimeout(r, afterMs));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+const reference = path.join(tmp, 'uninterrupted');
+test('an uninterrupted run (the reference for the resume tests)', () => {
+  const r = charlstm([...RUN, '--out', reference]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /val_loss \d+\.\d+ \(\d+\.\d+ bits\/char, perplexity/);
+});
+
+test('SIGKILL at a random moment, then --resume: bit-identical final weights', async () => {
+  const delay = new Rng(Date.now() % 100000).int(1500);
+  const dir = path.join(tmp, `killed-${delay}`);
+  await killAfterFirstCheckpoint(dir, delay);
+  const r = charlstm(['train', '--resume', dir]);
+  assert.equal(r.code, 0, `resume after a kill ${delay} ms past the first checkpoint: ${r.stderr}`);
+  const [a, b] = await Promise.all([loadModel(reference), loadModel(dir)]);
+  assert.deepEqual(b.params.flat, a.params.flat, `weights differ after a kill ${delay} ms past the first checkpoint`);
+  const [ba, bb] = await Promise.all([loadModel(path.join(reference, 'best')), loadModel(path.join(dir, 'best'))]);
+  assert.deepEqual(bb.params.flat, ba.params.flat);
+});
+
+test('SIGKILL in the middle of writing a checkpoint loses nothing and resumes exactly', async () => {
+  const dir = path.join(tmp, 'killed-in-save');
+  const r1 = charlstm([...RUN, '--out', dir], { CHARLSTM_TEST_KILL_DURING_SAVE: '3' });
+  assert.equal(r1.signal, 'SIGKILL');
+  assert.ok(existsSync(path.join(dir, 'checkpoint.ckpt')), 'the previous checkpoint is still there');
+  const r2 = charlstm(['train', '--resume', dir]);
+  assert.equal(r2.code, 0, r2.stderr);
+  const [a, b] = await Promise.all([loadModel(reference), loadModel(dir)]);
+  assert.deepEqual(b.params.flat, a.params.flat);
+});
+
+test('a corrupt checkpoint is refused with its name, and the previous one is kept', () => {
+  const dir = path.join(tmp, 'corrupt');
+  const r1 = charlstm([...RUN, '--out', dir, '--epochs', '1']);
+  assert.equal(r1.code, 0, r1.stderr);
+  const file = path.join(dir, 'checkpoint.ckpt');
+  const prev = path.join(dir, 'checkpoint.prev.ckpt');
+  const prevBytes = readFileSync(prev);
+  const bytes = readFileSync(file);
+  bytes[bytes.length >> 1] ^= 0xff;
+  writeFileSync(file, bytes);
+  const r2 = charlstm(['train', '--resume', dir]);
+  assert.equal(r2.code, 2);
+  assert.equal(r2.stderr.trim().split('\n').length, 1);
+  assert.match(r2.stderr, new RegExp(`checkpoint ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is corrupt`));
+  assert.deepEqual(readFileSync(prev), prevBytes, 'the previous checkpoint is untouched');
+  // and it is usable: put it back in place and resume from it
+  copyFileSync(prev, file);
+  const r3 = charlstm(['train', '--resume', dir, '--epochs', '2']);
+  assert.equal(r3.code, 0, r3.stderr);
+});
+
+test('a diverging run rolls back and lowers the learning rate instead of saving garbage', async () => {
+  const dir = path.join(tmp, 'diverge');
+  const r = charlstm(['train', '--corpus', corpus, '--epochs', '1', '--units', '8', '--seed', '9', '--sample-length', '0', '--lr', '3e37', '--out', dir]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /loss became NaN at epoch 1, batch \d+: rolled back to the last good weights; learning rate now ×0\.5/);
+  const { params } = await loadModel(dir);
+  assert.ok(params.flat.every(Number.isFinite), 'saved weights are all finite');
+});
+
+test('Ctrl-C (SIGINT) saves a checkpoint and the model, then exits cleanly', async () => {
+  const dir = path.join(tmp, 'sigint');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...RUN, '--out', dir, '--checkpoint-every', '1000'], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 60_000;
+  while (!stderr.includes('Epoch 1/3:') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  child.kill('SIGINT');
+  assert.equal(await exited, 130);
+  assert.match(stderr, /stopping after this batch and saving/);
+  assert.ok(existsSync(path.join(dir, 'checkpoint.ckpt')));
+  const r = charlstm(['train', '--resume', dir]);
+  assert.equal(r.code, 0, r.stderr);
+  const [a, b] = await Promise.all([loadModel(reference), loadModel(dir)]);
+  assert.deepEqual(b.params.flat, a.params.flat);
+});
