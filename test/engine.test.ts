@@ -124,3 +124,33 @@ test('stateful steps equal a window forward from a zero state', () => {
   for (let t = 0; t < T; t++) last = core.step([x[t]!, x[T + t]!], 2).slice();
   assert.deepEqual(last, window);
 });
+
+test('sequence mode scores every position: equal to the sum of last-step losses over all prefixes', () => {
+  // From a zero state, the state after t+1 steps depends only on the first t+1 tokens, so scoring
+  // every position of a window equals scoring each prefix on its own. Compares loss and gradient.
+  const shape = { vocabSize: 7, units: 8 };
+  const B = 3;
+  const T = 6;
+  const rng = new Rng(21);
+  const params = randomParams(shape, rng);
+  const x = Int32Array.from({ length: B * T }, () => rng.int(7));
+  const y = Int32Array.from({ length: B * T }, () => rng.int(7)); // [b][t]
+  const core = new LstmCore(shape, { maxB: B, maxT: T, training: true });
+  core.setParams(params.flat);
+  const loss = core.lossAndGrads(x, y, B, T, 1, true);
+  const grads = core.grads.slice();
+  let sum = 0;
+  const acc = new Float64Array(grads.length);
+  for (let t = 1; t <= T; t++) {
+    const xp = new Int32Array(B * t);
+    const yp = new Int32Array(B);
+    for (let b = 0; b < B; b++) {
+      xp.set(x.subarray(b * T, b * T + t), b * t);
+      yp[b] = y[b * T + t - 1]!;
+    }
+    sum += core.lossAndGrads(xp, yp, B, t, 1);
+    core.grads.forEach((g, i) => (acc[i]! += g));
+  }
+  assert.ok(Math.abs(loss - sum) < 1e-4 * Math.abs(sum), `loss ${loss} vs ${sum}`);
+  assert.ok(relErr(grads, Float32Array.from(acc)) < 1e-5, `gradient differs: ${relErr(grads, Float32Array.from(acc))}`);
+});

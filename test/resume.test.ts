@@ -78,7 +78,8 @@ test('a corrupt checkpoint is refused with its name, and the previous one is kep
   const prev = path.join(dir, 'checkpoint.prev.ckpt');
   const prevBytes = readFileSync(prev);
   const bytes = readFileSync(file);
-  bytes[bytes.length >> 1] ^= 0xff;
+  const mid = bytes.length >> 1;
+  bytes[mid] = bytes[mid]! ^ 0xff;
   writeFileSync(file, bytes);
   const r2 = charlstm(['train', '--resume', dir]);
   assert.equal(r2.code, 2);

@@ -49,6 +49,7 @@ export class LstmCore {
   private readonly pDc: number;
   private readonly pLogits: number;
   private readonly pDlogits: number;
+  private readonly pDhAll: number; // [T][B][H] the head's gradient reaching every h (sequence mode)
   // views (valid after commit; memory never grows again)
   readonly params: Float32Array;
   readonly grads: Float32Array;
@@ -85,7 +86,8 @@ export class LstmCore {
     this.pWdT = a.reserve(V * H);
     this.pGrads = a.reserve(this.P);
     this.pTok = a.reserve(B * T);
-    this.pY = a.reserve(B);
+    const headRows = cap.training ? B * T : B; // training may score every step (sequence mode)
+    this.pY = a.reserve(headRows);
     const steps = cap.training ? T : 1; // inference reuses one step's gate buffer
     this.pAct = a.reserve(steps * B * G);
     this.pDz = cap.training ? a.reserve(T * B * G) : 0;
@@ -94,13 +96,14 @@ export class LstmCore {
     this.pH = a.reserve((cap.training ? T + 1 : 2) * B * H);
     this.pDh = a.reserve(B * H);
     this.pDc = a.reserve(B * H);
-    this.pLogits = a.reserve(B * V);
-    this.pDlogits = a.reserve(B * V);
+    this.pLogits = a.reserve(headRows * V);
+    this.pDlogits = a.reserve(headRows * V);
+    this.pDhAll = cap.training ? a.reserve(B * T * H) : 0;
     a.commit();
     this.params = a.f32(this.pParams, this.P);
     this.grads = a.f32(this.pGrads, this.P);
     this.tok = a.i32(this.pTok, B * T);
-    this.y = a.i32(this.pY, B);
+    this.y = a.i32(this.pY, headRows);
     this.probs = a.f32(this.pLogits, B * V);
     this.hView = a.f32(this.pH, 2 * B * H);
     this.cView = a.f32(this.pC, 2 * B * H);
@@ -123,16 +126,23 @@ export class LstmCore {
   }
 
   /**
-   * Forward and backward for windows x [n×T] with targets y [n]. Gradients of
-   * `scale · Σ loss` go to `this.grads` (overwritten); returns Σ loss over the n rows.
-   * With scale = 1/batchSize this is the gradient of the batch-mean loss.
+   * Forward and backward for windows x [n×T]. Gradients of `scale · Σ loss` go to `this.grads`
+   * (overwritten); returns Σ loss. With scale = 1/(number of scored characters in the whole batch)
+   * this is the gradient of the batch-mean loss.
+   *   everyStep = false (the reference): y [n], the character after each window, scored once.
+   *   everyStep = true (sequence mode): y [n×T], the next character at every position, all scored.
    */
-  lossAndGrads(x: Int32Array, y: Int32Array, n: number, T: number, scale: number): number {
+  lossAndGrads(x: Int32Array, y: Int32Array, n: number, T: number, scale: number, everyStep = false): number {
     if (!this.cap.training) throw new Error('this core was built for inference only');
     this.checkBatch(n, T);
     const { k, H, G, V } = this;
     this.tok.set(x.subarray(0, n * T));
-    this.y.set(y.subarray(0, n));
+    if (everyStep) {
+      // head rows are ordered [t][b] like the stored states: transpose the targets
+      for (let b = 0; b < n; b++) for (let t = 0; t < T; t++) this.y[t * n + b] = y[b * T + t]!;
+    } else {
+      this.y.set(y.subarray(0, n));
+    }
     const BH = n * H * 4; // bytes of one [n×H] state
     const BG = n * G * 4; // bytes of one [n×G] gate block
     // ---- forward
@@ -144,11 +154,13 @@ export class LstmCore {
       if (t > 0) k.gemmNNPacked(this.pH + t * BH, H, this.pWhP, this.pWh, G, z, G, n, G, H); // z += h[t]·Wh
       k.gatesForward(z, this.pC + t * BH, this.pC + (t + 1) * BH, this.pTc + t * BH, this.pH + (t + 1) * BH, n, H);
     }
-    const hT = this.pH + T * BH;
-    this.mem.fill(0, this.pLogits, this.pLogits + n * V * 4);
-    k.gemmNN(hT, H, this.pWd, V, this.pLogits, V, n, V, H); // logits = h[T]·Wd
-    k.softmaxRows(this.pLogits, this.pBd, n, V);
-    const loss = k.crossEntropy(this.pLogits, this.pY, this.pDlogits, n, V, scale);
+    // the softmax head on the scored states: h[T] [n×H], or h[1..T] stacked [T·n×H]
+    const rows = everyStep ? T * n : n;
+    const hHead = everyStep ? this.pH + BH : this.pH + T * BH;
+    this.mem.fill(0, this.pLogits, this.pLogits + rows * V * 4);
+    k.gemmNN(hHead, H, this.pWd, V, this.pLogits, V, rows, V, H); // logits = h·Wd
+    k.softmaxRows(this.pLogits, this.pBd, rows, V);
+    const loss = k.crossEntropy(this.pLogits, this.pY, this.pDlogits, rows, V, scale);
     // ---- backward
     this.grads.fill(0);
     const gWx = this.pGrads;
@@ -156,18 +168,23 @@ export class LstmCore {
     const gB = gWh + H * G * 4;
     const gWd = gB + G * 4;
     const gBd = gWd + H * V * 4;
-    k.gemmTN(hT, H, this.pDlogits, V, gWd, V, H, V, n); // dWd = h[T]ᵀ·dlogits
-    k.colSum(this.pDlogits, gBd, n, V);
-    this.mem.fill(0, this.pDh, this.pDh + BH);
-    k.gemmNN(this.pDlogits, V, this.pWdT, H, this.pDh, H, n, H, V); // dh = dlogits·Wdᵀ
+    k.gemmTN(hHead, H, this.pDlogits, V, gWd, V, H, V, rows); // dWd = hᵀ·dlogits
+    k.colSum(this.pDlogits, gBd, rows, V);
+    // dh from the head: into dh directly (last step only) or into dhAll [T][n][H]
+    const pHeadGrad = everyStep ? this.pDhAll : this.pDh;
+    this.mem.fill(0, pHeadGrad, pHeadGrad + rows * H * 4);
+    k.gemmNN(this.pDlogits, V, this.pWdT, H, pHeadGrad, H, rows, H, V); // dh = dlogits·Wdᵀ
+    if (everyStep) this.mem.copyWithin(this.pDh, this.pDhAll + (T - 1) * BH, this.pDhAll + T * BH);
     this.mem.fill(0, this.pDc, this.pDc + BH);
     for (let t = T - 1; t >= 0; t--) {
       const dz = this.pDz + t * BG;
       k.gatesBackward(this.pAct + t * BG, this.pC + t * BH, this.pTc + t * BH, this.pDh, this.pDc, dz, n, H);
       k.scatterRows(gWx, gB, dz, this.pTok + t * 4, T, n, G);
       if (t > 0) {
-        this.mem.fill(0, this.pDh, this.pDh + BH);
-        k.gemmNNPacked(dz, G, this.pWhTP, this.pWhT, H, this.pDh, H, n, H, G); // dh = dz·Whᵀ
+        // dh reaching h[t] = (the head's gradient at step t-1, in sequence mode) + dz·Whᵀ
+        if (everyStep) this.mem.copyWithin(this.pDh, this.pDhAll + (t - 1) * BH, this.pDhAll + t * BH);
+        else this.mem.fill(0, this.pDh, this.pDh + BH);
+        k.gemmNNPacked(dz, G, this.pWhTP, this.pWhT, H, this.pDh, H, n, H, G);
       }
     }
     // dWh = Σ_{t≥1} h[t]ᵀ·dz_t as one product over the stacked steps: [H × (T-1)n]·[(T-1)n × G]
