@@ -2,6 +2,7 @@ import cliProgress from 'cli-progress';
 import type { ModelMeta } from '../checkpoint/model-format.ts';
 import type { Vocabulary } from '../data/vocabulary.ts';
 import { kernelModule } from '../engine/kernels.ts';
+import { memorisationReports } from '../generate/memorisation.ts';
 import { generateWindow } from '../generate/window.ts';
 import { CharModel } from '../model/char-model.ts';
 import type { Rng } from '../sampling/rng.ts';
@@ -127,6 +128,13 @@ export function samplesCallback(opts: SampleOptions): TrainCallback {
       for (let i = 1; i < temps.length; i++) {
         opts.write(`------ temperature: ${temps[i]}\n${seed}${texts[i]}\n`);
       }
+      // how much of each sample is recited from the corpus
+      const copied = memorisationReports(texts.map((t) => opts.vocab.encode(t)), opts.tokens);
+      opts.write(
+        `------ copied from the corpus: ${temps
+          .map((t, i) => `T=${t}: longest ${copied[i]!.longestCopy} chars, ${Math.round(copied[i]!.shareFound * 100)}% of 20-char runs`)
+          .join('; ')}\n`,
+      );
     },
   };
 }
