@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { REFERENCE } from '../defaults.ts';
 import { parseCount, parseSeed } from './options.ts';
@@ -30,6 +30,7 @@ interface TrainFlags {
   lrSchedule?: string;
   timeBudget?: number;
   resume?: string;
+  mode?: 'last' | 'sequence';
 }
 
 /** The held-out fraction of a new run unless --val-split or --preset reference says otherwise. */
@@ -156,6 +157,14 @@ export function trainCommand(): Command {
       '--time-budget <seconds>',
       'stop after this much training time (resumable)',
       parsePositive,
+    )
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'last: score the character after each window (the reference); sequence: score every position',
+      )
+        .choices(['last', 'sequence'])
+        .default('last'),
     )
     .option('--resume <dir>', 'continue the run saved in <dir> exactly where it stopped')
     .action(async function (this: Command, flags: TrainFlags) {

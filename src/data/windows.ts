@@ -42,3 +42,25 @@ export function gatherBatch(
   }
   return n;
 }
+
+/**
+ * Sequence mode: like gatherBatch, but the targets are the next character at every position,
+ * y [n×T] (y[b,t] = text[start + t + 1]); the last one is the reference's single target.
+ */
+export function gatherSequenceBatch(
+  w: Windows,
+  order: ArrayLike<number>,
+  from: number,
+  to: number,
+  x: Int32Array,
+  y: Int32Array,
+): number {
+  const n = to - from;
+  const T = w.maxlen;
+  for (let b = 0; b < n; b++) {
+    const s = w.starts[order[from + b]!]!;
+    x.set(w.tokens.subarray(s, s + T), b * T);
+    y.set(w.tokens.subarray(s + 1, s + T + 1), b * T);
+  }
+  return n;
+}

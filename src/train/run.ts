@@ -15,7 +15,7 @@ import { Rng, type RngState } from '../sampling/rng.ts';
 import { progressCallback, samplesCallback } from './callbacks.ts';
 import { evaluate } from './evaluate.ts';
 import type { Schedule } from './schedule.ts';
-import { Trainer, type TrainCallback, type TrainerState } from './trainer.ts';
+import { Trainer, type TrainCallback, type TrainerState, type TrainMode } from './trainer.ts';
 
 // The whole run, as `charlstm train` does it: corpus → vocabulary → windows (training and
 // held-out) → fresh or resumed model → training loop with progress, validation, samples,
@@ -41,6 +41,7 @@ export interface TrainRunConfig {
   clip?: number;
   schedule?: Schedule;
   timeBudget?: number; // seconds of training
+  mode?: TrainMode; // 'last' (the reference) or 'sequence' (score every position)
 }
 
 export interface TrainRunOptions extends TrainRunConfig {
@@ -210,6 +211,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       epsilon: REFERENCE.epsilon,
       seed,
       valSplit: config.valSplit,
+      mode: config.mode ?? 'last',
       loss: trainer.history.map((h) => h.loss),
       valLoss: trainer.history.map((h) => h.valLoss ?? null),
       seqPerSec: trainer.history.map((h) => Math.round(h.seqPerSec)),
@@ -312,6 +314,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       ...(config.clip !== undefined && { clip: config.clip }),
       ...(config.schedule !== undefined && { schedule: config.schedule }),
       ...(config.timeBudget !== undefined && { timeBudgetSec: config.timeBudget }),
+      mode: config.mode ?? 'last',
     },
     callbacks,
   });

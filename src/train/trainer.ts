@@ -1,4 +1,4 @@
-import { gatherBatch, type Windows } from '../data/windows.ts';
+import { gatherBatch, gatherSequenceBatch, type Windows } from '../data/windows.ts';
 import { createEngine, type GradientEngine } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
 import type { Parameters } from '../model/params.ts';
@@ -21,7 +21,11 @@ export interface TrainerConfig extends RmsPropConfig {
   clip?: number; // clip the gradient's global L2 norm to this (none when undefined)
   schedule?: Schedule; // learning-rate schedule (constant when undefined)
   timeBudgetSec?: number; // stop after this much training time (this process)
+  /** 'last' (the reference): score the character after each window; 'sequence': every position. */
+  mode?: TrainMode;
 }
+
+export type TrainMode = 'last' | 'sequence';
 
 export interface BatchEndEvent {
   epoch: number; // 1-based
@@ -212,7 +216,9 @@ export class Trainer {
     });
     const engine = this.engine;
     const x = new Int32Array(batchSize * T);
-    const y = new Int32Array(batchSize);
+    const everyStep = this.config.mode === 'sequence';
+    const y = new Int32Array(everyStep ? batchSize * T : batchSize);
+    const gather = everyStep ? gatherSequenceBatch : gatherBatch;
     const grads = new Float32Array(this.params.flat.length);
     const order = new Int32Array(count);
     const steps = this.stepsPerEpoch;
@@ -244,8 +250,8 @@ export class Trainer {
         while (this.step < steps) {
           if (this.stopRequested || this.overBudget()) break;
           const from = this.step * batchSize;
-          const n = gatherBatch(this.windows, order, from, Math.min(from + batchSize, count), x, y);
-          const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads);
+          const n = gather(this.windows, order, from, Math.min(from + batchSize, count), x, y);
+          const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads, everyStep);
           const norm = gradNorm(grads);
           if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
             // roll back to the last good weights and optimizer state, halve the learning rate
