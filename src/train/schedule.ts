@@ -4,7 +4,8 @@ import { UserError } from '../errors.ts';
 // same rate at the same step):
 //   constant            lr
 //   step:E:G            lr · G^floor(epoch / E)    (decay by G every E epochs)
-//   cosine              lr · ½(1 + cos(π · step / total))
+//   cosine              lr · ½(1 + cos(π · progress)), progress = step / total steps, or the
+//                       fraction of --time-budget used (then the rate follows the clock)
 
 export type Schedule =
   { kind: 'constant' } | { kind: 'step'; everyEpochs: number; gamma: number } | { kind: 'cosine' };
@@ -24,17 +25,16 @@ export function parseSchedule(text: string): Schedule {
   );
 }
 
+/** progress: the fraction of the run done, in [0, 1] (steps, or time under a time budget). */
 export function learningRateAt(
   schedule: Schedule | undefined,
   lr: number,
   step: number,
-  totalSteps: number,
   stepsPerEpoch: number,
+  progress: number,
 ): number {
   if (!schedule || schedule.kind === 'constant') return lr;
   if (schedule.kind === 'step')
     return lr * schedule.gamma ** Math.floor(step / stepsPerEpoch / schedule.everyEpochs);
-  return (
-    lr * 0.5 * (1 + Math.cos((Math.PI * Math.min(step, totalSteps)) / Math.max(1, totalSteps)))
-  );
+  return lr * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, Math.max(0, progress))));
 }

@@ -183,15 +183,11 @@ export class Trainer {
   learningRate(): number {
     const total = this.config.epochs * this.stepsPerEpoch;
     const done = this.epoch * this.stepsPerEpoch + this.step;
+    const budget = this.config.timeBudgetSec;
+    const progress = budget ? this.trainSeconds / budget : done / total;
     return (
       this.learningRateScale *
-      learningRateAt(
-        this.config.schedule,
-        this.config.learningRate,
-        done,
-        total,
-        this.stepsPerEpoch,
-      )
+      learningRateAt(this.config.schedule, this.config.learningRate, done, this.stepsPerEpoch, progress)
     );
   }
 

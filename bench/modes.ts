@@ -1,0 +1,143 @@
+// Which training mode learns fastest per minute? Trains each mode for the same wall-clock budget on
+// nietzsche with its last 10% held out, and records the held-out loss against training time.
+// Held-out loss: every held-out character predicted from the 60 characters before it, from a zero
+// state (the way window-mode generation uses a model). Evaluation time is not counted as training.
+//
+//   node --import tsx bench/modes.ts [--budget 600] [--modes last,sequence] [--out docs/modes]
+//
+// Writes <out>.json (the curves), <out>.svg (a plot) and prints a Markdown table.
+
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadCorpus } from '../src/corpus/corpus.ts';
+import { Vocabulary } from '../src/data/vocabulary.ts';
+import { makeWindows, type Windows } from '../src/data/windows.ts';
+import { initParameters } from '../src/model/init.ts';
+import { Rng } from '../src/sampling/rng.ts';
+import { evaluate } from '../src/train/evaluate.ts';
+import { Trainer, type TrainMode } from '../src/train/trainer.ts';
+import { splitWindows } from '../src/train/run.ts';
+import { REFERENCE } from '../src/defaults.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    budget: { type: 'string', default: '600' },
+    modes: { type: 'string', default: 'last,sequence' },
+    units: { type: 'string', default: '128' },
+    'eval-every': { type: 'string', default: '60' },
+    out: { type: 'string', default: 'docs/modes' },
+  },
+});
+const budget = Number(args.budget);
+const evalEvery = Number(args['eval-every']);
+const units = Number(args.units);
+
+interface Setting {
+  name: string;
+  mode: TrainMode;
+  step: number;
+  batchSize: number;
+  lr: number;
+}
+const SETTINGS: Record<string, Setting> = {
+  last: { name: 'reference (last character, step 3)', mode: 'last', step: 3, batchSize: 128, lr: 0.01 },
+  sequence: { name: 'sequence (every position, step 30)', mode: 'sequence', step: 30, batchSize: 128, lr: 0.01 },
+};
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const shared = path.resolve(repo, '../shared/corpora');
+const dataDir = process.env.CHARLSTM_DATA_DIR ?? (existsSync(shared) ? shared : undefined);
+const corpus = await loadCorpus('nietzsche', { dataDir, progress: false });
+const vocab = Vocabulary.fromText(corpus.text);
+const tokens = vocab.encode(corpus.text);
+const T = REFERENCE.maxlen;
+// held-out windows with step 1: every held-out character is a target
+const { val: heldOut } = splitWindows(tokens, { maxlen: T, step: 1, valSplit: 0.1 });
+const every = (w: Windows, k: number): Windows => {
+  const starts = w.starts.filter((_, i) => i % k === 0);
+  return { ...w, starts, count: starts.length };
+};
+const probe = every(heldOut!, 15); // ~4,000 windows for the curve; the full set at the end
+
+const results: { setting: Setting; curve: { seconds: number; loss: number }[]; final: number; seqPerSec: number }[] = [];
+for (const key of args.modes.split(',')) {
+  const setting = SETTINGS[key];
+  if (!setting) throw new Error(`unknown mode ${key}`);
+  const { train } = splitWindows(tokens, { maxlen: T, step: setting.step, valSplit: 0.1 });
+  const params = initParameters({ vocabSize: vocab.size, units }, new Rng(1));
+  const curve: { seconds: number; loss: number }[] = [];
+  let trainMs = 0;
+  let last = performance.now();
+  let nextEval = evalEvery;
+  const trainer = new Trainer({
+    params,
+    windows: train,
+    shuffleRng: new Rng(2),
+    config: { batchSize: setting.batchSize, epochs: 10_000, learningRate: setting.lr, rho: REFERENCE.rho, epsilon: REFERENCE.epsilon, threads: 2, mode: setting.mode },
+    callbacks: [
+      {
+        async onBatchEnd(ev, t) {
+          const now = performance.now();
+          trainMs += now - last;
+          if (trainMs / 1000 >= nextEval || trainMs / 1000 >= budget) {
+            const e = await evaluate(params, probe);
+            curve.push({ seconds: trainMs / 1000, loss: e.loss });
+            process.stderr.write(`${key}: ${(trainMs / 1000).toFixed(0)} s, held-out loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char)\n`);
+            nextEval += evalEvery;
+          }
+          if (trainMs / 1000 >= budget) t.requestStop();
+          last = performance.now(); // evaluation time is not training time
+        },
+      },
+    ],
+  });
+  const t0 = performance.now();
+  await trainer.fit();
+  const windowsTrained = trainer.history.reduce((a, h) => a + h.sequences, 0) + trainer.getState().seen;
+  const full = await evaluate(params, heldOut!);
+  results.push({ setting, curve, final: full.loss, seqPerSec: windowsTrained / (trainMs / 1000) });
+  process.stderr.write(`${key}: final held-out loss ${full.loss.toFixed(4)} nats (${full.bpc.toFixed(3)} bits/char) on ${full.windows} characters; ${((performance.now() - t0) / 1000).toFixed(0)} s wall\n`);
+}
+
+mkdirSync(path.dirname(path.resolve(repo, args.out)), { recursive: true });
+writeFileSync(path.resolve(repo, `${args.out}.json`), JSON.stringify({ budget, units, date: new Date().toISOString(), results }, null, 2));
+
+// a small SVG plot: held-out bits per character against training minutes
+const W = 640;
+const H = 360;
+const pad = 50;
+const all = results.flatMap((r) => r.curve);
+const maxX = budget / 60;
+const ys = all.map((p) => p.loss / Math.LN2);
+const minY = Math.floor(Math.min(...ys) * 10) / 10 - 0.1;
+const maxY = Math.ceil(Math.max(...ys) * 10) / 10;
+const sx = (m: number): number => pad + ((W - 2 * pad) * m) / maxX;
+const sy = (b: number): number => H - pad - ((H - 2 * pad) * (b - minY)) / (maxY - minY);
+const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
+let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">\n<rect width="${W}" height="${H}" fill="white"/>\n`;
+for (let m = 0; m <= maxX; m += Math.max(1, Math.round(maxX / 10))) {
+  svg += `<line x1="${sx(m)}" y1="${H - pad}" x2="${sx(m)}" y2="${pad}" stroke="#eee"/><text x="${sx(m)}" y="${H - pad + 16}" text-anchor="middle">${m}</text>\n`;
+}
+for (let b = minY; b <= maxY + 1e-9; b += 0.2) {
+  svg += `<line x1="${pad}" y1="${sy(b)}" x2="${W - pad}" y2="${sy(b)}" stroke="#eee"/><text x="${pad - 6}" y="${sy(b) + 4}" text-anchor="end">${b.toFixed(1)}</text>\n`;
+}
+svg += `<text x="${W / 2}" y="${H - 10}" text-anchor="middle">training time (minutes)</text>\n<text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">held-out bits per character</text>\n`;
+results.forEach((r, i) => {
+  const pts = r.curve.map((p) => `${sx(p.seconds / 60).toFixed(1)},${sy(p.loss / Math.LN2).toFixed(1)}`).join(' ');
+  svg += `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${pts}"/>\n`;
+  svg += `<text x="${W - pad - 250}" y="${pad + 16 * i}" fill="${colors[i % colors.length]}">${r.setting.name}</text>\n`;
+});
+svg += `<line x1="${pad}" y1="${sy(1.88)}" x2="${W - pad}" y2="${sy(1.88)}" stroke="#999" stroke-dasharray="4 4"/><text x="${W - pad}" y="${sy(1.88) - 4}" text-anchor="end" fill="#666">target 1.88</text>\n</svg>\n`;
+writeFileSync(path.resolve(repo, `${args.out}.svg`), svg);
+
+const mins = [1, 2, 5, 10].filter((m) => m * 60 <= budget);
+process.stdout.write(`\n| mode | ${mins.map((m) => `${m} min`).join(' | ')} | final (all held-out chars) | windows/s |\n|---|${mins.map(() => '---').join('|')}|---|---|\n`);
+for (const r of results) {
+  const at = (m: number): string => {
+    const p = r.curve.filter((c) => c.seconds <= m * 60 + 1).pop();
+    return p ? `${(p.loss / Math.LN2).toFixed(3)}` : '—';
+  };
+  process.stdout.write(`| ${r.setting.name} | ${mins.map(at).join(' | ')} | ${r.final.toFixed(3)} nats = ${(r.final / Math.LN2).toFixed(3)} bits | ${r.seqPerSec.toFixed(0)} |\n`);
+}
