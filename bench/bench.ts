@@ -14,7 +14,7 @@ import os from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createEngine, SHARDS } from '../src/engine/gradient-engine.ts';
+import { createEngine, resolveEngine, SHARDS, type EngineKind } from '../src/engine/gradient-engine.ts';
 import { instantiate, kernelModule } from '../src/engine/kernels.ts';
 import { initParameters } from '../src/model/init.ts';
 import { CharModel } from '../src/model/char-model.ts';
@@ -50,11 +50,11 @@ const log = (msg: string): void => {
   if (!args.json) process.stderr.write(msg + '\n');
 };
 
-async function benchTrain(threads: number, windows: number, batchesPerWindow: number): Promise<number> {
+async function benchTrain(engineKind: EngineKind, threads: number, windows: number, batchesPerWindow: number): Promise<number> {
   const rng = new Rng(1);
   const params = initParameters({ vocabSize: V, units: H }, rng);
   const opt = new RmsProp(params.flat.length, { learningRate: 0.01, rho: 0.9, epsilon: 1e-7 });
-  const engine = await createEngine({ shape: params.shape, maxBatch: B, maxT: T, threads });
+  const engine = await createEngine({ shape: params.shape, maxBatch: B, maxT: T, threads, engine: engineKind });
   const x = Int32Array.from({ length: B * T }, () => rng.int(V));
   const y = Int32Array.from({ length: B }, () => rng.int(V));
   const grads = new Float32Array(params.flat.length);
@@ -149,10 +149,20 @@ log('charlstm bench — reference configuration (batch 128, 60 steps, 128 units,
 await kernelModule();
 const kernelGflops = benchKernelPeak();
 log(`kernel: gemm 64×128·128×512, one thread: ${kernelGflops.toFixed(1)} GFLOP/s`);
-const ours1 = await benchTrain(1, quick ? 3 : 5, quick ? 3 : 6);
-log(`charlstm, 1 thread: ${ours1.toFixed(0)} seq/s`);
-const ours2 = await benchTrain(2, quick ? 3 : 5, quick ? 3 : 6);
-log(`charlstm, 2 threads: ${ours2.toFixed(0)} seq/s`);
+const windows = quick ? 3 : 5;
+const perWindow = quick ? 3 : 6;
+const wasm1 = await benchTrain('wasm', 1, windows, perWindow);
+log(`charlstm wasm, 1 thread: ${wasm1.toFixed(0)} seq/s`);
+const wasm2 = await benchTrain('wasm', 2, windows, perWindow);
+log(`charlstm wasm, 2 threads: ${wasm2.toFixed(0)} seq/s`);
+const hasNative = (await resolveEngine('auto')) === 'native';
+const native1 = hasNative ? await benchTrain('native', 1, windows, perWindow * 2) : undefined;
+if (native1) log(`charlstm native, 1 thread: ${native1.toFixed(0)} seq/s`);
+const native2 = hasNative ? await benchTrain('native', 2, windows, perWindow * 2) : undefined;
+if (native2) log(`charlstm native, 2 threads: ${native2.toFixed(0)} seq/s`);
+// the default engine's figures
+const ours1 = native1 ?? wasm1;
+const ours2 = native2 ?? wasm2;
 const gen = await benchGenerate(quick ? 100 : 400);
 log(`charlstm generation (window mode, 4 temperatures as one batch): ${gen.toFixed(0)} chars/s`);
 
@@ -176,6 +186,11 @@ if (rss) log(`charlstm train process: peak RSS ${rss.maxRssMB.toFixed(0)} MB (${
 const epochSeconds = (rate: number): number => 200278 / rate;
 Object.assign(results, {
   train: {
+    wasm1: { seqPerSec: wasm1, gflops: (wasm1 * FLOP_PER_SEQ) / 1e9 },
+    wasm2: { seqPerSec: wasm2, gflops: (wasm2 * FLOP_PER_SEQ) / 1e9 },
+    native1: native1 && { seqPerSec: native1, gflops: (native1 * FLOP_PER_SEQ) / 1e9 },
+    native2: native2 && { seqPerSec: native2, gflops: (native2 * FLOP_PER_SEQ) / 1e9 },
+    defaultEngine: hasNative ? 'native' : 'wasm',
     charlstm1: { seqPerSec: ours1, gflops: (ours1 * FLOP_PER_SEQ) / 1e9 },
     charlstm2: { seqPerSec: ours2, gflops: (ours2 * FLOP_PER_SEQ) / 1e9, epochSeconds: epochSeconds(ours2) },
     threadScaling: ours2 / ours1,
@@ -193,9 +208,12 @@ if (args.json) {
   process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 } else {
   const fmt = (v: number | undefined, d = 0): string => (v === undefined ? '—' : v.toFixed(d));
+  const gf = (r: number | undefined): string => (r === undefined ? '' : `${fmt((r * FLOP_PER_SEQ) / 1e9, 1)} GFLOP/s`);
   const rows: [string, string, string][] = [
-    ['training, charlstm 1 thread', `${fmt(ours1)} seq/s`, `${fmt((ours1 * FLOP_PER_SEQ) / 1e9, 1)} GFLOP/s`],
-    ['training, charlstm 2 threads', `${fmt(ours2)} seq/s`, `${fmt((ours2 * FLOP_PER_SEQ) / 1e9, 1)} GFLOP/s; epoch ${fmt(epochSeconds(ours2))} s; ${fmt(ours2 / ours1, 2)}× 1 thread`],
+    ['training, WebAssembly, 1 thread', `${fmt(wasm1)} seq/s`, gf(wasm1)],
+    ['training, WebAssembly, 2 threads', `${fmt(wasm2)} seq/s`, `${gf(wasm2)}; ${fmt(wasm2 / wasm1, 2)}× 1 thread; ${tfWasm ? `${fmt(wasm2 / tfWasm)}× TF.js wasm` : ''}`],
+    ['training, native AVX2, 1 thread', `${fmt(native1)} seq/s`, gf(native1)],
+    ['training, native AVX2, 2 threads', `${fmt(native2)} seq/s`, native2 ? `${gf(native2)}; ${fmt(native2 / native1!, 2)}× 1 thread; epoch ${fmt(epochSeconds(native2))} s` : ''],
     ['training, TF.js wasm', `${fmt(tfWasm, 1)} seq/s`, tfWasm ? `charlstm is ${fmt(ours2 / tfWasm)}×` : ''],
     ['training, TF.js cpu', `${fmt(tfCpu, 1)} seq/s`, tfCpu ? `charlstm is ${fmt(ours2 / tfCpu)}×` : ''],
     ['kernel gemm 64×128·128×512', `${fmt(kernelGflops, 1)} GFLOP/s`, 'one thread; ×2 for two cores'],

@@ -11,7 +11,7 @@
 // Options: CHARLSTM_SKIP_NATIVE=1 skips the build; extra arguments go to node-gyp.
 
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +29,8 @@ function skip(reason) {
   process.exit(0);
 }
 
-if (process.env.CHARLSTM_SKIP_NATIVE && process.env.CHARLSTM_SKIP_NATIVE !== '0') skip('CHARLSTM_SKIP_NATIVE is set');
+if (process.env.CHARLSTM_SKIP_NATIVE && process.env.CHARLSTM_SKIP_NATIVE !== '0')
+  skip('CHARLSTM_SKIP_NATIVE is set');
 if (process.arch !== 'x64') skip(`the native kernels are for x86-64, this is ${process.arch}`);
 
 // node-gyp: npm's own copy (npm sets npm_config_node_gyp for scripts), else one next to npm, else
@@ -37,8 +38,21 @@ if (process.arch !== 'x64') skip(`the native kernels are for x86-64, this is ${p
 function findNodeGyp() {
   const candidates = [process.env.npm_config_node_gyp];
   const npmCli = process.env.npm_execpath;
-  if (npmCli) candidates.push(join(dirname(npmCli), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
-  candidates.push(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  if (npmCli)
+    candidates.push(join(dirname(npmCli), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  candidates.push(
+    join(
+      dirname(process.execPath),
+      '..',
+      'lib',
+      'node_modules',
+      'npm',
+      'node_modules',
+      'node-gyp',
+      'bin',
+      'node-gyp.js',
+    ),
+  );
   try {
     candidates.push(createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js'));
   } catch {
@@ -49,6 +63,18 @@ function findNodeGyp() {
 
 const nodeGyp = findNodeGyp();
 if (!nodeGyp) skip('node-gyp not found');
+
+// The toolchain node-gyp's Makefile will use: $CXX (default g++ on Linux, c++ elsewhere) and make.
+function works(cmd, args) {
+  const r = spawnSync(cmd, args, { stdio: 'ignore', shell: false });
+  return !r.error && r.status === 0;
+}
+if (process.platform !== 'win32') {
+  const cxx = process.env.CXX || (process.platform === 'linux' ? 'g++' : 'c++');
+  const cxxCmd = cxx.trim().split(/\s+/)[0];
+  if (!works(cxxCmd, ['--version'])) skip(`no working C++ compiler: \`${cxx} --version\` failed`);
+  if (!works('make', ['--version'])) skip('make not found');
+}
 
 // Node's headers: those of the running installation when it ships them (include/node next to
 // bin/node), so that nothing is downloaded; otherwise node-gyp's usual cache/download.
@@ -61,18 +87,23 @@ args.push(...process.argv.slice(2));
 
 const run = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: process.env });
 mkdirSync(dirname(log), { recursive: true });
-writeFileSync(log, `$ ${process.execPath} ${args.join(' ')}\n${run.stdout ?? ''}${run.stderr ?? ''}${run.error ? String(run.error) : ''}\n`);
+writeFileSync(
+  log,
+  `$ ${process.execPath} ${args.join(' ')}\n${run.stdout ?? ''}${run.stderr ?? ''}${run.error ? String(run.error) : ''}\n`,
+);
 
 if (run.status !== 0) {
   const text = `${run.stdout ?? ''}\n${run.stderr ?? ''}`;
   let reason = run.error ? run.error.message : `node-gyp exited with ${run.status ?? run.signal}`;
-  if (/not found|No such file or directory|ENOENT/i.test(text) && /(g\+\+|c\+\+|\bcc\b|CXX|make)/.test(text)) {
-    reason = 'no C++ toolchain (g++/make) found';
-  } else if (/find Python|python/i.test(text) && /not find|not found/i.test(text)) {
+  if (
+    /common\.gypi not found|node_api\.h: No such file|Could not find node headers|getaddrinfo|ENOTFOUND|ECONNREFUSED|ETIMEDOUT/i.test(
+      text,
+    )
+  ) {
+    reason = "Node's headers are not available";
+  } else if (/ERR! find Python/.test(text)) {
     reason = 'python not found';
-  } else if (/getaddrinfo|ENOTFOUND|ECONNREFUSED|ETIMEDOUT|download/i.test(text) && !existsSync(join(prefix, 'include', 'node'))) {
-    reason = "Node's headers are not installed and cannot be downloaded";
-  } else if (/error:/i.test(text)) {
+  } else if (/\berror:/.test(text)) {
     reason = 'compile error';
   }
   skip(`${reason}; see build/native-build.log`);
@@ -81,7 +112,10 @@ if (run.status !== 0) {
 const built = join(here, 'build', 'Release', 'charlstm_native.node');
 if (!existsSync(built)) skip('node-gyp produced no addon; see build/native-build.log');
 mkdirSync(outDir, { recursive: true });
-copyFileSync(built, target);
+// copy, then rename: a process that has the old addon loaded keeps its (unchanged) file
+const temp = `${target}.${process.pid}.tmp`;
+copyFileSync(built, temp);
+renameSync(temp, target);
 
 // Check that it loads here (it reports, rather than fails, on a CPU without AVX2/FMA).
 try {

@@ -19,3 +19,12 @@ export const REFERENCE = {
 export const ENV_HOME = 'CHARLSTM_HOME';
 /** A folder searched first for `<name>.txt` when a built-in corpus is asked for. */
 export const ENV_DATA_DIR = 'CHARLSTM_DATA_DIR';
+
+/** `charlstm serve` and buildServer (src/server/app.ts). */
+export const SERVER = {
+  port: 8080,
+  host: '127.0.0.1', // loopback only unless asked
+  maxLength: 10_000, // the longest generation one request may ask for (characters)
+  maxStreams: 64, // generations running at once, streamed or not; one more gets 429
+  bodyLimit: 64 * 1024, // the largest request body accepted (bytes); larger ones get 413
+} as const;

@@ -1,11 +1,19 @@
-import { Command } from 'commander';
+import { once } from 'node:events';
+
+import { Command, Option } from 'commander';
 
 import { REFERENCE } from '../defaults.ts';
 import { parseLength, parseSeed, parseTemperature, parseTopK, parseTopP } from './options.ts';
-import { writeAll, writeOut } from './output.ts';
+import { OutputClosed, writeOut } from './output.ts';
 
 /** The CLI's default temperature: the middle of the reference's four (0.2, 0.5, 1.0, 1.2). */
 export const DEFAULT_TEMPERATURE = 0.5;
+
+/**
+ * Characters per write: stdout gets one write per few KB (or per 16 ms of generation, whichever
+ * comes first, so slow window-mode output still appears as it is made).
+ */
+const CHUNK_CHARS = 4096;
 
 interface GenerateFlags {
   model: string;
@@ -16,13 +24,15 @@ interface GenerateFlags {
   topP?: number;
   greedy?: boolean;
   seed?: number;
+  mode: 'window' | 'stateful';
   showPrompt?: boolean;
 }
 
 export function generateCommand(): Command {
   return new Command('generate')
     .description(
-      'continue a prompt, one character at a time, each predicted from the last maxlen characters',
+      'continue a prompt, one character at a time: each predicted from the last maxlen characters ' +
+        '(window mode, the reference), or from the state carried along the text (stateful mode)',
     )
     .requiredOption('-m, --model <dir>', 'model folder')
     .requiredOption('-p, --prompt <text>', 'text to continue (lowercased first if the model is)')
@@ -32,26 +42,42 @@ export function generateCommand(): Command {
     .option('--top-p <p>', 'draw only from the smallest set reaching probability p', parseTopP)
     .option('--greedy', 'always take the most probable character')
     .option('--seed <n>', 'seed of the random draws (default: a random one)', parseSeed)
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'window: re-read the last maxlen characters for every character (as the model was trained); ' +
+          'stateful: carry the LSTM state, one step per character (fast; any prompt length, even empty)',
+      )
+        .choices(['window', 'stateful'])
+        .default('window'),
+    )
     .option('--show-prompt', 'print the prompt before the generated text')
     .action(async (flags: GenerateFlags) => {
       // Loaded here, not at startup: they bring in the engine and its wasm.
-      const [{ CharModel }, { textSteps }] = await Promise.all([
+      const [{ CharModel }, { generate }] = await Promise.all([
         import('../model/char-model.ts'),
-        import('../generate/window.ts'),
+        import('../generate/generate.ts'),
       ]);
       const model = await CharModel.load(flags.model);
-      // textSteps checks the prompt at once, so a bad one prints nothing.
-      const steps = textSteps(model, {
+      // generate() checks everything at once, so a bad prompt prints nothing.
+      const chunks = generate(model, {
         prompt: flags.prompt,
         length: flags.length,
         temperature: flags.temperature,
+        mode: flags.mode,
         ...(flags.topK !== undefined && { topK: flags.topK }),
         ...(flags.topP !== undefined && { topP: flags.topP }),
         ...(flags.greedy && { greedy: true }),
         ...(flags.seed !== undefined && { seed: flags.seed }),
+        chunkChars: CHUNK_CHARS,
       });
       if (flags.showPrompt) writeOut(model.prepareText(flags.prompt));
-      await writeAll(steps);
+      for await (const chunk of chunks) {
+        // generate() turns the event loop between chunks, so a closed reader shows up here
+        const ok = process.stdout.write(chunk);
+        if (process.stdout.destroyed) throw new OutputClosed();
+        if (!ok) await once(process.stdout, 'drain');
+      }
       writeOut('\n');
     });
 }

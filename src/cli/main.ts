@@ -5,6 +5,7 @@ import { UserError } from '../errors.ts';
 import { generateCommand } from './generate-command.ts';
 import { OutputClosed, exitQuietlyOnClosedStdout } from './output.ts';
 import { predictCommand } from './predict-command.ts';
+import { serveCommand } from './serve-command.ts';
 
 // The charlstm command line. Command files only declare their options and load the library
 // (engine, wasm) inside their action, so `--help` and usage errors answer at once.
@@ -28,6 +29,7 @@ async function buildProgram(): Promise<Command> {
     .version(CHARLSTM_VERSION, '-V, --version');
   program.addCommand(generateCommand());
   program.addCommand(predictCommand());
+  program.addCommand(serveCommand());
   program.addCommand((await import('./train-command.ts')).trainCommand());
 
   // Commands built with `new Command()` and added later do not inherit these settings, so set

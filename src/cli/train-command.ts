@@ -31,6 +31,7 @@ interface TrainFlags {
   timeBudget?: number;
   resume?: string;
   mode?: 'last' | 'sequence';
+  engine?: 'wasm' | 'native' | 'auto';
 }
 
 /** The held-out fraction of a new run unless --val-split or --preset reference says otherwise. */
@@ -165,6 +166,14 @@ export function trainCommand(): Command {
       )
         .choices(['last', 'sequence'])
         .default('last'),
+    )
+    .addOption(
+      new Option(
+        '--engine <kind>',
+        'kernels: wasm, native (AVX2 addon, when built), auto = the fastest available',
+      )
+        .choices(['auto', 'wasm', 'native'])
+        .default('auto'),
     )
     .option('--resume <dir>', 'continue the run saved in <dir> exactly where it stopped')
     .action(async function (this: Command, flags: TrainFlags) {

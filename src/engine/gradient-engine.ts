@@ -1,5 +1,6 @@
 import type { ModelShape } from '../model/params.ts';
-import { kernelModule } from './kernels.ts';
+import { UserError } from '../errors.ts';
+import { instantiate, kernelModule, type KernelExports } from './kernels.ts';
 import { LstmCore } from './lstm-core.ts';
 
 // Loss and gradients of one training batch, data-parallel over a FIXED number of shards.
@@ -10,13 +11,25 @@ import { LstmCore } from './lstm-core.ts';
 
 export const SHARDS = 2;
 
+/** Which kernels run the model: the WebAssembly module, or the native addon (AVX2/FMA, x86-64). */
+export type EngineKind = 'wasm' | 'native';
+
 export interface GradientEngine {
   readonly threads: number;
+  readonly engine: EngineKind;
   /**
    * Mean loss over the n windows x [n×T] (targets y [n]); writes the gradient of the mean loss,
    * in Parameters.flat layout, to `out`.
    */
-  lossAndGrads(params: Float32Array, x: Int32Array, y: Int32Array, n: number, T: number, out: Float32Array): Promise<number>;
+  lossAndGrads(
+    params: Float32Array,
+    x: Int32Array,
+    y: Int32Array,
+    n: number,
+    T: number,
+    out: Float32Array,
+    everyStep?: boolean,
+  ): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -25,6 +38,26 @@ export interface EngineOptions {
   maxBatch: number;
   maxT: number;
   threads: number; // 0: no worker threads; otherwise the number of worker threads
+  /** 'wasm' (the default), 'native' (an error when unavailable) or 'auto' (native when available). */
+  engine?: EngineKind | 'auto';
+}
+
+/** The engine an EngineOptions.engine choice gives on this machine. */
+export async function resolveEngine(choice: EngineKind | 'auto' = 'wasm'): Promise<EngineKind> {
+  if (choice === 'wasm') return 'wasm';
+  const { nativeAvailable, nativeUnavailableReason } = await import('./native.ts');
+  if (nativeAvailable()) return 'native';
+  if (choice === 'auto') return 'wasm';
+  throw new UserError(`native engine unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`);
+}
+
+/** A fresh kernel instance of the given kind (on this thread). */
+export async function createKernels(kind: EngineKind): Promise<KernelExports> {
+  if (kind === 'native') {
+    const { requireNativeKernels } = await import('./native.ts');
+    return requireNativeKernels();
+  }
+  return instantiate(await kernelModule());
 }
 
 export interface ShardJob {
@@ -48,9 +81,19 @@ export function shardCapacity(maxBatch: number): number {
 }
 
 /** Run one shard on a core; returns Σ loss of its rows and leaves its gradient in core.grads. */
-export function runShard(core: LstmCore, job: ShardJob, x: Int32Array, y: Int32Array, T: number, scale: number): number {
+/** everyStep (sequence mode): y holds a target per position, [n×T], and all are scored. */
+export function runShard(
+  core: LstmCore,
+  job: ShardJob,
+  x: Int32Array,
+  y: Int32Array,
+  T: number,
+  scale: number,
+  everyStep = false,
+): number {
   const n = job.to - job.from;
-  return core.lossAndGrads(x.subarray(job.from * T, job.to * T), y.subarray(job.from, job.to), n, T, scale);
+  const ys = everyStep ? y.subarray(job.from * T, job.to * T) : y.subarray(job.from, job.to);
+  return core.lossAndGrads(x.subarray(job.from * T, job.to * T), ys, n, T, scale, everyStep);
 }
 
 /** Sum shard gradients in shard order: out = ((g0 + g1) + g2) … in float32. */
@@ -67,31 +110,49 @@ export function reduceShards(grads: Float32Array[], out: Float32Array): void {
 /** All shards on the calling thread, one core. Used for tests, tiny models and the browser. */
 export class InlineEngine implements GradientEngine {
   readonly threads = 1;
+  readonly engine: EngineKind;
   private readonly core: LstmCore;
   private readonly shardGrads: Float32Array[];
 
-  private constructor(core: LstmCore) {
+  private constructor(core: LstmCore, engine: EngineKind) {
     this.core = core;
+    this.engine = engine;
     this.shardGrads = Array.from({ length: SHARDS }, () => new Float32Array(core.grads.length));
   }
 
   static async create(opts: EngineOptions): Promise<InlineEngine> {
-    await kernelModule();
+    await kernelModule(); // compiled on this thread whatever the engine, as before (CharModel uses it)
+    const engine = await resolveEngine(opts.engine);
+    const kernels = await createKernels(engine);
     return new InlineEngine(
-      new LstmCore(opts.shape, { maxB: shardCapacity(opts.maxBatch), maxT: opts.maxT, training: true }),
+      new LstmCore(
+        opts.shape,
+        { maxB: shardCapacity(opts.maxBatch), maxT: opts.maxT, training: true },
+        kernels,
+      ),
+      engine,
     );
   }
 
-  async lossAndGrads(params: Float32Array, x: Int32Array, y: Int32Array, n: number, T: number, out: Float32Array): Promise<number> {
+  async lossAndGrads(
+    params: Float32Array,
+    x: Int32Array,
+    y: Int32Array,
+    n: number,
+    T: number,
+    out: Float32Array,
+    everyStep = false,
+  ): Promise<number> {
+    const scored = everyStep ? n * T : n;
     this.core.setParams(params);
     const jobs = shardJobs(n);
     let loss = 0;
     jobs.forEach((job, s) => {
-      loss += runShard(this.core, job, x, y, T, 1 / n);
+      loss += runShard(this.core, job, x, y, T, 1 / scored, everyStep);
       this.shardGrads[s]!.set(this.core.grads);
     });
     reduceShards(this.shardGrads.slice(0, jobs.length), out);
-    return loss / n;
+    return loss / scored;
   }
 
   async close(): Promise<void> {}

@@ -11,7 +11,10 @@ import type { KernelExports, KernelMemory } from './kernels.ts';
 // CHARLSTM_NO_NATIVE=1 in the environment hides the addon (forces the WebAssembly engine).
 
 /** Where `npm run build:native` leaves the addon (same depth from src/ and dist/). */
-export const NATIVE_ADDON_URL = new URL('../../build/Release/charlstm_native.node', import.meta.url);
+export const NATIVE_ADDON_URL = new URL(
+  '../../build/Release/charlstm_native.node',
+  import.meta.url,
+);
 
 type KernelFunctions = Omit<KernelExports, 'memory'>;
 
@@ -31,6 +34,8 @@ interface NativeAddon {
 const FUNCTIONS = [
   'gemmNN',
   'gemmTN',
+  'packB',
+  'gemmNNPacked',
   'transpose',
   'sigmoidArray',
   'tanhArray',
@@ -49,7 +54,8 @@ let failure: string | undefined;
 function loadAddon(): NativeAddon | undefined {
   if (addon || failure) return addon;
   try {
-    if (typeof process === 'undefined' || !process.versions?.node) throw new Error('not running on Node');
+    if (typeof process === 'undefined' || !process.versions?.node)
+      throw new Error('not running on Node');
     if (process.env.CHARLSTM_NO_NATIVE && process.env.CHARLSTM_NO_NATIVE !== '0') {
       throw new Error('disabled by CHARLSTM_NO_NATIVE');
     }
@@ -61,7 +67,8 @@ function loadAddon(): NativeAddon | undefined {
     addon = loaded;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    failure = e.code === 'MODULE_NOT_FOUND' ? 'native engine not built' : (e.message ?? String(err));
+    failure =
+      e.code === 'MODULE_NOT_FOUND' ? 'native engine not built' : (e.message ?? String(err));
   }
   return addon;
 }
@@ -110,6 +117,7 @@ export function loadNativeKernels(): KernelExports | undefined {
 /** loadNativeKernels(), or an error saying why the native engine is unavailable. */
 export function requireNativeKernels(): KernelExports {
   const k = loadNativeKernels();
-  if (!k) throw new Error(`native engine unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`);
+  if (!k)
+    throw new Error(`native engine unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`);
   return k;
 }

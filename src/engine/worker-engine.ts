@@ -1,6 +1,16 @@
 import { Worker } from 'node:worker_threads';
 import { kernelModule } from './kernels.ts';
-import { SHARDS, reduceShards, shardCapacity, shardJobs, type EngineOptions, type GradientEngine, type ShardJob } from './gradient-engine.ts';
+import {
+  SHARDS,
+  reduceShards,
+  resolveEngine,
+  shardCapacity,
+  shardJobs,
+  type EngineKind,
+  type EngineOptions,
+  type GradientEngine,
+  type ShardJob,
+} from './gradient-engine.ts';
 
 // Shards of each batch computed on worker threads, each with its own wasm instance. Shard s runs
 // on worker s % threads; results come back per shard and are reduced in shard order here.
@@ -11,6 +21,7 @@ export interface WorkerRequest {
   y: Int32Array;
   T: number;
   scale: number;
+  everyStep: boolean;
   jobs: ShardJob[];
 }
 export interface WorkerReply {
@@ -28,22 +39,39 @@ function spawnWorker(workerData: unknown): Worker {
   return new Worker(boot, { eval: true, workerData });
 }
 
+/** What a worker is started with (worker.ts). */
+export interface WorkerSetup {
+  engine: EngineKind;
+  module: WebAssembly.Module; // the compiled wasm kernels (used with engine 'wasm')
+  shape: EngineOptions['shape'];
+  maxB: number;
+  maxT: number;
+}
+
 export class WorkerEngine implements GradientEngine {
   readonly threads: number;
+  readonly engine: EngineKind;
   private readonly workers: Worker[];
 
-  private constructor(workers: Worker[]) {
+  private constructor(workers: Worker[], engine: EngineKind) {
     this.workers = workers;
     this.threads = workers.length;
+    this.engine = engine;
   }
 
   static async create(opts: EngineOptions): Promise<WorkerEngine> {
-    const module = await kernelModule();
+    const module = await kernelModule(); // compiled on this thread whatever the engine, as before
+    // with the native engine each worker loads the addon itself (and ignores the module)
+    const engine = await resolveEngine(opts.engine);
     const threads = Math.max(1, Math.min(opts.threads, SHARDS));
-    const workers = Array.from(
-      { length: threads },
-      () => spawnWorker({ module, shape: opts.shape, maxB: shardCapacity(opts.maxBatch), maxT: opts.maxT }),
-    );
+    const setup: WorkerSetup = {
+      engine,
+      module,
+      shape: opts.shape,
+      maxB: shardCapacity(opts.maxBatch),
+      maxT: opts.maxT,
+    };
+    const workers = Array.from({ length: threads }, () => spawnWorker(setup));
     // surface a worker that fails to start instead of hanging on the first batch
     await Promise.all(
       workers.map(
@@ -54,10 +82,19 @@ export class WorkerEngine implements GradientEngine {
           }),
       ),
     );
-    return new WorkerEngine(workers);
+    return new WorkerEngine(workers, engine);
   }
 
-  async lossAndGrads(params: Float32Array, x: Int32Array, y: Int32Array, n: number, T: number, out: Float32Array): Promise<number> {
+  async lossAndGrads(
+    params: Float32Array,
+    x: Int32Array,
+    y: Int32Array,
+    n: number,
+    T: number,
+    out: Float32Array,
+    everyStep = false,
+  ): Promise<number> {
+    const scored = everyStep ? n * T : n;
     const jobs = shardJobs(n);
     const perWorker: ShardJob[][] = this.workers.map(() => []);
     jobs.forEach((job, s) => perWorker[s % this.workers.length]!.push(job));
@@ -65,7 +102,15 @@ export class WorkerEngine implements GradientEngine {
       this.workers.map((w, i) =>
         perWorker[i]!.length === 0
           ? Promise.resolve<WorkerReply>({ results: [] })
-          : this.call(w, { params, x: x.subarray(0, n * T), y: y.subarray(0, n), T, scale: 1 / n, jobs: perWorker[i]! }),
+          : this.call(w, {
+              params,
+              x: x.subarray(0, n * T),
+              y: y.subarray(0, everyStep ? n * T : n),
+              T,
+              scale: 1 / scored,
+              everyStep,
+              jobs: perWorker[i]!,
+            }),
       ),
     );
     // back into shard order
@@ -77,7 +122,7 @@ export class WorkerEngine implements GradientEngine {
       grads.push(r.grads);
     });
     reduceShards(grads, out);
-    return loss / n;
+    return loss / scored;
   }
 
   private call(w: Worker, req: WorkerRequest): Promise<WorkerReply> {

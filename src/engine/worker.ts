@@ -1,15 +1,22 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ModelShape } from '../model/params.ts';
-import { instantiate, setKernelModule } from './kernels.ts';
+import { instantiate, setKernelModule, type KernelExports } from './kernels.ts';
 import { LstmCore } from './lstm-core.ts';
 import { runShard } from './gradient-engine.ts';
-import type { WorkerReply, WorkerRequest } from './worker-engine.ts';
+import type { WorkerReply, WorkerRequest, WorkerSetup } from './worker-engine.ts';
 
-// One training worker: a wasm instance sized for one shard; computes the shards it is sent.
+// One training worker: a kernel instance (wasm, or the native addon loaded by this thread) sized
+// for one shard; computes the shards it is sent.
 
-const { module, shape, maxB, maxT } = workerData as { module: WebAssembly.Module; shape: ModelShape; maxB: number; maxT: number };
+const { engine, module, shape, maxB, maxT } = workerData as WorkerSetup;
 setKernelModule(module);
-const core = new LstmCore(shape, { maxB, maxT, training: true }, instantiate(module));
+let kernels: KernelExports;
+if (engine === 'native') {
+  const { requireNativeKernels } = await import('./native.ts');
+  kernels = requireNativeKernels();
+} else {
+  kernels = instantiate(module);
+}
+const core = new LstmCore(shape, { maxB, maxT, training: true }, kernels);
 const port = parentPort!;
 
 port.on('message', (req: WorkerRequest) => {
@@ -17,7 +24,7 @@ port.on('message', (req: WorkerRequest) => {
   const reply: WorkerReply = { results: [] };
   const transfer: ArrayBuffer[] = [];
   for (const job of req.jobs) {
-    const loss = runShard(core, job, req.x, req.y, req.T, req.scale);
+    const loss = runShard(core, job, req.x, req.y, req.T, req.scale, req.everyStep);
     const grads = core.grads.slice();
     reply.results.push({ loss, grads });
     transfer.push(grads.buffer);

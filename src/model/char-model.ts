@@ -8,7 +8,13 @@ import { Parameters } from './params.ts';
 
 // A trained model ready for inference: weights, metadata, vocabulary, and one inference-only
 // LstmCore (created on first use, so that holding a CharModel costs no wasm memory until it is
-// asked something). Everything here reads windows from a zero state, as the reference does.
+// asked something). Everything here reads windows from a zero state, as the reference does,
+// except `stepper()`, which carries the LSTM state from one character to the next.
+//
+// Steppers share one more core (one row). Each stepper keeps its own h and c; the core holds the
+// state of the stepper that used it last, and a stepper whose state is elsewhere swaps it in
+// (one copy of 2H floats each way) only when another stepper has used the core since. So any
+// number of interleaved streams cost one core, and a single stream never copies.
 
 /** Rows the first core holds: one per temperature of the reference's after-epoch samples. */
 const DEFAULT_MAX_BATCH = REFERENCE.temperatures.length;
@@ -21,6 +27,9 @@ export class CharModel {
   readonly maxlen: number;
   private core: LstmCore | undefined;
   private readonly tokens: Int32Array; // scratch for predict(): one window [maxlen]
+  private stepCore: LstmCore | undefined; // shared by all steppers, one row
+  private stepOwner: StatefulStepper | undefined; // whose state the step core holds
+  private zeroProbs: Float32Array | undefined; // the distribution at the zero state, softmax(dense bias)
 
   private constructor(params: Parameters, meta: ModelMeta) {
     const { vocabSize: V, units: H } = params.shape;
@@ -60,6 +69,8 @@ export class CharModel {
   /** Push the current `params` into the engine (after the training loop updated them in place). */
   syncParams(): void {
     this.core?.setParams(this.params.flat);
+    this.stepCore?.setParams(this.params.flat);
+    this.zeroProbs = undefined;
   }
 
   /** Lowercase text when the model was trained on lowercased text, as training did to its corpus. */
@@ -90,6 +101,60 @@ export class CharModel {
     return this.engine(n).predict(x, n, T);
   }
 
+  /**
+   * A stateful stepper for one stream: it starts from the zero state and carries h and c from
+   * one character to the next, so each new character costs one LSTM step however long the text
+   * is. Steppers are independent of each other and of predict(). `release()` when done.
+   */
+  stepper(): StatefulStepper {
+    return new StatefulStepper(this);
+  }
+
+  /**
+   * @internal The step core, holding `s`'s state: the previous holder's state is parked in that
+   * stepper first, and `s`'s is loaded.
+   */
+  stepCoreFor(s: StatefulStepper): LstmCore {
+    let core = this.stepCore;
+    if (!core) {
+      core = new LstmCore(this.params.shape, { maxB: 1, maxT: 1, training: false });
+      core.setParams(this.params.flat);
+      this.stepCore = core;
+    }
+    if (this.stepOwner !== s) {
+      this.stepOwner?.park(core);
+      s.unpark(core);
+      this.stepOwner = s;
+    }
+    return core;
+  }
+
+  /** @internal Whether the step core holds `s`'s state. */
+  holdsStateOf(s: StatefulStepper): boolean {
+    return this.stepOwner === s;
+  }
+
+  /** @internal `s` is released: the step core's state belongs to nobody. */
+  forget(s: StatefulStepper): void {
+    if (this.stepOwner === s) this.stepOwner = undefined;
+  }
+
+  /**
+   * The next-character distribution [V] at the zero state, before any input: softmax of the dense
+   * bias (h = 0). Shared and read-only; recomputed after syncParams().
+   */
+  zeroStateProbs(): Float32Array {
+    if (this.zeroProbs) return this.zeroProbs;
+    const bd = this.params.denseBias;
+    let mx = -Infinity;
+    for (let v = 0; v < bd.length; v++) mx = Math.max(mx, bd[v]!);
+    const e = new Float64Array(bd.length);
+    let sum = 0;
+    for (let v = 0; v < bd.length; v++) sum += e[v] = Math.exp(bd[v]! - mx);
+    this.zeroProbs = Float32Array.from(e, (x) => x / sum);
+    return this.zeroProbs;
+  }
+
   /** An inference core holding at least n rows, created (or replaced by a larger one) on demand. */
   private engine(n: number): LstmCore {
     if (this.core && n <= this.core.cap.maxB) return this.core;
@@ -98,5 +163,83 @@ export class CharModel {
     core.setParams(this.params.flat);
     this.core = core;
     return core;
+  }
+}
+
+/**
+ * One stream of stateful generation on a core of its own (see CharModel.stepper). The
+ * distributions it returns are views into engine memory, valid until its next call.
+ */
+export class StatefulStepper {
+  private h: Float32Array; // the state while another stepper holds the core [H]
+  private c: Float32Array;
+  private released = false;
+  private readonly token = new Int32Array(1);
+
+  constructor(readonly model: CharModel) {
+    const H = model.params.shape.units;
+    this.h = new Float32Array(H);
+    this.c = new Float32Array(H);
+  }
+
+  /** @internal Save this stepper's state from the core (another stepper takes it). */
+  park(core: LstmCore): void {
+    ({ h: this.h, c: this.c } = core.getState(1));
+  }
+
+  /** @internal Load this stepper's state into the core. */
+  unpark(core: LstmCore): void {
+    core.setState(this.h, this.c);
+  }
+
+  private core(): LstmCore {
+    if (this.released) throw new Error('this stepper was released');
+    return this.model.stepCoreFor(this);
+  }
+
+  /** Back to the zero state; returns the distribution there (see CharModel.zeroStateProbs). */
+  reset(): Float32Array {
+    this.core().resetState(1);
+    return this.model.zeroStateProbs();
+  }
+
+  /** Feed one token index; returns the next-character distribution [V]. */
+  step(token: number): Float32Array {
+    this.token[0] = token;
+    return this.core().step(this.token, 1);
+  }
+
+  /**
+   * Feed tokens one after the other from the current state; returns the distribution after the
+   * last one (the current state's when `tokens` is empty and the state is zero).
+   */
+  feed(tokens: ArrayLike<number>): Float32Array {
+    let probs: Float32Array | undefined;
+    for (let i = 0; i < tokens.length; i++) probs = this.step(tokens[i]!);
+    return probs ?? this.model.zeroStateProbs();
+  }
+
+  /** A copy of the carried state: h and c, each [H]. */
+  getState(): { h: Float32Array; c: Float32Array } {
+    if (this.released) throw new Error('this stepper was released');
+    if (this.model.holdsStateOf(this)) return this.core().getState(1);
+    return { h: this.h.slice(), c: this.c.slice() };
+  }
+
+  setState(h: Float32Array, c: Float32Array): void {
+    const H = this.model.params.shape.units;
+    if (h.length !== H || c.length !== H) {
+      throw new RangeError(
+        `state must be two arrays of ${H} floats, got ${h.length} and ${c.length}`,
+      );
+    }
+    this.core().setState(h, c);
+  }
+
+  /** The stepper cannot be used afterwards. Idempotent. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.model.forget(this);
   }
 }

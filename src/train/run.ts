@@ -7,7 +7,7 @@ import { loadCorpus } from '../corpus/corpus.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
 import { makeWindows, type Windows } from '../data/windows.ts';
-import { SHARDS } from '../engine/gradient-engine.ts';
+import { SHARDS, resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
 import { initParameters } from '../model/init.ts';
 import { Parameters, type ModelShape } from '../model/params.ts';
@@ -46,6 +46,7 @@ export interface TrainRunConfig {
 
 export interface TrainRunOptions extends TrainRunConfig {
   threads?: number;
+  engine?: EngineKind | 'auto';
   dryRun?: boolean;
   overwrite?: boolean;
   resume?: string; // a run folder with a checkpoint
@@ -191,6 +192,10 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     : initParameters(shape, initRng);
   const threads =
     opts.threads ?? Math.min(SHARDS, (await import('node:os')).availableParallelism());
+  const engine = await resolveEngine(opts.engine ?? 'auto');
+  out(
+    `engine: ${engine === 'native' ? 'native (AVX2/FMA)' : 'WebAssembly SIMD'}, ${threads} thread${threads === 1 ? '' : 's'}\n`,
+  );
   let best = resumed?.best ?? null;
   let sinceBest = resumed?.sinceBest ?? 0;
 
@@ -311,6 +316,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       rho: REFERENCE.rho,
       epsilon: REFERENCE.epsilon,
       threads,
+      engine,
       ...(config.clip !== undefined && { clip: config.clip }),
       ...(config.schedule !== undefined && { schedule: config.schedule }),
       ...(config.timeBudget !== undefined && { timeBudgetSec: config.timeBudget }),

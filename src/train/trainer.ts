@@ -1,5 +1,5 @@
 import { gatherBatch, gatherSequenceBatch, type Windows } from '../data/windows.ts';
-import { createEngine, type GradientEngine } from '../engine/gradient-engine.ts';
+import { createEngine, type EngineKind, type GradientEngine } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
 import type { Parameters } from '../model/params.ts';
 import type { Rng, RngState } from '../sampling/rng.ts';
@@ -18,6 +18,8 @@ export interface TrainerConfig extends RmsPropConfig {
   batchSize: number;
   epochs: number; // the epoch number to stop after (1-based, inclusive)
   threads: number; // worker threads for the engine (0: none)
+  /** kernels: WebAssembly, the native AVX2 addon, or 'auto' (native when built and supported) */
+  engine?: EngineKind | 'auto';
   clip?: number; // clip the gradient's global L2 norm to this (none when undefined)
   schedule?: Schedule; // learning-rate schedule (constant when undefined)
   timeBudgetSec?: number; // stop after this much training time (this process)
@@ -187,7 +189,13 @@ export class Trainer {
     const progress = budget ? this.trainSeconds / budget : done / total;
     return (
       this.learningRateScale *
-      learningRateAt(this.config.schedule, this.config.learningRate, done, this.stepsPerEpoch, progress)
+      learningRateAt(
+        this.config.schedule,
+        this.config.learningRate,
+        done,
+        this.stepsPerEpoch,
+        progress,
+      )
     );
   }
 
@@ -209,6 +217,7 @@ export class Trainer {
       maxBatch: batchSize,
       maxT: T,
       threads: this.config.threads,
+      engine: this.config.engine ?? 'wasm',
     });
     const engine = this.engine;
     const x = new Int32Array(batchSize * T);

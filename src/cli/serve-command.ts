@@ -1,0 +1,100 @@
+import { Command, InvalidArgumentError } from 'commander';
+
+import { MAX_GENERATE_LENGTH } from '../generate/window.ts';
+import { SERVER } from '../defaults.ts';
+
+interface ServeFlags {
+  model: string[];
+  port: number;
+  host: string;
+  maxLength: number;
+  maxStreams: number;
+  web?: string;
+  log?: boolean;
+}
+
+function integerIn(what: string, min: number, max: number): (text: string) => number {
+  return (text) => {
+    const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+    if (!(Number.isSafeInteger(n) && n >= min && n <= max)) {
+      throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}.`);
+    }
+    return n;
+  };
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description(
+      'serve models over HTTP: POST /v1/generate (whole or streamed), POST /v1/predict, GET /v1/models, GET /health; and the web app at /',
+    )
+    .requiredOption(
+      '-m, --model <dir>',
+      'model folder (repeat to serve several; the first is the default)',
+      collect,
+    )
+    .option(
+      '--port <n>',
+      'TCP port (0: any free one)',
+      integerIn('The port', 0, 65535),
+      SERVER.port,
+    )
+    .option('--host <address>', 'address to listen on', SERVER.host)
+    .option(
+      '--max-length <n>',
+      'most characters one request may generate',
+      integerIn('The max length', 1, MAX_GENERATE_LENGTH),
+      SERVER.maxLength,
+    )
+    .option(
+      '--max-streams <n>',
+      'most generations running at once, streamed or not (more get 429)',
+      integerIn('The max streams', 1, 100_000),
+      SERVER.maxStreams,
+    )
+    .option('--web <dir>', 'static files to serve at / (default: web/dist when it has been built)')
+    .option('--log', 'log every request (JSON lines on stdout)')
+    .action(async (flags: ServeFlags) => {
+      const { buildServer, loadModels, resolveWebDir } = await import('../server/app.ts');
+      const models = await loadModels(flags.model);
+      const webDir = resolveWebDir(flags.web);
+      const app = buildServer({
+        models,
+        maxLength: flags.maxLength,
+        maxStreams: flags.maxStreams,
+        ...(webDir !== undefined && { webDir }),
+        logger: flags.log === true,
+      });
+      let address: string;
+      try {
+        address = await app.listen({ port: flags.port, host: flags.host });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        const { UserError } = await import('../errors.ts');
+        if (e.code === 'EADDRINUSE')
+          throw new UserError(`port ${flags.port} on ${flags.host} is already in use`);
+        if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND')
+          throw new UserError(`cannot listen on ${flags.host}: no such local address`);
+        if (e.code === 'EACCES') throw new UserError(`not allowed to listen on port ${flags.port}`);
+        throw err;
+      }
+      const names = models.map((m) => m.name).join(', ');
+      const web = webDir ? `; web app at ${address}/` : '';
+      process.stdout.write(`charlstm: serving ${address} (models: ${names})${web}\n`);
+      // Stop cleanly on Ctrl-C / SIGTERM: generations in progress are stopped, then the server
+      // closes; a second signal exits at once.
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          process.once(signal, () => process.exit(130));
+          process.stderr.write(`charlstm: ${signal}: stopping\n`);
+          void app.close().then(resolve, resolve);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+    });
+}

@@ -1,0 +1,258 @@
+import { REFERENCE } from '../defaults.ts';
+import { UserError, show } from '../errors.ts';
+import type { CharModel } from '../model/char-model.ts';
+import { Rng } from '../sampling/rng.ts';
+import { Sampler } from '../sampling/sampler.ts';
+import { StatefulStream } from './stateful.ts';
+import { checkLength, windowSteps } from './window.ts';
+
+// The library's generation API: one stream of text from a prompt, in either mode, as an async
+// iterable of text chunks. Chunks end after `chunkChars` characters or `chunkMs` milliseconds,
+// whichever comes first, and the generator waits for a turn of the event loop between chunks, so
+// a server running many streams stays responsive and a cancelled stream (AbortSignal, or leaving
+// a `for await` loop) stops within one chunk and frees its engine core.
+
+export type GenerateMode = 'window' | 'stateful';
+export const GENERATE_MODES: readonly GenerateMode[] = ['window', 'stateful'];
+
+export interface GenerateOptions {
+  /** The text to continue; lowercased first when the model was trained lowercased. Default ''. */
+  prompt?: string;
+  /** Characters to generate (0 to MAX_GENERATE_LENGTH); default REFERENCE.sampleLength. */
+  length?: number;
+  /** Sampling, as for Sampler: with none of them, draws from the model's distribution. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  greedy?: boolean;
+  /** Seed of the random draws; a random one when undefined (see Generation.seed). */
+  seed?: number;
+  /**
+   * `window` (the reference: every character predicted from the last maxlen characters, re-read
+   * from a zero state; needs a non-empty prompt) or `stateful` (the state carried from character
+   * to character; any prompt, empty included). Default: defaultMode(model).
+   */
+  mode?: GenerateMode;
+  /** Prompt characters outside the vocabulary: an error naming them (default), or dropped. */
+  unknown?: 'error' | 'skip';
+  /** Stops the generation: the iterator throws the signal's reason within one chunk. */
+  signal?: AbortSignal;
+  /** Most characters in one chunk (default 64). */
+  chunkChars?: number;
+  /** A chunk ends once it has taken this long to produce (default 16 ms). */
+  chunkMs?: number;
+}
+
+/** A running generation: the chunks, and what it was started with. */
+export interface Generation extends AsyncIterable<string> {
+  readonly mode: GenerateMode;
+  readonly seed: number;
+  readonly length: number;
+  /** The prompt as the model reads it: lowercased if the model is, unknown characters dropped with `unknown: 'skip'`. */
+  readonly prompt: string;
+}
+
+const DEFAULT_CHUNK_CHARS = 64;
+const DEFAULT_CHUNK_MS = 16;
+
+/**
+ * The mode a model generates best in. Every model charlstm trains learns from windows that start
+ * at a zero state (the reference's way), so that is `window`.
+ */
+export function defaultMode(_model: CharModel): GenerateMode {
+  return 'window';
+}
+
+export function checkMode(mode: unknown): GenerateMode {
+  if (mode !== 'window' && mode !== 'stateful') {
+    throw new UserError(`mode must be "window" or "stateful", got ${show(mode)}`);
+  }
+  return mode;
+}
+
+/** The prompt as the model reads it, with characters outside the vocabulary named or dropped. */
+export function preparePrompt(
+  model: CharModel,
+  prompt: string,
+  unknown: 'error' | 'skip' = 'error',
+): string {
+  const text = model.prepareText(prompt);
+  if (unknown === 'error') {
+    model.vocab.encode(text, 'prompt'); // throws a UserError naming the characters
+    return text;
+  }
+  if (unknown !== 'skip')
+    throw new UserError(`unknown must be "error" or "skip", got ${show(unknown)}`);
+  const { vocab } = model;
+  let out = '';
+  for (const ch of text) if (vocab.has(ch)) out += ch;
+  return out;
+}
+
+function positiveInteger(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${what} must be an integer >= 1, got ${show(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Generate text from a prompt, chunk by chunk. Every option is checked at once (a bad prompt,
+ * length or sampling option throws here, before anything runs — a UserError for what a user
+ * typed, a RangeError for a bad sampler option); the model runs as the iterable is consumed. The
+ * text is the generated continuation only, without the prompt. Deterministic for a given seed,
+ * mode and options, whatever the chunk sizes and however the caller paces the iteration.
+ */
+export function generate(model: CharModel, opts: GenerateOptions = {}): Generation {
+  const mode = opts.mode === undefined ? defaultMode(model) : checkMode(opts.mode);
+  const length = checkLength(opts.length ?? REFERENCE.sampleLength);
+  const prompt = preparePrompt(model, opts.prompt ?? '', opts.unknown);
+  const { temperature, topK, topP, greedy } = opts;
+  const sampler = new Sampler({
+    ...(temperature !== undefined && { temperature }),
+    ...(topK !== undefined && { topK }),
+    ...(topP !== undefined && { topP }),
+    ...(greedy !== undefined && { greedy }),
+  });
+  const seed = opts.seed ?? Math.floor(Math.random() * 0x100000000);
+  if (!Number.isSafeInteger(seed))
+    throw new UserError(`seed must be an integer, got ${show(seed)}`);
+  const chunkChars = positiveInteger(opts.chunkChars ?? DEFAULT_CHUNK_CHARS, 'chunkChars');
+  const chunkMs = opts.chunkMs ?? DEFAULT_CHUNK_MS;
+  if (!(chunkMs >= 0)) throw new RangeError(`chunkMs must be a number >= 0, got ${show(chunkMs)}`);
+  const { signal } = opts;
+  const rng = new Rng(seed);
+  if (mode === 'window' && prompt.length === 0) {
+    const dropped = opts.prompt ? ' once the characters outside the vocabulary are dropped' : '';
+    throw new UserError(
+      `prompt is empty${dropped}: window mode needs at least one character (stateful mode can start from none)`,
+    );
+  }
+  const tokens = model.vocab.encode(prompt, 'prompt');
+  const chunks =
+    mode === 'window'
+      ? windowChunks(model, prompt, sampler, rng, length, chunkChars, chunkMs, signal) // re-encodes its windows
+      : statefulChunks(model, tokens, sampler, rng, length, chunkChars, chunkMs, signal);
+  let started = false;
+  return {
+    mode,
+    seed,
+    length,
+    prompt,
+    [Symbol.asyncIterator]() {
+      if (started) throw new Error('a Generation can be iterated only once');
+      started = true;
+      return chunks();
+    },
+  };
+}
+
+/** Let other work run (I/O, timers, other streams) before the next chunk. */
+const turn: () => Promise<void> =
+  typeof setImmediate === 'function'
+    ? () => new Promise((resolve) => setImmediate(resolve))
+    : () => new Promise((resolve) => setTimeout(resolve, 0)); // browsers (a Web Worker)
+
+function windowChunks(
+  model: CharModel,
+  prompt: string,
+  sampler: Sampler,
+  rng: Rng,
+  length: number,
+  chunkChars: number,
+  chunkMs: number,
+  signal: AbortSignal | undefined,
+): () => AsyncGenerator<string, void, undefined> {
+  return async function* () {
+    signal?.throwIfAborted();
+    const steps = windowSteps(model, { seeds: [prompt], samplers: [sampler], length, rng });
+    let done = 0;
+    while (done < length) {
+      const deadline = performance.now() + chunkMs;
+      let text = ''; // at most chunkChars characters, each costing a window's forward pass
+      for (let n = 0; n < chunkChars && done < length; n++) {
+        const r = steps.next();
+        if (r.done) break;
+        text += r.value[0]!;
+        done++;
+        if (performance.now() >= deadline) break;
+      }
+      yield text;
+      await turn();
+      signal?.throwIfAborted();
+    }
+  };
+}
+
+function statefulChunks(
+  model: CharModel,
+  prompt: Int32Array,
+  sampler: Sampler,
+  rng: Rng,
+  length: number,
+  chunkChars: number,
+  chunkMs: number,
+  signal: AbortSignal | undefined,
+): () => AsyncGenerator<string, void, undefined> {
+  const text = new TokenText(model.vocab.chars);
+  return async function* () {
+    signal?.throwIfAborted();
+    const stream = new StatefulStream(model, prompt, sampler, rng, length);
+    try {
+      // a long prompt is fed in slices too, so that it cannot hold the event loop either
+      while (!stream.prime(performance.now() + chunkMs)) {
+        await turn();
+        signal?.throwIfAborted();
+      }
+      const out = new Int32Array(chunkChars);
+      while (stream.remaining > 0) {
+        const n = stream.take(out, chunkChars, performance.now() + chunkMs);
+        yield text.decode(out, n);
+        await turn();
+        signal?.throwIfAborted();
+      }
+    } finally {
+      stream.close();
+    }
+  };
+}
+
+const SLICE = 8192;
+
+/** Token indices to text through a reused buffer of UTF-16 code units (no per-character strings). */
+class TokenText {
+  private readonly units: Uint16Array[]; // the code units of each vocabulary character
+  private buf = new Uint16Array(0);
+
+  constructor(chars: readonly string[]) {
+    this.units = chars.map((c) => {
+      const u = new Uint16Array(c.length);
+      for (let i = 0; i < c.length; i++) u[i] = c.charCodeAt(i);
+      return u;
+    });
+  }
+
+  decode(tokens: Int32Array, n: number): string {
+    if (this.buf.length < 2 * n) this.buf = new Uint16Array(2 * n); // a code point is 1 or 2 units
+    const { buf, units } = this;
+    let len = 0;
+    for (let i = 0; i < n; i++) {
+      const u = units[tokens[i]!]!;
+      if (u.length === 1) buf[len++] = u[0]!;
+      else for (let j = 0; j < u.length; j++) buf[len++] = u[j]!;
+    }
+    // fromCharCode takes the units as arguments, so pass at most SLICE at a time
+    if (len <= SLICE)
+      return String.fromCharCode.apply(null, buf.subarray(0, len) as unknown as number[]);
+    const parts: string[] = [];
+    for (let i = 0; i < len; i += SLICE) {
+      parts.push(
+        String.fromCharCode.apply(
+          null,
+          buf.subarray(i, Math.min(len, i + SLICE)) as unknown as number[],
+        ),
+      );
+    }
+    return parts.join('');
+  }
+}

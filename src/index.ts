@@ -1,0 +1,51 @@
+// charlstm's library API. Re-exports only; each name is documented where it is defined.
+
+export { REFERENCE } from './defaults.ts';
+export { UserError } from './errors.ts';
+
+export { loadCorpus, type Corpus, type LoadCorpusOptions } from './corpus/corpus.ts';
+export { Vocabulary } from './data/vocabulary.ts';
+
+export { CharModel, StatefulStepper } from './model/char-model.ts';
+export { initParameters } from './model/init.ts';
+export { Parameters, type ModelShape } from './model/params.ts';
+export {
+  loadModel,
+  saveModel,
+  type ModelMeta,
+  type SavedModel,
+} from './checkpoint/model-format.ts';
+
+export { Trainer } from './train/trainer.ts';
+export type {
+  BatchEndEvent,
+  EpochEndEvent,
+  TrainCallback,
+  TrainerConfig,
+  TrainerOptions,
+  TrainerState,
+} from './train/trainer.ts';
+
+export { Rng } from './sampling/rng.ts';
+export { Sampler, type SamplerOptions } from './sampling/sampler.ts';
+export {
+  applyProcessors,
+  argmax,
+  greedy,
+  sample,
+  temperature,
+  topK,
+  topP,
+  type Probs,
+  type Processor,
+} from './sampling/processors.ts';
+
+export {
+  defaultMode,
+  generate,
+  type GenerateMode,
+  type GenerateOptions,
+  type Generation,
+} from './generate/generate.ts';
+export { generateStateful } from './generate/stateful.ts';
+export { generateText, generateWindow } from './generate/window.ts';
