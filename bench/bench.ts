@@ -94,11 +94,12 @@ function benchKernelPeak(): number {
   return median(rates);
 }
 
-async function benchGenerate(chars: number): Promise<number> {
+async function benchGenerate(chars: number, engineKind: EngineKind): Promise<number> {
   await kernelModule();
   const rng = new Rng(3);
   const vocab = Array.from({ length: V }, (_, i) => String.fromCodePoint(32 + i));
   const params = initParameters({ vocabSize: V, units: H }, rng);
+  const kernels = engineKind === 'native' ? (await import('../src/engine/native.ts')).requireNativeKernels : undefined;
   const model = CharModel.fromParts(params, {
     formatVersion: 1,
     vocab,
@@ -107,7 +108,7 @@ async function benchGenerate(chars: number): Promise<number> {
     step: 3,
     units: H,
     training: {},
-  });
+  }, kernels);
   const seed = vocab.join('').slice(0, T);
   const temps = REFERENCE.temperatures;
   const run = (n: number): number => {
@@ -163,8 +164,14 @@ if (native2) log(`charlstm native, 2 threads: ${native2.toFixed(0)} seq/s`);
 // the default engine's figures
 const ours1 = native1 ?? wasm1;
 const ours2 = native2 ?? wasm2;
-const gen = await benchGenerate(quick ? 100 : 400);
-log(`charlstm generation (window mode, 4 temperatures as one batch): ${gen.toFixed(0)} chars/s`);
+const genWasm = await benchGenerate(quick ? 100 : 400, 'wasm');
+log(`charlstm generation, WebAssembly (window mode, 4 temperatures as one batch): ${genWasm.toFixed(0)} chars/s`);
+const genNative = hasNative ? await benchGenerate(quick ? 100 : 400, 'native') : undefined;
+if (genNative) log(`charlstm generation, native: ${genNative.toFixed(0)} chars/s`);
+const gen = genNative ?? genWasm;
+const { benchStateful } = await import('./generate-bench.ts');
+const stateful = await benchStateful();
+log(`charlstm stateful generation, one stream: ${stateful.toFixed(0)} chars/s`);
 
 let tfWasm: number | undefined;
 let tfCpu: number | undefined;
@@ -200,7 +207,7 @@ Object.assign(results, {
     speedupVsTfjsCpu: tfCpu ? ours2 / tfCpu : undefined,
   },
   kernel: { gemmGflopsOneThread: kernelGflops, peakTwoThreads: 2 * kernelGflops },
-  generate: { charlstmCharsPerSec: gen, tfjsWasmCharsPerSec: tfGen },
+  generate: { windowWasm: genWasm, windowNative: genNative, charlstmCharsPerSec: gen, statefulOneStream: stateful, tfjsWasmCharsPerSec: tfGen },
   memory: rss,
 });
 
@@ -217,7 +224,9 @@ if (args.json) {
     ['training, TF.js wasm', `${fmt(tfWasm, 1)} seq/s`, tfWasm ? `charlstm is ${fmt(ours2 / tfWasm)}×` : ''],
     ['training, TF.js cpu', `${fmt(tfCpu, 1)} seq/s`, tfCpu ? `charlstm is ${fmt(ours2 / tfCpu)}×` : ''],
     ['kernel gemm 64×128·128×512', `${fmt(kernelGflops, 1)} GFLOP/s`, 'one thread; ×2 for two cores'],
-    ['generation, charlstm (4 temps batched)', `${fmt(gen)} chars/s`, ''],
+    ['generation, window mode, 4 temps batched, wasm', `${fmt(genWasm)} chars/s`, ''],
+    ['generation, window mode, 4 temps batched, native', `${fmt(genNative)} chars/s`, ''],
+    ['generation, stateful, one stream', `${fmt(stateful)} chars/s`, ''],
     ['generation, TF.js wasm', `${fmt(tfGen)} chars/s`, tfGen ? `charlstm is ${fmt(gen / tfGen)}×` : ''],
     ['peak RSS, charlstm train', rss ? `${fmt(rss.maxRssMB)} MB` : '—', ''],
   ];

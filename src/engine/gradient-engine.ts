@@ -45,10 +45,14 @@ export interface EngineOptions {
 /** The engine an EngineOptions.engine choice gives on this machine. */
 export async function resolveEngine(choice: EngineKind | 'auto' = 'wasm'): Promise<EngineKind> {
   if (choice === 'wasm') return 'wasm';
+  const inNode = typeof process !== 'undefined' && Boolean(process.versions?.node);
+  if (!inNode && choice === 'auto') return 'wasm'; // browsers: WebAssembly only
   const { nativeAvailable, nativeUnavailableReason } = await import('./native.ts');
   if (nativeAvailable()) return 'native';
   if (choice === 'auto') return 'wasm';
-  throw new UserError(`native engine unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`);
+  throw new UserError(
+    `native engine unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`,
+  );
 }
 
 /** A fresh kernel instance of the given kind (on this thread). */

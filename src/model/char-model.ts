@@ -1,7 +1,8 @@
 import { loadModel, type ModelMeta } from '../checkpoint/model-format.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
-import { kernelModule } from '../engine/kernels.ts';
+import { instantiate, kernelModule, type KernelExports } from '../engine/kernels.ts';
+import { resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
 import { LstmCore } from '../engine/lstm-core.ts';
 import { UserError } from '../errors.ts';
 import { Parameters } from './params.ts';
@@ -51,19 +52,32 @@ export class CharModel {
     this.tokens = new Int32Array(meta.maxlen);
   }
 
-  /** Load a model folder written by saveModel; every problem with it is a UserError naming the file. */
-  static async load(dir: string): Promise<CharModel> {
+  /**
+   * Load a model folder written by saveModel; every problem with it is a UserError naming the file.
+   * `engine`: the kernels that run it ('auto', the default, takes the native addon when built).
+   */
+  static async load(dir: string, opts: { engine?: EngineKind | 'auto' } = {}): Promise<CharModel> {
     const [{ params, meta }] = await Promise.all([loadModel(dir), kernelModule()]);
-    return new CharModel(params, meta);
+    const model = new CharModel(params, meta);
+    if ((await resolveEngine(opts.engine ?? 'auto')) === 'native') {
+      const { requireNativeKernels } = await import('../engine/native.ts');
+      model.kernels = requireNativeKernels;
+    }
+    return model;
   }
+
+  /** Makes the kernel instance of each new core (default: a fresh WebAssembly instance). */
+  private kernels: () => KernelExports = () => instantiate();
 
   /**
    * Wrap weights already in memory (e.g. from the training loop). The weights are copied into the
    * engine when it is first used; call `syncParams()` after changing `params` in place.
    * The wasm kernels must be compiled (`await kernelModule()`) before the first prediction.
    */
-  static fromParts(params: Parameters, meta: ModelMeta): CharModel {
-    return new CharModel(params, meta);
+  static fromParts(params: Parameters, meta: ModelMeta, kernels?: () => KernelExports): CharModel {
+    const model = new CharModel(params, meta);
+    if (kernels) model.kernels = kernels;
+    return model;
   }
 
   /** Push the current `params` into the engine (after the training loop updated them in place). */
@@ -117,7 +131,7 @@ export class CharModel {
   stepCoreFor(s: StatefulStepper): LstmCore {
     let core = this.stepCore;
     if (!core) {
-      core = new LstmCore(this.params.shape, { maxB: 1, maxT: 1, training: false });
+      core = new LstmCore(this.params.shape, { maxB: 1, maxT: 1, training: false }, this.kernels());
       core.setParams(this.params.flat);
       this.stepCore = core;
     }
@@ -159,7 +173,11 @@ export class CharModel {
   private engine(n: number): LstmCore {
     if (this.core && n <= this.core.cap.maxB) return this.core;
     const maxB = Math.max(n, DEFAULT_MAX_BATCH, 2 * (this.core?.cap.maxB ?? 0));
-    const core = new LstmCore(this.params.shape, { maxB, maxT: this.maxlen, training: false });
+    const core = new LstmCore(
+      this.params.shape,
+      { maxB, maxT: this.maxlen, training: false },
+      this.kernels(),
+    );
     core.setParams(this.params.flat);
     this.core = core;
     return core;
