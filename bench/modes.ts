@@ -18,6 +18,7 @@ import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { evaluate } from '../src/train/evaluate.ts';
 import { Trainer, type TrainMode } from '../src/train/trainer.ts';
+import type { Schedule } from '../src/train/schedule.ts';
 import { splitWindows } from '../src/train/run.ts';
 import { REFERENCE } from '../src/defaults.ts';
 
@@ -25,14 +26,12 @@ const { values: args } = parseArgs({
   options: {
     budget: { type: 'string', default: '600' },
     modes: { type: 'string', default: 'last,sequence' },
-    units: { type: 'string', default: '128' },
     'eval-every': { type: 'string', default: '60' },
     out: { type: 'string', default: 'docs/modes' },
   },
 });
 const budget = Number(args.budget);
 const evalEvery = Number(args['eval-every']);
-const units = Number(args.units);
 
 interface Setting {
   name: string;
@@ -40,10 +39,23 @@ interface Setting {
   step: number;
   batchSize: number;
   lr: number;
+  units: number;
+  schedule?: Schedule;
+  clip?: number;
 }
 const SETTINGS: Record<string, Setting> = {
-  last: { name: 'reference (last character, step 3)', mode: 'last', step: 3, batchSize: 128, lr: 0.01 },
-  sequence: { name: 'sequence (every position, step 30)', mode: 'sequence', step: 30, batchSize: 128, lr: 0.01 },
+  last: { name: 'reference: LSTM(128), last character, step 3', mode: 'last', step: 3, batchSize: 128, lr: 0.01, units: 128 },
+  sequence: { name: 'sequence: LSTM(128), every position, step 30', mode: 'sequence', step: 30, batchSize: 128, lr: 0.01, units: 128 },
+  big: {
+    name: 'sequence: LSTM(256), every position, cosine lr 0.005, clip 5',
+    mode: 'sequence',
+    step: 30,
+    batchSize: 128,
+    lr: 0.005,
+    units: 256,
+    schedule: { kind: 'cosine' },
+    clip: 5,
+  },
 };
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -66,29 +78,40 @@ for (const key of args.modes.split(',')) {
   const setting = SETTINGS[key];
   if (!setting) throw new Error(`unknown mode ${key}`);
   const { train } = splitWindows(tokens, { maxlen: T, step: setting.step, valSplit: 0.1 });
-  const params = initParameters({ vocabSize: vocab.size, units }, new Rng(1));
+  const params = initParameters({ vocabSize: vocab.size, units: setting.units }, new Rng(1));
   const curve: { seconds: number; loss: number }[] = [];
-  let trainMs = 0;
-  let last = performance.now();
   let nextEval = evalEvery;
   const trainer = new Trainer({
     params,
     windows: train,
     shuffleRng: new Rng(2),
-    config: { batchSize: setting.batchSize, epochs: 10_000, learningRate: setting.lr, rho: REFERENCE.rho, epsilon: REFERENCE.epsilon, threads: 2, mode: setting.mode },
+    // the whole budget is wall-clock time of the loop, the periodic evaluations on a sample included
+    config: {
+      batchSize: setting.batchSize,
+      epochs: 100_000,
+      learningRate: setting.lr,
+      rho: REFERENCE.rho,
+      epsilon: REFERENCE.epsilon,
+      threads: 2,
+      engine: 'auto',
+      mode: setting.mode,
+      timeBudgetSec: budget,
+      ...(setting.schedule && { schedule: setting.schedule }),
+      ...(setting.clip && { clip: setting.clip }),
+    },
     callbacks: [
       {
-        async onBatchEnd(ev, t) {
-          const now = performance.now();
-          trainMs += now - last;
-          if (trainMs / 1000 >= nextEval || trainMs / 1000 >= budget) {
+        async onBatchEnd(_ev, t) {
+          if (t.trainSeconds >= nextEval) {
             const e = await evaluate(params, probe);
-            curve.push({ seconds: trainMs / 1000, loss: e.loss });
-            process.stderr.write(`${key}: ${(trainMs / 1000).toFixed(0)} s, held-out loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char)\n`);
+            curve.push({ seconds: t.trainSeconds, loss: e.loss });
+            process.stderr.write(`${key}: ${t.trainSeconds.toFixed(0)} s, held-out loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char)\n`);
             nextEval += evalEvery;
           }
-          if (trainMs / 1000 >= budget) t.requestStop();
-          last = performance.now(); // evaluation time is not training time
+        },
+        async onTrainEnd(_h, t) {
+          const e = await evaluate(params, probe);
+          curve.push({ seconds: t.trainSeconds, loss: e.loss });
         },
       },
     ],
@@ -96,13 +119,14 @@ for (const key of args.modes.split(',')) {
   const t0 = performance.now();
   await trainer.fit();
   const windowsTrained = trainer.history.reduce((a, h) => a + h.sequences, 0) + trainer.getState().seen;
+  const trainMs = trainer.trainSeconds * 1000;
   const full = await evaluate(params, heldOut!);
   results.push({ setting, curve, final: full.loss, seqPerSec: windowsTrained / (trainMs / 1000) });
   process.stderr.write(`${key}: final held-out loss ${full.loss.toFixed(4)} nats (${full.bpc.toFixed(3)} bits/char) on ${full.windows} characters; ${((performance.now() - t0) / 1000).toFixed(0)} s wall\n`);
 }
 
 mkdirSync(path.dirname(path.resolve(repo, args.out)), { recursive: true });
-writeFileSync(path.resolve(repo, `${args.out}.json`), JSON.stringify({ budget, units, date: new Date().toISOString(), results }, null, 2));
+writeFileSync(path.resolve(repo, `${args.out}.json`), JSON.stringify({ budget, date: new Date().toISOString(), results }, null, 2));
 
 // a small SVG plot: held-out bits per character against training minutes
 const W = 640;

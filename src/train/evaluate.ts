@@ -1,4 +1,5 @@
 import type { Windows } from '../data/windows.ts';
+import { createKernels, resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
 import { kernelModule } from '../engine/kernels.ts';
 import { LstmCore } from '../engine/lstm-core.ts';
 import type { Parameters } from '../model/params.ts';
