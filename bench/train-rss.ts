@@ -25,7 +25,7 @@ const trainer = new Trainer({
   params,
   windows,
   shuffleRng: new Rng(2),
-  config: { batchSize: REFERENCE.batchSize, epochs: 1, learningRate: REFERENCE.learningRate, rho: REFERENCE.rho, epsilon: REFERENCE.epsilon, threads: 2 },
+  config: { batchSize: REFERENCE.batchSize, epochs: 1, learningRate: REFERENCE.learningRate, rho: REFERENCE.rho, epsilon: REFERENCE.epsilon, threads: 2, engine: 'auto' },
   callbacks: [
     {
       onBatchEnd(ev, t) {

@@ -88,3 +88,36 @@ test('bad input: one line, exit code 2, nothing overwritten', () => {
   assert.equal(readFileSync(path.join(out, 'model.json'), 'utf8'), before);
   assert.ok(!existsSync(path.join(repo, 'models', 'tiny')));
 });
+
+test('--dashboard serves the live run: history and samples over HTTP', async () => {
+  const { spawn } = await import('node:child_process');
+  const out = path.join(tmp, 'dash');
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'train', '--corpus', small, '--epochs', '40', '--units', '8', '--seed', '2', '--sample-length', '20', '--out', out, '--dashboard', '--port', '0'],
+    { cwd: repo, env: { ...process.env, CHARLSTM_DATA_DIR: sharedCorpora }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  try {
+    const deadline = Date.now() + 60_000;
+    let url: string | undefined;
+    while (!url && Date.now() < deadline) {
+      url = /dashboard: (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(url, `no dashboard address in: ${stderr}`);
+    let state: { epochs?: { epoch: number; loss: number; valLoss?: number }[]; samples?: unknown[] } = {};
+    while (Date.now() < deadline) {
+      state = (await (await fetch(`${url}/v1/train/state`)).json()) as typeof state;
+      if ((state.epochs?.length ?? 0) >= 2 && (state.samples?.length ?? 0) >= 1) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok((state.epochs?.length ?? 0) >= 2, JSON.stringify(state).slice(0, 300));
+    assert.ok(Number.isFinite(state.epochs![0]!.loss));
+    assert.ok(Number.isFinite(state.epochs![0]!.valLoss), 'validation loss reaches the dashboard');
+    assert.ok((state.samples?.length ?? 0) >= 1, 'samples reach the dashboard');
+  } finally {
+    child.kill('SIGKILL');
+  }
+});

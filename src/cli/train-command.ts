@@ -32,6 +32,9 @@ interface TrainFlags {
   resume?: string;
   mode?: 'last' | 'sequence';
   engine?: 'wasm' | 'native' | 'auto';
+  dashboard?: boolean;
+  port: number;
+  host: string;
 }
 
 /** The held-out fraction of a new run unless --val-split or --preset reference says otherwise. */
@@ -84,6 +87,13 @@ function parseUnits(text: string): number {
   const n = parseCount(text);
   if (n % 4 !== 0 || n > 4096)
     throw new InvalidArgumentError('units must be a multiple of 4, at most 4096.');
+  return n;
+}
+
+function parsePort(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n > 65535)
+    throw new InvalidArgumentError('The port must be an integer from 0 to 65535.');
   return n;
 }
 
@@ -175,6 +185,9 @@ export function trainCommand(): Command {
         .choices(['auto', 'wasm', 'native'])
         .default('auto'),
     )
+    .option('--dashboard', 'serve a live view of the run in the browser (loss, speed, samples)')
+    .option('--port <n>', 'the dashboard port (0: any free port)', parsePort, 8081)
+    .option('--host <host>', 'the dashboard address', '127.0.0.1')
     .option('--resume <dir>', 'continue the run saved in <dir> exactly where it stopped')
     .action(async function (this: Command, flags: TrainFlags) {
       const [{ runTrain }, { parseSchedule }] = await Promise.all([
@@ -185,10 +198,12 @@ export function trainCommand(): Command {
         Object.keys(flags).filter((k) => this.getOptionValueSource(k) === 'cli'),
       );
       const valSplit = flags.valSplit ?? (flags.preset === 'reference' ? 0 : DEFAULT_VAL_SPLIT);
+      const { dashboard, port, host, ...rest } = flags;
       await runTrain({
-        ...flags,
+        ...rest,
         valSplit,
         schedule: parseSchedule(flags.lrSchedule ?? 'constant'),
+        ...(dashboard && { dashboard: { port, host } }),
         explicit,
       });
     });

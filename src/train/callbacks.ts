@@ -96,6 +96,8 @@ export interface SampleOptions {
   length: number;
   rng: Rng; // seed positions and the draws
   write: (text: string) => void;
+  /** Also hand each epoch's samples (without the seed) to someone else, e.g. the dashboard. */
+  onSamples?: (epoch: number, seed: string, texts: { temperature: number; text: string }[]) => void;
 }
 
 /**
@@ -105,7 +107,7 @@ export interface SampleOptions {
  */
 export function samplesCallback(opts: SampleOptions): TrainCallback {
   return {
-    async onEpochEnd(_ev: EpochEndEvent, trainer: Trainer) {
+    async onEpochEnd(ev: EpochEndEvent, trainer: Trainer) {
       if (opts.length === 0 || opts.temperatures.length === 0) return;
       await kernelModule();
       const meta = opts.meta();
@@ -125,14 +127,25 @@ export function samplesCallback(opts: SampleOptions): TrainCallback {
         onChars: (chars) => opts.write(chars[0]!),
       });
       opts.write('\n');
+      opts.onSamples?.(
+        ev.epoch,
+        seed,
+        temps.map((temperature, i) => ({ temperature, text: texts[i]! })),
+      );
       for (let i = 1; i < temps.length; i++) {
         opts.write(`------ temperature: ${temps[i]}\n${seed}${texts[i]}\n`);
       }
       // how much of each sample is recited from the corpus
-      const copied = memorisationReports(texts.map((t) => opts.vocab.encode(t)), opts.tokens);
+      const copied = memorisationReports(
+        texts.map((t) => opts.vocab.encode(t)),
+        opts.tokens,
+      );
       opts.write(
         `------ copied from the corpus: ${temps
-          .map((t, i) => `T=${t}: longest ${copied[i]!.longestCopy} chars, ${Math.round(copied[i]!.shareFound * 100)}% of 20-char runs`)
+          .map(
+            (t, i) =>
+              `T=${t}: longest ${copied[i]!.longestCopy} chars, ${Math.round(copied[i]!.shareFound * 100)}% of 20-char runs`,
+          )
           .join('; ')}\n`,
       );
     },

@@ -45,6 +45,8 @@ export interface TrainRunConfig {
 }
 
 export interface TrainRunOptions extends TrainRunConfig {
+  /** serve a live view of the run (the web app's dashboard) on host:port */
+  dashboard?: { port: number; host: string };
   threads?: number;
   engine?: EngineKind | 'auto';
   dryRun?: boolean;
@@ -271,6 +273,13 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       }
     },
   });
+  let dashboard: import('../server/dashboard.ts').Dashboard | undefined;
+  if (opts.dashboard) {
+    const { startDashboard } = await import('../server/dashboard.ts');
+    dashboard = await startDashboard(opts.dashboard);
+    process.stderr.write(`dashboard: ${dashboard.url}\n`);
+    callbacks.push(dashboard.callback); // after validation, which fills in the epoch's valLoss
+  }
   callbacks.push(
     samplesCallback({
       tokens,
@@ -280,6 +289,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       length: config.sampleLength,
       rng: sampleRng,
       write: out,
+      ...(dashboard && { onSamples: dashboard.recordSamples }),
     }),
   );
   callbacks.push({
@@ -345,6 +355,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     await trainer.fit();
   } finally {
     process.off('SIGINT', onSigint);
+    await dashboard?.close();
   }
   const where =
     trainer.step > 0
