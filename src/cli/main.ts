@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 
 import { CHARLSTM_VERSION } from '../checkpoint/model-format.ts';
 import { UserError } from '../errors.ts';
+import { benchCommand } from './bench-command.ts';
 import { generateCommand } from './generate-command.ts';
 import { OutputClosed, exitQuietlyOnClosedStdout } from './output.ts';
 import { predictCommand } from './predict-command.ts';
@@ -30,6 +31,7 @@ async function buildProgram(): Promise<Command> {
   program.addCommand(generateCommand());
   program.addCommand(predictCommand());
   program.addCommand(serveCommand());
+  program.addCommand(benchCommand());
   program.addCommand((await import('./train-command.ts')).trainCommand());
 
   // Commands built with `new Command()` and added later do not inherit these settings, so set
