@@ -1,37 +1,18 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { REFERENCE } from '../defaults.ts';
+import type { TrainRunOptions } from '../train/run.ts';
 import { parseCount, parseSeed } from './options.ts';
 
 // `charlstm train`: the reference pipeline (Deep Learning with Python 8.1) end to end, with every
 // default taken from src/defaults.ts.
 
-interface TrainFlags {
-  corpus: string;
-  out?: string;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  units: number;
-  maxlen: number;
-  step: number;
-  seed?: number;
-  threads?: number;
-  temperatures: number[];
-  sampleLength: number;
-  lowercase: boolean;
-  dryRun?: boolean;
-  overwrite?: boolean;
-  valSplit?: number;
+/** What commander hands the action: the run's options, some still in their command-line form. */
+interface TrainFlags
+  extends Omit<TrainRunOptions, 'valSplit' | 'schedule' | 'dashboard' | 'explicit' | 'callbacks'> {
+  valSplit?: number; // undefined: DEFAULT_VAL_SPLIT, or 0 with --preset reference
   preset?: string;
-  earlyStop?: number;
-  checkpointEvery?: number;
-  clip?: number;
   lrSchedule?: string;
-  timeBudget?: number;
-  resume?: string;
-  mode?: 'last' | 'sequence';
-  engine?: 'wasm' | 'native' | 'auto';
   dashboard?: boolean;
   port: number;
   host: string;

@@ -22,7 +22,9 @@ export function makeWindows(tokens: Int32Array, maxlen: number, step: number): W
 }
 
 /**
- * Copy the windows `order[from..to)` into `x` ([n, maxlen] token indices) and `y` ([n] targets).
+ * Copy the windows `order[from..to)` into `x` ([n, maxlen] token indices) and their targets into
+ * `y`: the character after each window, y [n] (the reference), or with `everyStep` (sequence
+ * mode) the next character at every position, y [n, maxlen] (y[b,t] = text[start + t + 1]).
  * Returns n.
  */
 export function gatherBatch(
@@ -32,35 +34,15 @@ export function gatherBatch(
   to: number,
   x: Int32Array,
   y: Int32Array,
+  everyStep = false,
 ): number {
   const n = to - from;
   const T = w.maxlen;
   for (let b = 0; b < n; b++) {
     const s = w.starts[order[from + b]!]!;
     x.set(w.tokens.subarray(s, s + T), b * T);
-    y[b] = w.tokens[s + T]!;
-  }
-  return n;
-}
-
-/**
- * Sequence mode: like gatherBatch, but the targets are the next character at every position,
- * y [n×T] (y[b,t] = text[start + t + 1]); the last one is the reference's single target.
- */
-export function gatherSequenceBatch(
-  w: Windows,
-  order: ArrayLike<number>,
-  from: number,
-  to: number,
-  x: Int32Array,
-  y: Int32Array,
-): number {
-  const n = to - from;
-  const T = w.maxlen;
-  for (let b = 0; b < n; b++) {
-    const s = w.starts[order[from + b]!]!;
-    x.set(w.tokens.subarray(s, s + T), b * T);
-    y.set(w.tokens.subarray(s + 1, s + T + 1), b * T);
+    if (everyStep) y.set(w.tokens.subarray(s + 1, s + T + 1), b * T);
+    else y[b] = w.tokens[s + T]!;
   }
   return n;
 }

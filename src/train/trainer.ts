@@ -1,4 +1,4 @@
-import { gatherBatch, gatherSequenceBatch, type Windows } from '../data/windows.ts';
+import { gatherBatch, type Windows } from '../data/windows.ts';
 import { createEngine, type EngineKind, type GradientEngine } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
 import type { Parameters } from '../model/params.ts';
@@ -223,7 +223,6 @@ export class Trainer {
     const x = new Int32Array(batchSize * T);
     const everyStep = this.config.mode === 'sequence';
     const y = new Int32Array(everyStep ? batchSize * T : batchSize);
-    const gather = everyStep ? gatherSequenceBatch : gatherBatch;
     const grads = new Float32Array(this.params.flat.length);
     const order = new Int32Array(count);
     const steps = this.stepsPerEpoch;
@@ -255,7 +254,15 @@ export class Trainer {
         while (this.step < steps) {
           if (this.stopRequested || this.overBudget()) break;
           const from = this.step * batchSize;
-          const n = gather(this.windows, order, from, Math.min(from + batchSize, count), x, y);
+          const n = gatherBatch(
+            this.windows,
+            order,
+            from,
+            Math.min(from + batchSize, count),
+            x,
+            y,
+            everyStep,
+          );
           const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads, everyStep);
           const norm = gradNorm(grads);
           if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
