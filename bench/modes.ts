@@ -151,7 +151,7 @@ svg += `<text x="${W / 2}" y="${H - 10}" text-anchor="middle">training time (min
 results.forEach((r, i) => {
   const pts = r.curve.map((p) => `${sx(p.seconds / 60).toFixed(1)},${sy(p.loss / Math.LN2).toFixed(1)}`).join(' ');
   svg += `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${pts}"/>\n`;
-  svg += `<text x="${W - pad - 250}" y="${pad + 16 * i}" fill="${colors[i % colors.length]}">${r.setting.name}</text>\n`;
+  svg += `<text x="${pad + 10}" y="${pad + 16 * i}" fill="${colors[i % colors.length]}">${r.setting.name}</text>\n`;
 });
 svg += `<line x1="${pad}" y1="${sy(1.88)}" x2="${W - pad}" y2="${sy(1.88)}" stroke="#999" stroke-dasharray="4 4"/><text x="${W - pad}" y="${sy(1.88) - 4}" text-anchor="end" fill="#666">target 1.88</text>\n</svg>\n`;
 writeFileSync(path.resolve(repo, `${args.out}.svg`), svg);
@@ -160,8 +160,9 @@ const mins = [1, 2, 5, 10].filter((m) => m * 60 <= budget);
 process.stdout.write(`\n| mode | ${mins.map((m) => `${m} min`).join(' | ')} | final (all held-out chars) | windows/s |\n|---|${mins.map(() => '---').join('|')}|---|---|\n`);
 for (const r of results) {
   const at = (m: number): string => {
-    const p = r.curve.filter((c) => c.seconds <= m * 60 + 1).pop();
-    return p ? `${(p.loss / Math.LN2).toFixed(3)}` : '—';
+    // the evaluation nearest to m minutes (they come every --eval-every seconds of training)
+    const p = [...r.curve].sort((u, v) => Math.abs(u.seconds - m * 60) - Math.abs(v.seconds - m * 60))[0];
+    return p && Math.abs(p.seconds - m * 60) <= evalEvery ? `${(p.loss / Math.LN2).toFixed(3)}` : '—';
   };
   process.stdout.write(`| ${r.setting.name} | ${mins.map(at).join(' | ')} | ${r.final.toFixed(3)} nats = ${(r.final / Math.LN2).toFixed(3)} bits | ${r.seqPerSec.toFixed(0)} |\n`);
 }
