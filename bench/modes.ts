@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadCorpus } from '../src/corpus/corpus.ts';
 import { Vocabulary } from '../src/data/vocabulary.ts';
-import { makeWindows, type Windows } from '../src/data/windows.ts';
+import type { Windows } from '../src/data/windows.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { evaluate } from '../src/train/evaluate.ts';

@@ -18,12 +18,14 @@ export interface Evaluation {
 export async function evaluate(
   params: Parameters,
   windows: Windows,
-  batch = 128,
+  opts: { batch?: number; engine?: EngineKind | 'auto' } = {},
 ): Promise<Evaluation> {
   await kernelModule();
+  const batch = opts.batch ?? 128;
   const T = windows.maxlen;
   const V = params.shape.vocabSize;
-  const core = new LstmCore(params.shape, { maxB: batch, maxT: T, training: false });
+  const kernels = await createKernels(await resolveEngine(opts.engine ?? 'auto'));
+  const core = new LstmCore(params.shape, { maxB: batch, maxT: T, training: false }, kernels);
   core.setParams(params.flat);
   const x = new Int32Array(batch * T);
   let sum = 0;
