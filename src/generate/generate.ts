@@ -2,7 +2,7 @@ import { REFERENCE } from '../defaults.ts';
 import { UserError, show } from '../errors.ts';
 import type { CharModel } from '../model/char-model.ts';
 import { Rng } from '../sampling/rng.ts';
-import { Sampler } from '../sampling/sampler.ts';
+import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
 import { StatefulStream } from './stateful.ts';
 import { checkLength, windowSteps } from './window.ts';
 
@@ -107,14 +107,8 @@ export function generate(model: CharModel, opts: GenerateOptions = {}): Generati
   const mode = opts.mode === undefined ? defaultMode(model) : checkMode(opts.mode);
   const length = checkLength(opts.length ?? REFERENCE.sampleLength);
   const prompt = preparePrompt(model, opts.prompt ?? '', opts.unknown);
-  const { temperature, topK, topP, greedy } = opts;
-  const sampler = new Sampler({
-    ...(temperature !== undefined && { temperature }),
-    ...(topK !== undefined && { topK }),
-    ...(topP !== undefined && { topP }),
-    ...(greedy !== undefined && { greedy }),
-  });
-  const seed = opts.seed ?? Math.floor(Math.random() * 0x100000000);
+  const sampler = samplerFrom(opts);
+  const seed = opts.seed ?? randomSeed();
   if (!Number.isSafeInteger(seed))
     throw new UserError(`seed must be an integer, got ${show(seed)}`);
   const chunkChars = positiveInteger(opts.chunkChars ?? DEFAULT_CHUNK_CHARS, 'chunkChars');

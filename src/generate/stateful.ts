@@ -1,7 +1,7 @@
 import type { CharModel, StatefulStepper } from '../model/char-model.ts';
 import { argmax, checkDistribution, TOP_P_TOLERANCE, type Probs } from '../sampling/processors.ts';
 import { Rng } from '../sampling/rng.ts';
-import { Sampler } from '../sampling/sampler.ts';
+import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
 import { checkLength } from './window.ts';
 
 // Stateful generation: the prompt is fed once, one LSTM step per character from the zero state,
@@ -264,14 +264,8 @@ export interface StatefulTextOptions {
 export function generateStateful(model: CharModel, opts: StatefulTextOptions): string {
   const length = checkLength(opts.length);
   const prompt = model.vocab.encode(model.prepareText(opts.prompt), 'prompt');
-  const { temperature, topK, topP, greedy } = opts;
-  const sampler = new Sampler({
-    ...(temperature !== undefined && { temperature }),
-    ...(topK !== undefined && { topK }),
-    ...(topP !== undefined && { topP }),
-    ...(greedy !== undefined && { greedy }),
-  });
-  const rng = new Rng(opts.seed ?? Math.floor(Math.random() * 0x100000000));
+  const sampler = samplerFrom(opts);
+  const rng = new Rng(opts.seed ?? randomSeed());
   const stream = new StatefulStream(model, prompt, sampler, rng, length);
   try {
     const out = new Int32Array(length);

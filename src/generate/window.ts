@@ -1,7 +1,7 @@
 import { UserError, show } from '../errors.ts';
 import type { CharModel } from '../model/char-model.ts';
 import { Rng } from '../sampling/rng.ts';
-import { Sampler } from '../sampling/sampler.ts';
+import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
 
 // Reference-mode generation (Deep Learning with Python 8.1): every new character is predicted
 // from the last `maxlen` characters of the text so far, re-read from a zero state, exactly as the
@@ -188,14 +188,8 @@ export function textSteps(
   model: CharModel,
   opts: Omit<GenerateTextOptions, 'onText'>,
 ): IterableIterator<string> {
-  const { temperature, topK, topP, greedy } = opts;
-  const sampler = new Sampler({
-    ...(temperature !== undefined && { temperature }),
-    ...(topK !== undefined && { topK }),
-    ...(topP !== undefined && { topP }),
-    ...(greedy !== undefined && { greedy }),
-  });
-  const seed = opts.seed ?? Math.floor(Math.random() * 0x100000000);
+  const sampler = samplerFrom(opts);
+  const seed = opts.seed ?? randomSeed();
   const it = windowSteps(model, {
     seeds: [model.prepareText(opts.prompt)],
     samplers: [sampler],

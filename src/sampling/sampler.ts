@@ -86,3 +86,21 @@ export class Sampler {
 export function makeSampler(options: SamplerOptions = {}): Sampler {
   return new Sampler(options);
 }
+
+/**
+ * A Sampler from options that may carry other fields or undefined values (CLI flags, request
+ * bodies): only the sampling options that are set are passed on.
+ */
+export function samplerFrom(opts: { [K in keyof SamplerOptions]?: SamplerOptions[K] | undefined }): Sampler {
+  const picked: SamplerOptions = {};
+  if (opts.temperature !== undefined) picked.temperature = opts.temperature;
+  if (opts.topK !== undefined) picked.topK = opts.topK;
+  if (opts.topP !== undefined) picked.topP = opts.topP;
+  if (opts.greedy !== undefined) picked.greedy = opts.greedy;
+  return new Sampler(picked);
+}
+
+/** A seed for the random draws when the caller gave none. */
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 0x100000000);
+}
