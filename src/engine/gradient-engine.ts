@@ -1,7 +1,8 @@
 import type { ModelShape } from '../model/params.ts';
 import { UserError } from '../errors.ts';
 import { instantiate, kernelModule, type KernelExports } from './kernels.ts';
-import { LstmCore } from './lstm-core.ts';
+import { LstmCore, type PassOptions } from './lstm-core.ts';
+import { layerCount } from '../model/params.ts';
 
 // Loss and gradients of one training batch, data-parallel over a FIXED number of shards.
 // The batch is always cut into SHARDS row ranges whatever the thread count, each shard's gradient
@@ -29,8 +30,17 @@ export interface GradientEngine {
     T: number,
     out: Float32Array,
     everyStep?: boolean,
+    opts?: BatchOptions,
   ): Promise<number>;
   close(): Promise<void>;
+}
+
+/** The optional parts of one batch (see LstmCore's PassOptions), for the whole batch. */
+export interface BatchOptions {
+  /** dropout on every layer's output; masks are keyed by `key` and the batch row */
+  dropout?: { rate: number; key: number };
+  /** carried state, h and c each [n][L][H]: read as the initial state, overwritten with the final */
+  state?: { h: Float32Array; c: Float32Array };
 }
 
 export interface EngineOptions {
@@ -84,8 +94,11 @@ export function shardCapacity(maxBatch: number): number {
   return Math.ceil(maxBatch / SHARDS);
 }
 
-/** Run one shard on a core; returns Σ loss of its rows and leaves its gradient in core.grads. */
-/** everyStep (sequence mode): y holds a target per position, [n×T], and all are scored. */
+/**
+ * Run one shard on a core; returns Σ loss of its rows and leaves its gradient in core.grads.
+ * everyStep (sequence mode): y holds a target per position, [n×T], and all are scored.
+ * A carried state in `opts` is the whole batch's; the shard reads and writes its own rows.
+ */
 export function runShard(
   core: LstmCore,
   job: ShardJob,
@@ -94,10 +107,20 @@ export function runShard(
   T: number,
   scale: number,
   everyStep = false,
+  opts: BatchOptions = {},
 ): number {
   const n = job.to - job.from;
   const ys = everyStep ? y.subarray(job.from * T, job.to * T) : y.subarray(job.from, job.to);
-  return core.lossAndGrads(x.subarray(job.from * T, job.to * T), ys, n, T, scale, everyStep);
+  const pass: PassOptions = {};
+  if (opts.dropout) pass.dropout = { ...opts.dropout, row0: job.from };
+  if (opts.state) {
+    const per = layerCount(core.shape) * core.shape.units; // floats of one row's state
+    pass.state = {
+      h: opts.state.h.subarray(job.from * per, job.to * per),
+      c: opts.state.c.subarray(job.from * per, job.to * per),
+    };
+  }
+  return core.lossAndGrads(x.subarray(job.from * T, job.to * T), ys, n, T, scale, everyStep, pass);
 }
 
 /** Sum shard gradients in shard order: out = ((g0 + g1) + g2) … in float32. */
@@ -146,13 +169,14 @@ export class InlineEngine implements GradientEngine {
     T: number,
     out: Float32Array,
     everyStep = false,
+    opts: BatchOptions = {},
   ): Promise<number> {
     const scored = everyStep ? n * T : n;
     this.core.setParams(params);
     const jobs = shardJobs(n);
     let loss = 0;
     jobs.forEach((job, s) => {
-      loss += runShard(this.core, job, x, y, T, 1 / scored, everyStep);
+      loss += runShard(this.core, job, x, y, T, 1 / scored, everyStep, opts);
       this.shardGrads[s]!.set(this.core.grads);
     });
     reduceShards(this.shardGrads.slice(0, jobs.length), out);

@@ -6,6 +6,7 @@ import {
   resolveEngine,
   shardCapacity,
   shardJobs,
+  type BatchOptions,
   type EngineKind,
   type EngineOptions,
   type GradientEngine,
@@ -23,9 +24,12 @@ export interface WorkerRequest {
   scale: number;
   everyStep: boolean;
   jobs: ShardJob[];
+  /** the whole batch's options; a carried state comes back in the reply, the shards' rows only */
+  opts: BatchOptions;
 }
 export interface WorkerReply {
   results: { loss: number; grads: Float32Array }[];
+  state?: { h: Float32Array; c: Float32Array };
 }
 
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
@@ -52,9 +56,11 @@ export class WorkerEngine implements GradientEngine {
   readonly threads: number;
   readonly engine: EngineKind;
   private readonly workers: Worker[];
+  private readonly stateFloatsPerRow: number; // L·H: one row's h (or c) in a carried state
 
-  private constructor(workers: Worker[], engine: EngineKind) {
+  private constructor(workers: Worker[], engine: EngineKind, shape: EngineOptions['shape']) {
     this.workers = workers;
+    this.stateFloatsPerRow = (shape.layers ?? 1) * shape.units;
     this.threads = workers.length;
     this.engine = engine;
   }
@@ -82,7 +88,7 @@ export class WorkerEngine implements GradientEngine {
           }),
       ),
     );
-    return new WorkerEngine(workers, engine);
+    return new WorkerEngine(workers, engine, opts.shape);
   }
 
   async lossAndGrads(
@@ -93,6 +99,7 @@ export class WorkerEngine implements GradientEngine {
     T: number,
     out: Float32Array,
     everyStep = false,
+    opts: BatchOptions = {},
   ): Promise<number> {
     const scored = everyStep ? n * T : n;
     const jobs = shardJobs(n);
@@ -110,9 +117,20 @@ export class WorkerEngine implements GradientEngine {
               scale: 1 / scored,
               everyStep,
               jobs: perWorker[i]!,
+              opts,
             }),
       ),
     );
+    if (opts.state) {
+      // each worker updated its shards' rows of its copy of the state: gather them back
+      const per = this.stateFloatsPerRow;
+      jobs.forEach((job, s) => {
+        const st = replies[s % this.workers.length]!.state!;
+        const [a, b] = [job.from * per, job.to * per];
+        opts.state!.h.set(st.h.subarray(a, b), a);
+        opts.state!.c.set(st.c.subarray(a, b), a);
+      });
+    }
     // back into shard order
     const grads: Float32Array[] = [];
     let loss = 0;

@@ -24,11 +24,12 @@ port.on('message', (req: WorkerRequest) => {
   const reply: WorkerReply = { results: [] };
   const transfer: ArrayBuffer[] = [];
   for (const job of req.jobs) {
-    const loss = runShard(core, job, req.x, req.y, req.T, req.scale, req.everyStep);
+    const loss = runShard(core, job, req.x, req.y, req.T, req.scale, req.everyStep, req.opts);
     const grads = core.grads.slice();
     reply.results.push({ loss, grads });
     transfer.push(grads.buffer);
   }
+  if (req.opts.state) reply.state = req.opts.state; // its copy, with this worker's rows updated
   port.postMessage(reply, transfer);
 });
 port.postMessage('ready');

@@ -2,7 +2,8 @@ import type { Rng } from '../sampling/rng.ts';
 import { Parameters, type ModelShape } from './params.ts';
 
 // Keras's initialisers for LSTM + Dense, drawn from our seeded generator in a fixed order
-// (kernel, recurrent kernel, dense kernel), so a seed names one starting point.
+// (per LSTM layer: kernel, recurrent kernel; then the dense kernel), so a seed names one starting
+// point. A one-layer model draws exactly what it drew before layers existed.
 
 /** glorot_uniform: U(-l, l) with l = sqrt(6 / (fan_in + fan_out)) for a [fanIn × fanOut] matrix. */
 export function glorotUniform(out: Float32Array, fanIn: number, fanOut: number, rng: Rng): void {
@@ -43,11 +44,13 @@ export function orthogonal(out: Float32Array, rows: number, cols: number, rng: R
 export function initParameters(shape: ModelShape, rng: Rng): Parameters {
   const { vocabSize: V, units: H } = shape;
   const p = new Parameters(shape);
-  glorotUniform(p.kernel, V, 4 * H, rng);
-  orthogonal(p.recurrentKernel, H, 4 * H, rng);
+  p.lstm.forEach((w, l) => {
+    glorotUniform(w.kernel, l === 0 ? V : H, 4 * H, rng);
+    orthogonal(w.recurrentKernel, H, 4 * H, rng);
+    w.bias.fill(0);
+    w.bias.fill(1, H, 2 * H); // unit_forget_bias
+  });
   glorotUniform(p.denseKernel, H, V, rng);
-  p.bias.fill(0);
-  p.bias.fill(1, H, 2 * H); // unit_forget_bias
   p.denseBias.fill(0);
   return p;
 }

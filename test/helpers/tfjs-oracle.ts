@@ -1,7 +1,8 @@
 // An independent reference for our engine: the same model built with TensorFlow.js layers on the
 // pure-JS `cpu` backend, fed our Parameters.
 //
-//   one-hot(x) [B, T, V] → LSTM(H, activation tanh, recurrentActivation sigmoid, returns last h)
+//   one-hot(x) [B, T, V] → LSTM(H, activation tanh, recurrentActivation sigmoid) × L layers
+//                          (all but the last return sequences; the last returns its last h)
 //                        → Dense(V, softmax) → categorical cross-entropy, mean over the batch
 //
 // TF.js's own LSTM default recurrent activation is hard_sigmoid, so 'sigmoid' is passed explicitly.
@@ -17,7 +18,7 @@
 //     value nor the gradient (beyond float rounding).
 
 import * as tf from '@tensorflow/tfjs';
-import { Parameters, type ModelShape } from '../../src/model/params.ts';
+import { Parameters, weightEntries, type ModelShape } from '../../src/model/params.ts';
 import type { Rng } from '../../src/sampling/rng.ts';
 
 /** The clip epsilon Keras / TF.js use in categorical cross-entropy on probabilities. */
@@ -61,36 +62,41 @@ function checkInputs(
   }
 }
 
-/** A fresh tf.sequential LSTM+Dense model holding `params`' weights. Caller disposes it. */
+/** A fresh tf.sequential [LSTM × L]+Dense model holding `params`' weights. Caller disposes it. */
 function buildModel(params: Parameters, T: number): tf.Sequential {
   const { vocabSize: V, units: H } = params.shape;
   const model = tf.sequential();
-  model.add(
-    tf.layers.lstm({
-      units: H,
-      inputShape: [T, V],
-      activation: 'tanh',
-      recurrentActivation: 'sigmoid',
-      useBias: true,
-      unitForgetBias: false,
-      returnSequences: false,
-      // The weights are overwritten below; zeros skips the orthogonal initializer's slow QR.
-      kernelInitializer: 'zeros',
-      recurrentInitializer: 'zeros',
-    }),
-  );
+  params.lstm.forEach((_, l) => {
+    model.add(
+      tf.layers.lstm({
+        units: H,
+        ...(l === 0 && { inputShape: [T, V] }),
+        activation: 'tanh',
+        recurrentActivation: 'sigmoid',
+        useBias: true,
+        unitForgetBias: false,
+        returnSequences: l < params.lstm.length - 1,
+        // The weights are overwritten below; zeros skips the orthogonal initializer's slow QR.
+        kernelInitializer: 'zeros',
+        recurrentInitializer: 'zeros',
+      }),
+    );
+  });
   model.add(
     tf.layers.dense({ units: V, activation: 'softmax', useBias: true, kernelInitializer: 'zeros' }),
   );
-  const [lstm, dense] = model.layers;
-  if (!lstm || !dense) throw new Error('unexpected model structure');
   tf.tidy(() => {
-    lstm.setWeights([
-      tf.tensor2d(params.kernel, [V, 4 * H]),
-      tf.tensor2d(params.recurrentKernel, [H, 4 * H]),
-      tf.tensor1d(params.bias),
+    params.lstm.forEach((w, l) => {
+      model.layers[l]!.setWeights([
+        tf.tensor2d(w.kernel, [l === 0 ? V : H, 4 * H]),
+        tf.tensor2d(w.recurrentKernel, [H, 4 * H]),
+        tf.tensor1d(w.bias),
+      ]);
+    });
+    model.layers[params.lstm.length]!.setWeights([
+      tf.tensor2d(params.denseKernel, [H, V]),
+      tf.tensor1d(params.denseBias),
     ]);
-    dense.setWeights([tf.tensor2d(params.denseKernel, [H, V]), tf.tensor1d(params.denseBias)]);
   });
   return model;
 }
@@ -153,12 +159,13 @@ export async function tfLossAndGrads(
   );
   try {
     // model.trainableWeights are LayerVariables; .read() gives the tf.Variable each wraps.
-    const names = ['kernel', 'recurrentKernel', 'bias', 'denseKernel', 'denseBias'] as const;
+    const out = new Parameters(params.shape);
+    const views = out.views();
+    const expectedShapes = weightEntries(params.shape).map((e) => e.shape);
     const layerVars = model.trainableWeights;
-    if (layerVars.length !== names.length)
-      throw new Error(`expected 5 trainable weights, got ${layerVars.length}`);
+    if (layerVars.length !== views.length)
+      throw new Error(`expected ${views.length} trainable weights, got ${layerVars.length}`);
     const vars = layerVars.map((w) => w.read() as tf.Variable);
-    const expectedShapes = [[V, 4 * H], [H, 4 * H], [4 * H], [H, V], [V]];
     vars.forEach((v, i) => {
       if (v.shape.join(',') !== expectedShapes[i]!.join(',')) {
         throw new Error(
@@ -172,12 +179,11 @@ export async function tfLossAndGrads(
       return kerasCategoricalCrossEntropy(target, probs);
     }, vars);
 
-    const out = new Parameters(params.shape);
-    for (let i = 0; i < names.length; i++) {
+    for (let i = 0; i < views.length; i++) {
       const v = vars[i]!;
       const g = grads[v.name];
       if (!g) throw new Error(`no gradient for ${v.name}`);
-      out.get(names[i]!).set((await g.data()) as Float32Array);
+      views[i]!.set((await g.data()) as Float32Array);
     }
     const loss = (await value.data())[0]!;
     value.dispose();
@@ -202,10 +208,13 @@ export function randomParams(shape: ModelShape, rng: Rng, scale = 1): Parameters
   const fill = (a: Float32Array, bound: number): void => {
     for (let i = 0; i < a.length; i++) a[i] = rng.uniform(-bound, bound);
   };
-  fill(p.kernel, scale * Math.sqrt(6 / (V + 4 * H)));
-  fill(p.recurrentKernel, scale * Math.sqrt(6 / (H + 4 * H)));
-  fill(p.bias, 0.1 * scale);
-  for (let j = H; j < 2 * H; j++) p.bias[j] = p.bias[j]! + 0.5 * scale; // forget gate block
+  p.lstm.forEach((w, l) => {
+    const D = l === 0 ? V : H;
+    fill(w.kernel, scale * Math.sqrt(6 / (D + 4 * H)));
+    fill(w.recurrentKernel, scale * Math.sqrt(6 / (H + 4 * H)));
+    fill(w.bias, 0.1 * scale);
+    for (let j = H; j < 2 * H; j++) w.bias[j] = w.bias[j]! + 0.5 * scale; // forget gate block
+  });
   fill(p.denseKernel, scale * Math.sqrt(6 / (H + V)));
   fill(p.denseBias, 0.1 * scale);
   return p;

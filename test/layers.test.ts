@@ -1,0 +1,239 @@
+// Stacked layers, dropout and carried state (the training modes beyond the reference): stacked
+// models against TensorFlow.js, every new path against finite differences, and the invariants
+// that make runs reproducible (masks independent of sharding, state carried exactly).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dropoutKey, dropoutMask } from '../src/engine/dropout.ts';
+import { kernelModule } from '../src/engine/kernels.ts';
+import { LstmCore, type PassOptions } from '../src/engine/lstm-core.ts';
+import { createEngine, InlineEngine } from '../src/engine/gradient-engine.ts';
+import { nativeAvailable } from '../src/engine/native.ts';
+import { Parameters, type ModelShape } from '../src/model/params.ts';
+import { Rng } from '../src/sampling/rng.ts';
+import { randomParams, tfForward, tfLossAndGrads } from './helpers/tfjs-oracle.ts';
+
+await kernelModule();
+
+function relErr(a: Float32Array, b: Float32Array): number {
+  let scale = 0;
+  let diff = 0;
+  for (let i = 0; i < b.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]!));
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+  }
+  return scale === 0 ? diff : diff / scale;
+}
+
+const tokens = (rng: Rng, V: number, n: number): Int32Array =>
+  Int32Array.from({ length: n }, () => rng.int(V));
+
+for (const { shape, B, T } of [
+  { shape: { vocabSize: 7, units: 4, layers: 2 }, B: 3, T: 5 },
+  { shape: { vocabSize: 13, units: 12, layers: 3 }, B: 5, T: 8 },
+  { shape: { vocabSize: 30, units: 32, layers: 2 }, B: 9, T: 20 },
+] satisfies { shape: ModelShape; B: number; T: number }[]) {
+  test(`stacked layers: forward and gradients equal TF.js (V=${shape.vocabSize} H=${shape.units} L=${shape.layers} B=${B} T=${T})`, async () => {
+    const rng = new Rng(11);
+    const params = randomParams(shape, rng);
+    const x = tokens(rng, shape.vocabSize, B * T);
+    const y = tokens(rng, shape.vocabSize, B);
+    const core = new LstmCore(shape, { maxB: B, maxT: T, training: false });
+    core.setParams(params.flat);
+    const ours = core.predict(x, B, T).slice();
+    const theirs = await tfForward(params, x, B, T);
+    assert.ok(relErr(ours, theirs) < 1e-4, `probabilities differ: ${relErr(ours, theirs)}`);
+
+    const engine = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0 });
+    const grads = new Parameters(shape);
+    const loss = await engine.lossAndGrads(params.flat, x, y, B, T, grads.flat);
+    const ref = await tfLossAndGrads(params, x, y, B, T);
+    assert.ok(Math.abs(loss - ref.loss) / ref.loss < 1e-4, `loss ${loss} vs ${ref.loss}`);
+    const names = ['kernel', 'recurrent kernel', 'bias'];
+    const ourViews = grads.views();
+    ref.grads.views().forEach((want, i) => {
+      const e = relErr(ourViews[i]!, want);
+      const what = i < 3 * shape.layers ? `layer ${Math.floor(i / 3)} ${names[i % 3]}` : `dense weight ${i}`;
+      assert.ok(e < 1e-4, `gradient of ${what} differs from TF.js: relative error ${e}`);
+    });
+  });
+}
+
+/** Central differences of `lossAt` against the analytic gradient, over every parameter. */
+function checkFiniteDifferences(
+  params: Parameters,
+  analytic: Float32Array,
+  lossAt: (p: Float32Array) => number,
+): void {
+  const eps = 1e-2;
+  let checked = 0;
+  for (let i = 0; i < params.flat.length; i++) {
+    const g = analytic[i]!;
+    const p = params.flat.slice();
+    p[i] = params.flat[i]! + eps;
+    const up = lossAt(p);
+    p[i] = params.flat[i]! - eps;
+    const down = lossAt(p);
+    const fd = (up - down) / (2 * eps);
+    assert.ok(
+      Math.abs(fd - g) <= 2e-3 + 2e-2 * Math.abs(g),
+      `param ${i}: analytic ${g} vs numeric ${fd}`,
+    );
+    if (Math.abs(g) > 1e-2) checked++;
+  }
+  assert.ok(checked > 40, `only ${checked} gradients were large enough to check`);
+}
+
+for (const everyStep of [false, true]) {
+  test(`2 layers with dropout and a carried state: gradients match finite differences (${everyStep ? 'every position' : 'last character'})`, () => {
+    const shape = { vocabSize: 5, units: 4, layers: 2 };
+    const B = 3;
+    const T = 5;
+    const L = 2;
+    const rng = new Rng(everyStep ? 8 : 9);
+    const params = randomParams(shape, rng);
+    const x = tokens(rng, 5, B * T);
+    const y = tokens(rng, 5, everyStep ? B * T : B);
+    const h0 = Float32Array.from({ length: B * L * 4 }, () => rng.uniform(-0.5, 0.5));
+    const c0 = Float32Array.from({ length: B * L * 4 }, () => rng.uniform(-1, 1));
+    const core = new LstmCore(shape, { maxB: B, maxT: T, training: true });
+    // the same masks on every evaluation (same key), a fresh copy of the initial state each time
+    const pass = (p: Float32Array): { loss: number; grads: Float32Array; opts: PassOptions } => {
+      core.setParams(p);
+      const opts: PassOptions = {
+        dropout: { rate: 0.3, key: 1234, row0: 0 },
+        state: { h: h0.slice(), c: c0.slice() },
+      };
+      const loss = core.lossAndGrads(x, y, B, T, 1, everyStep, opts);
+      return { loss, grads: core.grads.slice(), opts };
+    };
+    const { grads, opts } = pass(params.flat);
+    assert.notDeepEqual(opts.state!.h, h0, 'the final state is written back');
+    checkFiniteDifferences(params, grads, (p) => pass(p).loss);
+  });
+}
+
+test('dropout masks: the rate is kept, a key names one mask, and rows do not depend on how the batch is cut', () => {
+  const H = 64;
+  const T = 10;
+  const n = 8;
+  const a = new Float32Array(T * n * H);
+  dropoutMask(a, 0.25, 99, 0, 0, T, n, 0, H);
+  const dropped = a.filter((v) => v === 0).length / a.length;
+  assert.ok(Math.abs(dropped - 0.25) < 0.02, `dropped ${dropped}`);
+  assert.ok(a.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-7));
+  const again = new Float32Array(T * n * H);
+  dropoutMask(again, 0.25, 99, 0, 0, T, n, 0, H);
+  assert.deepEqual(again, a);
+  const other = new Float32Array(T * n * H);
+  dropoutMask(other, 0.25, 100, 0, 0, T, n, 0, H);
+  assert.notDeepEqual(other, a);
+  const layer1 = new Float32Array(T * n * H);
+  dropoutMask(layer1, 0.25, 99, 1, 0, T, n, 0, H);
+  assert.notDeepEqual(layer1, a);
+  // rows 5..7 drawn as a shard of their own (row0 = 5) equal rows 5..7 of the whole batch
+  const shard = new Float32Array(T * 3 * H);
+  dropoutMask(shard, 0.25, 99, 0, 0, T, 3, 5, H);
+  for (let t = 0; t < T; t++) {
+    for (let b = 0; b < 3; b++) {
+      const want = a.subarray((t * n + 5 + b) * H, (t * n + 6 + b) * H);
+      const got = shard.subarray((t * 3 + b) * H, (t * 3 + b + 1) * H);
+      assert.deepEqual(got, want);
+    }
+  }
+  assert.notEqual(dropoutKey(1, 1), dropoutKey(1, 2));
+  assert.notEqual(dropoutKey(1, 1), dropoutKey(2, 1));
+});
+
+test('dropout rate 0 is the plain pass; a positive rate changes the loss', () => {
+  const shape = { vocabSize: 6, units: 8, layers: 2 };
+  const rng = new Rng(4);
+  const params = randomParams(shape, rng);
+  const x = tokens(rng, 6, 2 * 4);
+  const y = tokens(rng, 6, 2 * 4);
+  const core = new LstmCore(shape, { maxB: 2, maxT: 4, training: true });
+  core.setParams(params.flat);
+  const plain = core.lossAndGrads(x, y, 2, 4, 1, true);
+  const plainGrads = core.grads.slice();
+  const zero = core.lossAndGrads(x, y, 2, 4, 1, true, { dropout: { rate: 0, key: 5, row0: 0 } });
+  assert.equal(zero, plain);
+  assert.deepEqual(core.grads, plainGrads);
+  const dropped = core.lossAndGrads(x, y, 2, 4, 1, true, { dropout: { rate: 0.5, key: 5, row0: 0 } });
+  assert.notEqual(dropped, plain);
+});
+
+test('a carried state continues exactly: two segments of 4 steps score like one window of 8', () => {
+  const shape = { vocabSize: 9, units: 8, layers: 2 };
+  const B = 2;
+  const rng = new Rng(6);
+  const params = randomParams(shape, rng);
+  const x = tokens(rng, 9, B * 8); // [b][t]
+  const y = tokens(rng, 9, B * 8);
+  const core = new LstmCore(shape, { maxB: B, maxT: 8, training: true });
+  core.setParams(params.flat);
+  const whole = core.lossAndGrads(x, y, B, 8, 1, true);
+  const half = (a: Int32Array, k: number): Int32Array =>
+    Int32Array.from({ length: B * 4 }, (_, i) => a[Math.floor(i / 4) * 8 + k * 4 + (i % 4)]!);
+  const state = { h: new Float32Array(B * 2 * 8), c: new Float32Array(B * 2 * 8) };
+  const first = core.lossAndGrads(half(x, 0), half(y, 0), B, 4, 1, true, { state });
+  const second = core.lossAndGrads(half(x, 1), half(y, 1), B, 4, 1, true, { state });
+  assert.ok(Math.abs(first + second - whole) < 1e-4 * whole, `${first} + ${second} vs ${whole}`);
+  // the state after 8 steps equals stepping the inference core through the same 8 characters
+  const inf = new LstmCore(shape, { maxB: B, maxT: 1, training: false });
+  inf.setParams(params.flat);
+  inf.resetState(B);
+  for (let t = 0; t < 8; t++) inf.step([x[t]!, x[8 + t]!], B);
+  const stepped = inf.getState(B);
+  assert.ok(relErr(state.h, stepped.h) < 1e-5, `h differs by ${relErr(state.h, stepped.h)}`);
+  assert.ok(relErr(state.c, stepped.c) < 1e-5, `c differs by ${relErr(state.c, stepped.c)}`);
+});
+
+test('stacked layers with dropout give bit-identical gradients with 0, 1 and 2 threads', async () => {
+  const shape = { vocabSize: 11, units: 8, layers: 2 };
+  const B = 9;
+  const T = 6;
+  const rng = new Rng(3);
+  const params = randomParams(shape, rng);
+  const x = tokens(rng, 11, B * T);
+  const y = tokens(rng, 11, B * T);
+  const results: Float32Array[] = [];
+  const states: Float32Array[] = [];
+  for (const threads of [0, 1, 2]) {
+    const engine = await createEngine({ shape, maxBatch: B, maxT: T, threads });
+    const out = new Float32Array(params.flat.length);
+    const state = { h: new Float32Array(B * 2 * 8).fill(0.1), c: new Float32Array(B * 2 * 8) };
+    await engine.lossAndGrads(params.flat, x, y, B, T, out, true, {
+      dropout: { rate: 0.2, key: 77 },
+      state,
+    });
+    results.push(out);
+    states.push(state.h);
+    await engine.close();
+  }
+  assert.deepEqual(results[1], results[0]);
+  assert.deepEqual(results[2], results[0]);
+  assert.deepEqual(states[1], states[0]);
+  assert.deepEqual(states[2], states[0]);
+});
+
+test('the native engine agrees with WebAssembly on stacked layers with dropout and a carried state', { skip: !nativeAvailable() && 'native engine not built' }, async () => {
+  const shape = { vocabSize: 23, units: 16, layers: 2 };
+  const B = 6;
+  const T = 12;
+  const rng = new Rng(12);
+  const params = randomParams(shape, rng);
+  const x = tokens(rng, 23, B * T);
+  const y = tokens(rng, 23, B * T);
+  const run = async (engine: 'wasm' | 'native') => {
+    const e = await createEngine({ shape, maxBatch: B, maxT: T, threads: 2, engine });
+    const out = new Float32Array(params.flat.length);
+    const state = { h: new Float32Array(B * 2 * 16).fill(0.2), c: new Float32Array(B * 2 * 16).fill(-0.1) };
+    const loss = await e.lossAndGrads(params.flat, x, y, B, T, out, true, { dropout: { rate: 0.25, key: 3 }, state });
+    await e.close();
+    return { loss, out, state };
+  };
+  const w = await run('wasm');
+  const n = await run('native');
+  assert.ok(Math.abs(w.loss - n.loss) < 1e-5 * w.loss);
+  assert.ok(relErr(n.out, w.out) < 1e-4, `gradients differ by ${relErr(n.out, w.out)}`);
+  assert.ok(relErr(n.state.h, w.state.h) < 1e-5);
+});
