@@ -441,4 +441,60 @@ describe('TF.js reads the saved model', () => {
       }
     });
   }
+
+  it('tf.loadLayersModel: a stacked model trained with dropout (3 × LSTM(8), dropout 0.3)', async () => {
+    const dir = freshDir();
+    const V = 9;
+    const H = 8;
+    const shape = { vocabSize: V, units: H, layers: 3 };
+    const params = randomParams(shape, 5);
+    const meta = { ...metaFor(V, H, 6), layers: 3 };
+    meta.training = { ...meta.training, dropout: 0.3 };
+    await saveModel(dir, params, meta);
+    const loaded = await loadModel(dir);
+    assert.equal(loaded.meta.layers, 3);
+    assert.deepEqual(loaded.params.flat, params.flat);
+    const model = await tf.loadLayersModel(folderHandler(dir));
+    try {
+      assert.deepEqual(
+        model.layers.map((l) => l.name),
+        ['lstm', 'dropout', 'lstm_1', 'dropout_1', 'lstm_2', 'dropout_2', 'dense'],
+      );
+      assert.equal(model.getLayer('dropout_1').getConfig().rate, 0.3);
+      assert.equal(model.getLayer('lstm').getConfig().returnSequences, true);
+      assert.equal(model.getLayer('lstm_2').getConfig().returnSequences, false);
+      const theirs = model.getWeights();
+      const ours = params.views();
+      assert.equal(theirs.length, ours.length);
+      for (const [i, t] of theirs.entries()) {
+        assert.deepEqual(bits(t.dataSync() as Float32Array), bits(ours[i]!), `weight ${i}`);
+      }
+      // predictions equal our engine's (dropout is the identity at inference)
+      const { CharModel } = await import('../src/model/char-model.ts');
+      const { kernelModule } = await import('../src/engine/kernels.ts');
+      await kernelModule();
+      const ourModel = CharModel.fromParts(loaded.params, loaded.meta);
+      const seq = Int32Array.from([1, 4, 0, 8, 2, 2]);
+      const x = new Float32Array(6 * V);
+      seq.forEach((c, t) => (x[t * V + c] = 1));
+      const out = tf.tidy(() => (model.predict(tf.tensor3d(x, [1, 6, V])) as tf.Tensor).dataSync());
+      const want = ourModel.predictTokens(seq, 1, 6);
+      let maxErr = 0;
+      for (let v = 0; v < V; v++) maxErr = Math.max(maxErr, Math.abs(out[v]! - want[v]!));
+      assert.ok(maxErr < 1e-5, `max |tfjs - ours| = ${maxErr}`);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('a model whose metadata disagrees with its weights about the layers is refused', async () => {
+    const dir = freshDir();
+    const params = randomParams({ vocabSize: 5, units: 4, layers: 2 }, 6);
+    await saveModel(dir, params, { ...metaFor(5, 4, 6), layers: 2 });
+    const file = path.join(dir, 'model.json');
+    const json = JSON.parse(await fs.readFile(file, 'utf8'));
+    json.userDefinedMetadata.layers = 1;
+    await fs.writeFile(file, JSON.stringify(json));
+    await assert.rejects(loadModel(dir), (e: unknown) => e instanceof UserError && /expected 5 weights/.test((e as Error).message));
+  });
 });

@@ -16,6 +16,8 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-resume-'));
 const corpus = path.join(tmp, 'corpus.txt');
 writeFileSync(corpus, readFileSync(path.resolve(repo, '../shared/corpora/nietzsche.txt'), 'utf8').slice(0, 20000));
 const RUN = ['train', '--corpus', corpus, '--epochs', '3', '--units', '32', '--seed', '9', '--sample-length', '20', '--checkpoint-every', '7'];
+// the modes beyond the reference: masks and the carried state must resume exactly too
+const STACKED = ['train', '--corpus', corpus, '--epochs', '6', '--units', '16', '--layers', '2', '--dropout', '0.25', '--mode', 'stateful', '--batch-size', '8', '--seed', '4', '--sample-length', '20', '--checkpoint-every', '5'];
 
 function charlstm(args: string[], env: Record<string, string> = {}): { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
@@ -28,8 +30,8 @@ function charlstm(args: string[], env: Record<string, string> = {}): { code: num
 }
 
 /** Start a run and SIGKILL it `afterMs` after its first checkpoint appears. */
-async function killAfterFirstCheckpoint(dir: string, afterMs: number): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...RUN, '--out', dir], { cwd: repo, stdio: 'ignore' });
+async function killAfterFirstCheckpoint(dir: string, afterMs: number, run = RUN): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...run, '--out', dir], { cwd: repo, stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const deadline = Date.now() + 60_000;
   while (!existsSync(path.join(dir, 'checkpoint.ckpt')) && Date.now() < deadline && child.exitCode === null) {
@@ -57,6 +59,22 @@ test('SIGKILL at a random moment, then --resume: bit-identical final weights', a
   assert.deepEqual(b.params.flat, a.params.flat, `weights differ after a kill ${delay} ms past the first checkpoint`);
   const [ba, bb] = await Promise.all([loadModel(path.join(reference, 'best')), loadModel(path.join(dir, 'best'))]);
   assert.deepEqual(bb.params.flat, ba.params.flat);
+});
+
+test('stacked layers, dropout, stateful mode: SIGKILL at a random moment, then --resume: bit-identical', async () => {
+  const whole = path.join(tmp, 'stacked-uninterrupted');
+  const r0 = charlstm([...STACKED, '--out', whole]);
+  assert.equal(r0.code, 0, r0.stderr);
+  assert.match(r0.stderr, /stateful val_loss \d+\.\d+/);
+  const delay = new Rng(Date.now() % 100000).int(300);
+  const dir = path.join(tmp, `stacked-killed-${delay}`);
+  await killAfterFirstCheckpoint(dir, delay, STACKED);
+  const r = charlstm(['train', '--resume', dir]);
+  assert.equal(r.code, 0, `resume after a kill ${delay} ms past the first checkpoint: ${r.stderr}`);
+  assert.match(r.stderr, /Epoch 6\/6/, 'the kill came before the run ended: the resumed process trained');
+  const [a, b] = await Promise.all([loadModel(whole), loadModel(dir)]);
+  assert.equal(a.meta.layers, 2);
+  assert.deepEqual(b.params.flat, a.params.flat, `weights differ after a kill ${delay} ms past the first checkpoint`);
 });
 
 test('SIGKILL in the middle of writing a checkpoint loses nothing and resumes exactly', async () => {

@@ -1,6 +1,9 @@
 // A saved model: a folder holding `model.json` and one float32 little-endian weights file, in the
 // TensorFlow.js "layers-model" format, so that `tf.loadLayersModel` opens it as an ordinary Keras
-// Sequential [LSTM(H), Dense(V, softmax)] and `tensorflowjs_converter` can turn it into a Keras file.
+// Sequential [LSTM(H), Dense(V, softmax)] — or, for stacked models, [LSTM(H, return_sequences),
+// (Dropout,) ..., LSTM(H), (Dropout,) Dense(V, softmax)] — and `tensorflowjs_converter` can turn
+// it into a Keras file. Dropout layers (written when the model was trained with dropout) hold no
+// weights and are the identity at inference.
 //
 // Weight names. tfjs-layers matches each manifest entry to a layer weight by the weight's
 // unscoped name, "<layer name>/<weight name>", which is what it writes itself when it saves such a
@@ -11,9 +14,9 @@
 // (through loadLayersModel, from an IOHandler or over http; tf.models.modelFromJSON with a
 // manifest only fetches exact names). A name matching no weight is an error. The Keras converter (keras_tfjs_loader) looks up Keras's own names
 // ("lstm/lstm_cell/kernel") and retries with the cell part dropped, so it accepts both spellings
-// as well. We write the short tfjs spelling with fixed layer names "lstm" and "dense":
-// "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias", "dense/kernel", "dense/bias"; checked
-// by test/model-format.test.ts against tfjs 4.22.
+// as well. We write the short tfjs spelling with fixed layer names "lstm" (then "lstm_1", ...)
+// and "dense": "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias", "dense/kernel", "dense/bias";
+// checked by test/model-format.test.ts against tfjs 4.22.
 //
 // The bytes of the weights file are exactly `params.flat`: Parameters already use the Keras
 // layout and order (LSTM kernel [V,4H], recurrent kernel [H,4H], bias [4H], gates i,f,c,o; Dense
@@ -30,8 +33,9 @@ import * as path from 'node:path';
 import { UserError } from '../errors.ts';
 import {
   Parameters,
-  WEIGHT_NAMES,
-  weightShapes,
+  layerCount,
+  lstmLayerName,
+  weightEntries,
   type ModelShape,
   type WeightName,
 } from '../model/params.ts';
@@ -52,6 +56,8 @@ export interface ModelMeta {
   maxlen: number;
   step: number;
   units: number;
+  /** stacked LSTM layers; written only when more than one (older files have one) */
+  layers?: number;
   /** Free-form JSON: learning rate, batch size, epochs done, seed, corpus, loss history... */
   training: Record<string, unknown>;
   /** sha256 (hex) of the whole weights file. */
@@ -69,7 +75,16 @@ export interface WeightSpec {
   dtype: 'float32';
 }
 
-/** The manifest names of the five weights, in file order. */
+/** The Keras weight names (after the layer name) of each weight. */
+const KERAS_WEIGHT: Record<WeightName, string> = {
+  kernel: 'kernel',
+  recurrentKernel: 'recurrent_kernel',
+  bias: 'bias',
+  denseKernel: 'kernel',
+  denseBias: 'bias',
+};
+
+/** The manifest names of the weights of a one-layer model, in file order. */
 export const MANIFEST_NAMES: Record<WeightName, string> = {
   kernel: 'lstm/kernel',
   recurrentKernel: 'lstm/recurrent_kernel',
@@ -87,10 +102,9 @@ export function weightsFileName(sha256Hex: string): string {
 }
 
 export function weightSpecs(shape: ModelShape): WeightSpec[] {
-  const shapes = weightShapes(shape);
-  return WEIGHT_NAMES.map((w) => ({
-    name: MANIFEST_NAMES[w],
-    shape: shapes[w],
+  return weightEntries(shape).map((e) => ({
+    name: `${e.layer}/${KERAS_WEIGHT[e.name]}`,
+    shape: e.shape,
     dtype: 'float32' as const,
   }));
 }
@@ -116,12 +130,17 @@ export function modelJson(
   if (meta.units !== H) {
     throw new RangeError(`Model metadata says units=${meta.units} but the weights have H=${H}`);
   }
-  const lstm = {
+  const L = layerCount(shape);
+  if ((meta.layers ?? 1) !== L) {
+    throw new RangeError(`Model metadata says layers=${meta.layers ?? 1} but the weights have L=${L}`);
+  }
+  const rate = typeof meta.training.dropout === 'number' ? meta.training.dropout : 0;
+  const lstm = (l: number) => ({
     class_name: 'LSTM',
     config: {
-      name: 'lstm',
+      name: lstmLayerName(l),
       trainable: true,
-      batch_input_shape: [null, meta.maxlen, V],
+      ...(l === 0 && { batch_input_shape: [null, meta.maxlen, V] }),
       dtype: 'float32',
       units: H,
       activation: 'tanh',
@@ -142,13 +161,29 @@ export function modelJson(
       dropout: 0.0,
       recurrent_dropout: 0.0,
       implementation: 2,
-      return_sequences: false,
+      return_sequences: l < L - 1,
       return_state: false,
       go_backwards: false,
       stateful: false,
       unroll: false,
     },
-  };
+  });
+  const dropout = (l: number) => ({
+    class_name: 'Dropout',
+    config: {
+      name: l === 0 ? 'dropout' : `dropout_${l}`,
+      trainable: true,
+      dtype: 'float32',
+      rate,
+      noise_shape: null,
+      seed: null,
+    },
+  });
+  const layers: Record<string, unknown>[] = [];
+  for (let l = 0; l < L; l++) {
+    layers.push(lstm(l));
+    if (rate > 0) layers.push(dropout(l));
+  }
   const dense = {
     class_name: 'Dense',
     config: {
@@ -174,6 +209,7 @@ export function modelJson(
     maxlen: meta.maxlen,
     step: meta.step,
     units: meta.units,
+    ...(L > 1 && { layers: L }),
     training: meta.training,
   };
   if (meta.weightsSha256 !== undefined) userDefinedMetadata.weightsSha256 = meta.weightsSha256;
@@ -183,7 +219,7 @@ export function modelJson(
     convertedBy: null,
     modelTopology: {
       class_name: 'Sequential',
-      config: { name: 'sequential', layers: [lstm, dense] },
+      config: { name: 'sequential', layers: [...layers, dense] },
       keras_version: 'tfjs-layers 4.22.0',
       backend: 'tensor_flow.js',
     },
@@ -223,7 +259,7 @@ export function parseModelJson(json: unknown, where = MODEL_JSON): ParsedModelJs
       `unsupported charlstm model format version ${JSON.stringify(md.formatVersion)}; this charlstm reads format version ${FORMAT_VERSION}`,
     );
   }
-  const { vocab, lowercase, maxlen, step, units, training, weightsSha256 } = md;
+  const { vocab, lowercase, maxlen, step, units, layers, training, weightsSha256 } = md;
   if (!Array.isArray(vocab) || vocab.length === 0)
     throw bad('metadata "vocab" must be a non-empty array of characters');
   const seen = new Set<string>();
@@ -240,6 +276,7 @@ export function parseModelJson(json: unknown, where = MODEL_JSON): ParsedModelJs
     ['maxlen', maxlen],
     ['step', step],
     ['units', units],
+    ['layers', layers ?? 1],
   ] as const) {
     if (!isPositiveInt(v))
       throw bad(`metadata "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
@@ -253,7 +290,11 @@ export function parseModelJson(json: unknown, where = MODEL_JSON): ParsedModelJs
       `metadata "weightsSha256" must be 64 hex digits, got ${JSON.stringify(weightsSha256)}`,
     );
   }
-  const shape: ModelShape = { vocabSize: vocab.length, units: units as number };
+  const shape: ModelShape = {
+    vocabSize: vocab.length,
+    units: units as number,
+    ...(layers !== undefined && layers !== 1 && { layers: layers as number }),
+  };
 
   const manifest = json.weightsManifest;
   if (!Array.isArray(manifest) || manifest.length === 0) throw bad('no "weightsManifest"');
@@ -291,7 +332,7 @@ export function parseModelJson(json: unknown, where = MODEL_JSON): ParsedModelJs
     if (got.shape.length !== want.shape.length || got.shape.some((d, j) => d !== want.shape[j])) {
       throw bad(
         `weight ${JSON.stringify(got.name)} has shape ${JSON.stringify(got.shape)}, expected ` +
-          `${JSON.stringify(want.shape)} (${want.name}) for V=${shape.vocabSize}, H=${shape.units}`,
+          `${JSON.stringify(want.shape)} (${want.name}) for V=${shape.vocabSize}, H=${shape.units}, L=${layerCount(shape)}`,
       );
     }
   }
@@ -302,6 +343,7 @@ export function parseModelJson(json: unknown, where = MODEL_JSON): ParsedModelJs
     maxlen: maxlen as number,
     step: step as number,
     units: units as number,
+    ...(shape.layers !== undefined && { layers: shape.layers }),
     training,
   };
   if (weightsSha256 !== undefined) meta.weightsSha256 = weightsSha256 as string;
@@ -462,7 +504,7 @@ export async function loadModel(dir: string): Promise<SavedModel> {
   if (bytes.length !== expectedBytes) {
     throw new UserError(
       `weights file ${weightsWhere} has the wrong size: expected ${expectedBytes} bytes ` +
-        `(V=${shape.vocabSize}, H=${shape.units}), got ${bytes.length}`,
+        `(V=${shape.vocabSize}, H=${shape.units}, L=${layerCount(shape)}), got ${bytes.length}`,
     );
   }
   if (meta.weightsSha256 !== undefined) {

@@ -71,6 +71,12 @@ function parseUnits(text: string): number {
   return n;
 }
 
+function parseLayers(text: string): number {
+  const n = parseCount(text);
+  if (n > 8) throw new InvalidArgumentError('layers must be an integer from 1 to 8.');
+  return n;
+}
+
 function parsePort(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text.trim()) || n > 65535)
@@ -111,6 +117,13 @@ export function trainCommand(): Command {
     .option('--batch-size <n>', 'windows per batch', parseCount, REFERENCE.batchSize)
     .option('--lr <x>', 'RMSprop learning rate', parsePositive, REFERENCE.learningRate)
     .option('--units <n>', 'LSTM units (a multiple of 4)', parseUnits, REFERENCE.units)
+    .option('--layers <n>', 'stacked LSTM layers', parseLayers, 1)
+    .option(
+      '--dropout <rate>',
+      "dropout on every LSTM layer's output while training (0: none, the reference)",
+      parseFraction,
+      0,
+    )
     .option('--maxlen <n>', 'characters in an input window', parseCount, REFERENCE.maxlen)
     .option('--step <n>', 'a new window every <n> characters', parseCount, REFERENCE.step)
     .option(
@@ -153,9 +166,10 @@ export function trainCommand(): Command {
     .addOption(
       new Option(
         '--mode <mode>',
-        'last: score the character after each window (the reference); sequence: score every position',
+        'last: score the character after each window (the reference); sequence: score every position; ' +
+          'stateful: every position of --batch-size contiguous streams, the state carried between batches',
       )
-        .choices(['last', 'sequence'])
+        .choices(['last', 'sequence', 'stateful'])
         .default('last'),
     )
     .addOption(

@@ -46,3 +46,34 @@ export function gatherBatch(
   }
   return n;
 }
+
+/**
+ * Stateful training (truncated backpropagation through time, as char-rnn does it): the text cut
+ * into `rows` contiguous streams of `length` characters; batch k holds characters
+ * [k·T, (k+1)·T) of every stream, so each row continues where the same row of the previous batch
+ * stopped and the LSTM state can be carried from one batch to the next.
+ */
+export interface Streams {
+  tokens: Int32Array;
+  rows: number;
+  length: number; // characters per stream
+  maxlen: number; // T: characters per batch and stream
+  steps: number; // batches in one pass over the streams
+}
+
+export function makeStreams(tokens: Int32Array, rows: number, maxlen: number): Streams {
+  // each stream also needs the target after its last input character
+  const length = Math.floor((tokens.length - 1) / rows);
+  return { tokens, rows, length, maxlen, steps: Math.floor(length / maxlen) };
+}
+
+/** Batch k of the streams: x [rows, T] and the next character at every position y [rows, T]. */
+export function gatherStreams(s: Streams, k: number, x: Int32Array, y: Int32Array): number {
+  const T = s.maxlen;
+  for (let b = 0; b < s.rows; b++) {
+    const at = b * s.length + k * T;
+    x.set(s.tokens.subarray(at, at + T), b * T);
+    y.set(s.tokens.subarray(at + 1, at + T + 1), b * T);
+  }
+  return s.rows;
+}

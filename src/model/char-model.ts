@@ -5,7 +5,7 @@ import { instantiate, kernelModule, type KernelExports } from '../engine/kernels
 import { resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
 import { LstmCore } from '../engine/lstm-core.ts';
 import { UserError } from '../errors.ts';
-import { Parameters } from './params.ts';
+import { Parameters, layerCount } from './params.ts';
 
 // A trained model ready for inference: weights, metadata, vocabulary, and one inference-only
 // LstmCore (created on first use, so that holding a CharModel costs no wasm memory until it is
@@ -41,6 +41,11 @@ export class CharModel {
     }
     if (meta.units !== H) {
       throw new RangeError(`model metadata says units=${meta.units} but the weights have H=${H}`);
+    }
+    if ((meta.layers ?? 1) !== layerCount(params.shape)) {
+      throw new RangeError(
+        `model metadata says layers=${meta.layers ?? 1} but the weights have L=${layerCount(params.shape)}`,
+      );
     }
     if (!(Number.isInteger(meta.maxlen) && meta.maxlen > 0)) {
       throw new RangeError(`model metadata maxlen must be a positive integer, got ${meta.maxlen}`);
@@ -189,15 +194,15 @@ export class CharModel {
  * distributions it returns are views into engine memory, valid until its next call.
  */
 export class StatefulStepper {
-  private h: Float32Array; // the state while another stepper holds the core [H]
+  private h: Float32Array; // the state while another stepper holds the core [L×H]
   private c: Float32Array;
   private released = false;
   private readonly token = new Int32Array(1);
 
   constructor(readonly model: CharModel) {
-    const H = model.params.shape.units;
-    this.h = new Float32Array(H);
-    this.c = new Float32Array(H);
+    const size = model.params.shape.units * layerCount(model.params.shape);
+    this.h = new Float32Array(size);
+    this.c = new Float32Array(size);
   }
 
   /** @internal Save this stepper's state from the core (another stepper takes it). */
@@ -237,7 +242,7 @@ export class StatefulStepper {
     return probs ?? this.model.zeroStateProbs();
   }
 
-  /** A copy of the carried state: h and c, each [H]. */
+  /** A copy of the carried state: h and c, each [L×H] (layer by layer, bottom first). */
   getState(): { h: Float32Array; c: Float32Array } {
     if (this.released) throw new Error('this stepper was released');
     if (this.model.holdsStateOf(this)) return this.core().getState(1);
@@ -245,7 +250,7 @@ export class StatefulStepper {
   }
 
   setState(h: Float32Array, c: Float32Array): void {
-    const H = this.model.params.shape.units;
+    const H = this.model.params.shape.units * layerCount(this.model.params.shape);
     if (h.length !== H || c.length !== H) {
       throw new RangeError(
         `state must be two arrays of ${H} floats, got ${h.length} and ${c.length}`,

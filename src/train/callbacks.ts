@@ -43,7 +43,7 @@ export function progressCallback(
   });
   return {
     onEpochBegin(epoch, trainer) {
-      const steps = Math.ceil(trainer.windows.count / trainer.config.batchSize);
+      const steps = trainer.stepsPerEpoch;
       lastLog = performance.now();
       if (!tty) return;
       bar = new cliProgress.SingleBar(
@@ -76,7 +76,10 @@ export function progressCallback(
       const val =
         ev.valLoss === undefined
           ? ''
-          : ` - val_loss ${ev.valLoss.toFixed(4)} (${ev.valBpc!.toFixed(3)} bits/char, perplexity ${ev.valPerplexity!.toFixed(2)})`;
+          : ` - val_loss ${ev.valLoss.toFixed(4)} (${ev.valBpc!.toFixed(3)} bits/char, perplexity ${ev.valPerplexity!.toFixed(2)})` +
+            (ev.valStatefulLoss === undefined
+              ? ''
+              : ` - stateful val_loss ${ev.valStatefulLoss.toFixed(4)} (${(ev.valStatefulLoss / Math.LN2).toFixed(3)} bits/char)`);
       stream.write(
         `Epoch ${ev.epoch}/${ev.epochs}: loss ${ev.loss.toFixed(4)}${val} - ${formatDuration(ev.seconds)} - ${Math.round(ev.seqPerSec).toLocaleString('en-US')} seq/s\n`,
       );

@@ -7,6 +7,8 @@ import type { Parameters } from '../model/params.ts';
 // Held-out loss: each window's next character predicted from its maxlen characters from a zero
 // state (the way window-mode generation uses a model), mean negative log-likelihood in nats.
 // Probabilities are clipped at 1e-7 as the training loss is.
+// evaluateStateful reads held-out text as a carried stream instead (the way stateful generation
+// and stateful training use a model).
 
 export interface Evaluation {
   loss: number; // nats per character
@@ -44,4 +46,35 @@ export async function evaluate(
   }
   const loss = windows.count > 0 ? sum / windows.count : NaN;
   return { loss, bpc: loss / Math.LN2, perplexity: Math.exp(loss), windows: windows.count };
+}
+
+/**
+ * Held-out loss of `tokens` read as streams with the state carried from character to character:
+ * every character after the first is predicted from all before it in its stream. The text is cut
+ * into `streams` contiguous pieces run side by side (one batch row each) for speed; each piece
+ * starts from the zero state, so this is the one-stream loss up to those few cold starts.
+ */
+export async function evaluateStateful(
+  params: Parameters,
+  tokens: Int32Array,
+  opts: { streams?: number; engine?: EngineKind | 'auto' } = {},
+): Promise<Evaluation> {
+  await kernelModule();
+  const R = Math.max(1, Math.min(opts.streams ?? 32, Math.floor((tokens.length - 1) / 2)));
+  const len = Math.floor(tokens.length / R); // characters per stream; len - 1 targets each
+  const V = params.shape.vocabSize;
+  const kernels = await createKernels(await resolveEngine(opts.engine ?? 'auto'));
+  const core = new LstmCore(params.shape, { maxB: R, maxT: 1, training: false }, kernels);
+  core.setParams(params.flat);
+  core.resetState(R);
+  const input = new Int32Array(R);
+  let sum = 0;
+  for (let i = 0; i < len - 1; i++) {
+    for (let r = 0; r < R; r++) input[r] = tokens[r * len + i]!;
+    const probs = core.step(input, R);
+    for (let r = 0; r < R; r++) sum -= Math.log(Math.max(probs[r * V + tokens[r * len + i + 1]!]!, 1e-7));
+  }
+  const count = R * (len - 1);
+  const loss = count > 0 ? sum / count : NaN;
+  return { loss, bpc: loss / Math.LN2, perplexity: Math.exp(loss), windows: count };
 }

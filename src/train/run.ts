@@ -10,10 +10,10 @@ import { makeWindows, type Windows } from '../data/windows.ts';
 import { SHARDS, resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
 import { initParameters } from '../model/init.ts';
-import { Parameters, type ModelShape } from '../model/params.ts';
+import { Parameters, layerCount, lstmLayerName, type ModelShape } from '../model/params.ts';
 import { Rng, type RngState } from '../sampling/rng.ts';
 import { progressCallback, samplesCallback } from './callbacks.ts';
-import { evaluate } from './evaluate.ts';
+import { evaluate, evaluateStateful } from './evaluate.ts';
 import type { Schedule } from './schedule.ts';
 import { Trainer, type TrainCallback, type TrainerState, type TrainMode } from './trainer.ts';
 
@@ -29,6 +29,8 @@ export interface TrainRunConfig {
   batchSize: number;
   lr: number;
   units: number;
+  layers?: number; // stacked LSTM layers (default 1)
+  dropout?: number; // dropout rate on every LSTM layer's output (default 0)
   maxlen: number;
   step: number;
   seed?: number;
@@ -41,7 +43,7 @@ export interface TrainRunConfig {
   clip?: number;
   schedule?: Schedule;
   timeBudget?: number; // seconds of training
-  mode?: TrainMode; // 'last' (the reference) or 'sequence' (score every position)
+  mode?: TrainMode; // 'last' (the reference), 'sequence' (score every position) or 'stateful'
 }
 
 export interface TrainRunOptions extends TrainRunConfig {
@@ -67,15 +69,18 @@ interface RunState {
   sinceBest: number;
 }
 
-export function modelSummary(shape: ModelShape, maxlen: number): string {
+export function modelSummary(shape: ModelShape, maxlen: number, dropout = 0): string {
   const { vocabSize: V, units: H } = shape;
-  const lstm = 4 * (V * H + H * H + H);
-  const dense = H * V + V;
-  const rows = [
-    ['Layer (type)', 'Output shape', 'Param #'],
-    [`lstm (LSTM, input (None, ${maxlen}, ${V}))`, `(None, ${H})`, lstm.toLocaleString('en-US')],
-    ['dense (Dense, softmax)', `(None, ${V})`, dense.toLocaleString('en-US')],
-  ];
+  const L = layerCount(shape);
+  const rows = [['Layer (type)', 'Output shape', 'Param #']];
+  for (let l = 0; l < L; l++) {
+    const D = l === 0 ? V : H;
+    const input = l === 0 ? `, input (None, ${maxlen}, ${V})` : '';
+    const output = l < L - 1 ? `(None, ${maxlen}, ${H})` : `(None, ${H})`;
+    rows.push([`${lstmLayerName(l)} (LSTM${input})`, output, (4 * (D * H + H * H + H)).toLocaleString('en-US')]);
+    if (dropout > 0) rows.push([`${l === 0 ? 'dropout' : `dropout_${l}`} (Dropout ${dropout})`, output, '0']);
+  }
+  rows.push(['dense (Dense, softmax)', `(None, ${V})`, (H * V + V).toLocaleString('en-US')]);
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]): string =>
     r
@@ -86,8 +91,7 @@ export function modelSummary(shape: ModelShape, maxlen: number): string {
   return [
     line(rows[0]!),
     rule,
-    line(rows[1]!),
-    line(rows[2]!),
+    ...rows.slice(1).map(line),
     rule,
     `Total params: ${Parameters.size(shape).toLocaleString('en-US')}`,
   ].join('\n');
@@ -165,9 +169,11 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       `training windows: ${train.count}, validation windows: ${val.count} (the last ${Math.round(config.valSplit * 100)}% held out)\n`,
     );
   }
-  const shape = { vocabSize: vocab.size, units: config.units };
+  const layers = config.layers ?? 1;
+  const dropout = config.dropout ?? 0;
+  const shape: ModelShape = { vocabSize: vocab.size, units: config.units, ...(layers > 1 && { layers }) };
   if (opts.dryRun) {
-    out(`\n${modelSummary(shape, config.maxlen)}\n`);
+    out(`\n${modelSummary(shape, config.maxlen, dropout)}\n`);
     return;
   }
 
@@ -189,6 +195,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   const initRng = new Rng(root.nextU32());
   const shuffleRng = new Rng(root.nextU32());
   const sampleRng = new Rng(root.nextU32());
+  const dropoutSeed = root.nextU32();
   const params = resumedParams
     ? new Parameters(shape, resumedParams)
     : initParameters(shape, initRng);
@@ -207,6 +214,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     maxlen: config.maxlen,
     step: config.step,
     units: config.units,
+    ...(layers > 1 && { layers }),
     training: {
       corpus: corpus.name,
       source: corpus.source,
@@ -219,6 +227,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       seed,
       valSplit: config.valSplit,
       mode: config.mode ?? 'last',
+      dropout,
       loss: trainer.history.map((h) => h.loss),
       valLoss: trainer.history.map((h) => h.valLoss ?? null),
       seqPerSec: trainer.history.map((h) => Math.round(h.seqPerSec)),
@@ -249,6 +258,10 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
         ev.valLoss = e.loss;
         ev.valBpc = e.bpc;
         ev.valPerplexity = e.perplexity;
+        if (config.mode === 'stateful') {
+          // the held-out text itself (from the cut), read as carried streams
+          ev.valStatefulLoss = (await evaluateStateful(params, val.tokens.subarray(config.maxlen))).loss;
+        }
       },
     });
   }
@@ -331,6 +344,8 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       ...(config.schedule !== undefined && { schedule: config.schedule }),
       ...(config.timeBudget !== undefined && { timeBudgetSec: config.timeBudget }),
       mode: config.mode ?? 'last',
+      dropout,
+      dropoutSeed: dropoutSeed,
     },
     callbacks,
   });

@@ -1,7 +1,8 @@
-import { gatherBatch, type Windows } from '../data/windows.ts';
+import { gatherBatch, gatherStreams, makeStreams, type Streams, type Windows } from '../data/windows.ts';
+import { dropoutKey } from '../engine/dropout.ts';
 import { createEngine, type EngineKind, type GradientEngine } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
-import type { Parameters } from '../model/params.ts';
+import { layerCount, type Parameters } from '../model/params.ts';
 import type { Rng, RngState } from '../sampling/rng.ts';
 import { RmsProp, type RmsPropConfig } from './rmsprop.ts';
 import { learningRateAt, type Schedule } from './schedule.ts';
@@ -9,6 +10,8 @@ import { learningRateAt, type Schedule } from './schedule.ts';
 // The training loop: shuffle the windows every epoch (as Keras's fit does), cut them into
 // batches, get the mean loss and its gradient from the engine, step RMSprop. Everything else
 // (progress, samples, validation, saving, checkpoints) hangs off callbacks.
+// In stateful mode there is no shuffle: batch k is the k-th slice of batchSize contiguous streams,
+// and the LSTM state is carried from batch to batch (zeroed at each epoch's start).
 //
 // The loop's whole position is plain data (TrainerState): the epoch, the batch within it, the
 // shuffle generator's state at the start of the epoch (the order is re-drawn from it), the
@@ -23,11 +26,19 @@ export interface TrainerConfig extends RmsPropConfig {
   clip?: number; // clip the gradient's global L2 norm to this (none when undefined)
   schedule?: Schedule; // learning-rate schedule (constant when undefined)
   timeBudgetSec?: number; // stop after this much training time (this process)
-  /** 'last' (the reference): score the character after each window; 'sequence': every position. */
+  /**
+   * 'last' (the reference): score the character after each window; 'sequence': every position;
+   * 'stateful': every position of contiguous streams, the state carried between batches.
+   */
   mode?: TrainMode;
+  /** dropout rate on every LSTM layer's output (0 or undefined: none) */
+  dropout?: number;
+  /** seed of the dropout masks (each step's masks are keyed by it and the optimizer step) */
+  dropoutSeed?: number;
 }
 
-export type TrainMode = 'last' | 'sequence';
+export type TrainMode = 'last' | 'sequence' | 'stateful';
+export const TRAIN_MODES: readonly TrainMode[] = ['last', 'sequence', 'stateful'];
 
 export interface BatchEndEvent {
   epoch: number; // 1-based
@@ -54,6 +65,8 @@ export interface EpochEndEvent {
   valLoss?: number; // filled in by a validation callback
   valBpc?: number;
   valPerplexity?: number;
+  /** stateful mode: held-out loss of the text read as one carried stream (nats) */
+  valStatefulLoss?: number;
 }
 
 export interface DivergenceEvent {
@@ -85,6 +98,26 @@ export interface TrainerState {
   learningRateScale: number; // lowered by the divergence guard
   history: EpochEndEvent[];
   trainSeconds: number; // training time of all processes so far
+  /** stateful mode: the carried LSTM state, h and c [batchSize][L][H], float32 in base64 */
+  carried?: { h: string; c: string };
+}
+
+// base64 through btoa/atob, which browsers (the page trains with this loop too) and Node share
+function toBase64(a: Float32Array): string {
+  const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}
+function fromBase64(s: string, into: Float32Array): void {
+  const bin = atob(s);
+  if (bin.length !== into.byteLength) {
+    throw new UserError(`checkpoint's carried state has ${bin.length} bytes, expected ${into.byteLength}`);
+  }
+  const bytes = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
 }
 
 export interface TrainerOptions {
@@ -121,6 +154,9 @@ export class Trainer {
   private readonly callbacks: TrainCallback[];
   private engine: GradientEngine | undefined;
   private stopRequested = false;
+  /** stateful mode: the streams, and the state carried between batches [batchSize][L][H] */
+  readonly streams: Streams | undefined;
+  readonly carried: { h: Float32Array; c: Float32Array } | undefined;
 
   constructor(opts: TrainerOptions) {
     this.params = opts.params;
@@ -131,10 +167,26 @@ export class Trainer {
     this.epochRng = this.shuffleRng.getState();
     this.callbacks = opts.callbacks ?? [];
     this.engine = opts.engine;
+    if (this.config.mode === 'stateful') {
+      const { batchSize } = this.config;
+      this.streams = makeStreams(this.windows.tokens, batchSize, this.windows.maxlen);
+      if (this.streams.steps < 1) {
+        throw new UserError(
+          `stateful mode needs at least ${batchSize} × ${this.windows.maxlen} + 1 training characters (batch size × window), got ${this.windows.tokens.length}`,
+        );
+      }
+      const floats = batchSize * layerCount(this.params.shape) * this.params.shape.units;
+      this.carried = { h: new Float32Array(floats), c: new Float32Array(floats) };
+    }
+  }
+
+  /** Sequences (windows, or stream slices in stateful mode) in one epoch. */
+  get sequencesPerEpoch(): number {
+    return this.streams ? this.streams.steps * this.streams.rows : this.windows.count;
   }
 
   get stepsPerEpoch(): number {
-    return Math.ceil(this.windows.count / this.config.batchSize);
+    return this.streams ? this.streams.steps : Math.ceil(this.windows.count / this.config.batchSize);
   }
 
   /** Training time so far, all processes of this run together. */
@@ -165,6 +217,7 @@ export class Trainer {
       learningRateScale: this.learningRateScale,
       history: this.history.map((h) => ({ ...h })),
       trainSeconds: this.trainSeconds,
+      ...(this.carried && { carried: { h: toBase64(this.carried.h), c: toBase64(this.carried.c) } }),
     };
   }
 
@@ -179,6 +232,11 @@ export class Trainer {
     this.learningRateScale = s.learningRateScale;
     this.history = s.history.map((h) => ({ ...h }));
     this.trainSecondsBefore = s.trainSeconds;
+    if (this.carried) {
+      if (!s.carried) throw new UserError('checkpoint has no carried state for stateful mode');
+      fromBase64(s.carried.h, this.carried.h);
+      fromBase64(s.carried.c, this.carried.c);
+    }
   }
 
   /** The learning rate for the next step. */
@@ -211,6 +269,9 @@ export class Trainer {
   async fit(): Promise<EpochEndEvent[]> {
     const { batchSize, epochs, clip } = this.config;
     const { maxlen: T, count } = this.windows;
+    const total = this.sequencesPerEpoch;
+    const { streams, carried } = this;
+    const dropout = this.config.dropout ?? 0;
     const ownsEngine = !this.engine;
     this.engine ??= await createEngine({
       shape: this.params.shape,
@@ -221,7 +282,7 @@ export class Trainer {
     });
     const engine = this.engine;
     const x = new Int32Array(batchSize * T);
-    const everyStep = this.config.mode === 'sequence';
+    const everyStep = this.config.mode === 'sequence' || this.config.mode === 'stateful';
     const y = new Int32Array(everyStep ? batchSize * T : batchSize);
     const grads = new Float32Array(this.params.flat.length);
     const order = new Int32Array(count);
@@ -229,6 +290,7 @@ export class Trainer {
     // the last state known to give a finite loss, for the divergence guard
     const goodParams = this.params.flat.slice();
     const goodMs = this.optimizer.ms.slice();
+    const goodCarried = carried && { h: carried.h.slice(), c: carried.c.slice() };
     this.startedAt = performance.now();
     let stopped = false;
     try {
@@ -243,32 +305,43 @@ export class Trainer {
           this.epochRng = this.shuffleRng.getState();
           this.lossSum = 0;
           this.seen = 0;
+          carried?.h.fill(0); // every epoch's streams start from the zero state
+          carried?.c.fill(0);
         } else {
           this.shuffleRng.setState(this.epochRng); // re-draw the interrupted epoch's order
         }
-        for (let i = 0; i < count; i++) order[i] = i;
-        this.shuffleRng.shuffle(order);
+        if (!streams) {
+          for (let i = 0; i < count; i++) order[i] = i;
+          this.shuffleRng.shuffle(order);
+        }
         await this.emit((cb) => cb.onEpochBegin?.(epoch, this));
         const start = performance.now();
         const seenBefore = this.seen;
         while (this.step < steps) {
           if (this.stopRequested || this.overBudget()) break;
           const from = this.step * batchSize;
-          const n = gatherBatch(
-            this.windows,
-            order,
-            from,
-            Math.min(from + batchSize, count),
-            x,
-            y,
-            everyStep,
-          );
-          const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads, everyStep);
+          const n = streams
+            ? gatherStreams(streams, this.step, x, y)
+            : gatherBatch(this.windows, order, from, Math.min(from + batchSize, count), x, y, everyStep);
+          if (goodCarried) {
+            goodCarried.h.set(carried!.h);
+            goodCarried.c.set(carried!.c);
+          }
+          const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads, everyStep, {
+            ...(dropout > 0 && {
+              dropout: { rate: dropout, key: dropoutKey(this.config.dropoutSeed ?? 0, this.optimizer.iterations) },
+            }),
+            ...(carried && { state: carried }),
+          });
           const norm = gradNorm(grads);
           if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
             // roll back to the last good weights and optimizer state, halve the learning rate
             this.params.flat.set(goodParams);
             this.optimizer.ms.set(goodMs);
+            if (goodCarried) {
+              carried!.h.set(goodCarried.h);
+              carried!.c.set(goodCarried.c);
+            }
             this.learningRateScale /= 2;
             if (this.learningRateScale < 1e-6) {
               throw new UserError(
@@ -304,7 +377,7 @@ export class Trainer {
             batchLoss: loss,
             epochLoss: this.lossSum / this.seen,
             seen: this.seen,
-            total: count,
+            total,
             seqPerSec: ((this.seen - seenBefore) / elapsedMs) * 1000,
             elapsedMs,
             learningRate: lr,
