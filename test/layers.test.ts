@@ -237,3 +237,24 @@ test('the native engine agrees with WebAssembly on stacked layers with dropout a
   assert.ok(relErr(n.out, w.out) < 1e-4, `gradients differ by ${relErr(n.out, w.out)}`);
   assert.ok(relErr(n.state.h, w.state.h) < 1e-5);
 });
+
+test('a stacked model generates: stepping one character at a time equals a window from a zero state', async () => {
+  const { CharModel } = await import('../src/model/char-model.ts');
+  const shape = { vocabSize: 6, units: 8, layers: 3 };
+  const params = randomParams(shape, new Rng(31));
+  const meta = { formatVersion: 1, vocab: [...'abcde '], lowercase: false, maxlen: 10, step: 3, units: 8, layers: 3, training: {} };
+  const model = CharModel.fromParts(params, meta);
+  const text = 'abc de eab';
+  const window = model.predict(text);
+  const stepper = model.stepper();
+  const stepped = stepper.feed(model.vocab.encode(text)).slice();
+  assert.ok(relErr(stepped, window) < 1e-6);
+  const { h, c } = stepper.getState();
+  assert.equal(h.length, 3 * 8);
+  // a second stepper interleaved does not disturb the first one's state
+  const other = model.stepper();
+  other.feed(model.vocab.encode('eeee'));
+  assert.deepEqual(stepper.getState().h, h);
+  stepper.setState(h, c);
+  assert.throws(() => stepper.setState(h.subarray(0, 8), c.subarray(0, 8)), /24 floats/);
+});

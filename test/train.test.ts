@@ -73,6 +73,12 @@ test('bad input: one line, exit code 2, nothing overwritten', () => {
     [['train', '--corpus', small, '--units', '10'], /multiple of 4/],
     [['train', '--corpus', small, '--temperatures', '0.2,abc'], /abc/],
     [['train', '--corpus', small, '--bogus'], /bogus/],
+    [['train', '--corpus', small, '--layers', '0'], /'0'.*layers|layers.*'0'|count/],
+    [['train', '--corpus', small, '--layers', '9'], /'9'.*1 to 8/],
+    [['train', '--corpus', small, '--dropout', '1'], /'1'.*fraction/],
+    [['train', '--corpus', small, '--dropout', '-0.2'], /'-0.2'/],
+    [['train', '--corpus', small, '--mode', 'bogus'], /'bogus'.*last, sequence, stateful/],
+    [['train', '--corpus', small, '--mode', 'stateful', '--batch-size', '100000'], /stateful mode needs at least 100000 × 60 \+ 1 training characters/],
   ];
   const tiny = path.join(tmp, 'tiny.txt');
   writeFileSync(tiny, 'too short');
@@ -87,6 +93,17 @@ test('bad input: one line, exit code 2, nothing overwritten', () => {
   }
   assert.equal(readFileSync(path.join(out, 'model.json'), 'utf8'), before);
   assert.ok(!existsSync(path.join(repo, 'models', 'tiny')));
+});
+
+test('--dry-run shows a stacked model with dropout, layer by layer', () => {
+  const r = charlstm(['train', '--corpus', small, '--dry-run', '--layers', '2', '--units', '64', '--dropout', '0.3']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /lstm \(LSTM, input \(None, 60, \d+\)\)\s+\(None, 60, 64\)/);
+  assert.match(r.stdout, /dropout \(Dropout 0\.3\)/);
+  assert.match(r.stdout, /lstm_1 \(LSTM\)\s+\(None, 64\)\s+33,024/); // 4·(64·64 + 64·64 + 64)
+  const V = Number(/unique characters: (\d+)/.exec(r.stdout)![1]);
+  const total = 4 * (V * 64 + 64 * 64 + 64) + 33024 + 64 * V + V;
+  assert.match(r.stdout, new RegExp(`Total params: ${total.toLocaleString('en-US')}`));
 });
 
 test('--dashboard serves the live run: history and samples over HTTP', async () => {
