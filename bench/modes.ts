@@ -1,9 +1,10 @@
 // Which training mode learns fastest per minute? Trains each mode for the same wall-clock budget on
 // nietzsche with its last 10% held out, and records the held-out loss against training time.
 // Held-out loss: every held-out character predicted from the 60 characters before it, from a zero
-// state (the way window-mode generation uses a model). Evaluation time is not counted as training.
+// state (the way window-mode generation uses a model); stateful models also report the held-out
+// text read as a carried stream. Evaluation time is not counted as training (Trainer.untimed).
 //
-//   node --import tsx bench/modes.ts [--budget 600] [--modes last,sequence] [--out docs/modes]
+//   node --import tsx bench/modes.ts [--budget 600] [--modes last,sequence,...] [--out docs/modes]
 //
 // Writes <out>.json (the curves), <out>.svg (a plot) and prints a Markdown table.
 
@@ -16,7 +17,7 @@ import { Vocabulary } from '../src/data/vocabulary.ts';
 import type { Windows } from '../src/data/windows.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
-import { evaluate } from '../src/train/evaluate.ts';
+import { evaluate, evaluateStateful } from '../src/train/evaluate.ts';
 import { Trainer, type TrainMode } from '../src/train/trainer.ts';
 import type { Schedule } from '../src/train/schedule.ts';
 import { splitWindows } from '../src/train/run.ts';
@@ -40,6 +41,8 @@ interface Setting {
   batchSize: number;
   lr: number;
   units: number;
+  layers?: number;
+  dropout?: number;
   schedule?: Schedule;
   clip?: number;
 }
@@ -53,6 +56,30 @@ const SETTINGS: Record<string, Setting> = {
     batchSize: 128,
     lr: 0.005,
     units: 256,
+    schedule: { kind: 'cosine' },
+    clip: 5,
+  },
+  stacked: {
+    name: 'sequence: 2 × LSTM(256), dropout 0.3, cosine lr 0.005, clip 5',
+    mode: 'sequence',
+    step: 3,
+    batchSize: 128,
+    lr: 0.005,
+    units: 256,
+    layers: 2,
+    dropout: 0.3,
+    schedule: { kind: 'cosine' },
+    clip: 5,
+  },
+  stateful: {
+    name: 'stateful: 2 × LSTM(256), dropout 0.3, cosine lr 0.005, clip 5',
+    mode: 'stateful',
+    step: 3, // unused: stateful mode reads 128 contiguous streams
+    batchSize: 128,
+    lr: 0.005,
+    units: 256,
+    layers: 2,
+    dropout: 0.3,
     schedule: { kind: 'cosine' },
     clip: 5,
   },
@@ -73,19 +100,29 @@ const every = (w: Windows, k: number): Windows => {
 };
 const probe = every(heldOut!, 15); // ~4,000 windows for the curve; the full set at the end
 
-const results: { setting: Setting; curve: { seconds: number; loss: number }[]; final: number; seqPerSec: number }[] = [];
+const results: {
+  setting: Setting;
+  curve: { seconds: number; loss: number }[];
+  final: number;
+  stateful?: number;
+  seqPerSec: number;
+  charsPerSec: number;
+}[] = [];
 for (const key of args.modes.split(',')) {
   const setting = SETTINGS[key];
   if (!setting) throw new Error(`unknown mode ${key}`);
   const { train } = splitWindows(tokens, { maxlen: T, step: setting.step, valSplit: 0.1 });
-  const params = initParameters({ vocabSize: vocab.size, units: setting.units }, new Rng(1));
+  const params = initParameters(
+    { vocabSize: vocab.size, units: setting.units, layers: setting.layers ?? 1 },
+    new Rng(1),
+  );
   const curve: { seconds: number; loss: number }[] = [];
   let nextEval = evalEvery;
   const trainer = new Trainer({
     params,
     windows: train,
     shuffleRng: new Rng(2),
-    // the whole budget is wall-clock time of the loop, the periodic evaluations on a sample included
+    // the budget is wall-clock time of the loop; the periodic evaluations on a sample are off the clock
     config: {
       batchSize: setting.batchSize,
       epochs: 100_000,
@@ -98,19 +135,20 @@ for (const key of args.modes.split(',')) {
       timeBudgetSec: budget,
       ...(setting.schedule && { schedule: setting.schedule }),
       ...(setting.clip && { clip: setting.clip }),
+      ...(setting.dropout && { dropout: setting.dropout, dropoutSeed: 3 }),
     },
     callbacks: [
       {
         async onBatchEnd(_ev, t) {
           if (t.trainSeconds >= nextEval) {
-            const e = await evaluate(params, probe);
+            const e = await t.untimed(() => evaluate(params, probe));
             curve.push({ seconds: t.trainSeconds, loss: e.loss });
             process.stderr.write(`${key}: ${t.trainSeconds.toFixed(0)} s, held-out loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char)\n`);
             nextEval += evalEvery;
           }
         },
         async onTrainEnd(_h, t) {
-          const e = await evaluate(params, probe);
+          const e = await t.untimed(() => evaluate(params, probe));
           curve.push({ seconds: t.trainSeconds, loss: e.loss });
         },
       },
@@ -121,8 +159,13 @@ for (const key of args.modes.split(',')) {
   const windowsTrained = trainer.history.reduce((a, h) => a + h.sequences, 0) + trainer.getState().seen;
   const trainMs = trainer.trainSeconds * 1000;
   const full = await evaluate(params, heldOut!);
-  results.push({ setting, curve, final: full.loss, seqPerSec: windowsTrained / (trainMs / 1000) });
-  process.stderr.write(`${key}: final held-out loss ${full.loss.toFixed(4)} nats (${full.bpc.toFixed(3)} bits/char) on ${full.windows} characters; ${((performance.now() - t0) / 1000).toFixed(0)} s wall\n`);
+  const seqPerSec = windowsTrained / (trainMs / 1000);
+  // characters scored per second: one per window in the reference mode, every position otherwise
+  const charsPerSec = setting.mode === 'last' ? seqPerSec : seqPerSec * T;
+  const stateful =
+    setting.mode === 'stateful' ? (await evaluateStateful(params, heldOut!.tokens.subarray(T))).loss : undefined;
+  results.push({ setting, curve, final: full.loss, ...(stateful !== undefined && { stateful }), seqPerSec, charsPerSec });
+  process.stderr.write(`${key}: final held-out loss ${full.loss.toFixed(4)} nats (${full.bpc.toFixed(3)} bits/char) on ${full.windows} characters${stateful === undefined ? '' : `; read as a stream ${stateful.toFixed(4)} nats`}; ${((performance.now() - t0) / 1000).toFixed(0)} s wall\n`);
 }
 
 mkdirSync(path.dirname(path.resolve(repo, args.out)), { recursive: true });
@@ -157,12 +200,13 @@ svg += `<line x1="${pad}" y1="${sy(1.88)}" x2="${W - pad}" y2="${sy(1.88)}" stro
 writeFileSync(path.resolve(repo, `${args.out}.svg`), svg);
 
 const mins = [1, 2, 5, 10].filter((m) => m * 60 <= budget);
-process.stdout.write(`\n| mode | ${mins.map((m) => `${m} min`).join(' | ')} | final (all held-out chars) | windows/s |\n|---|${mins.map(() => '---').join('|')}|---|---|\n`);
+process.stdout.write(`\n| mode | ${mins.map((m) => `${m} min`).join(' | ')} | final (all held-out chars) | read as a stream | scored chars/s |\n|---|${mins.map(() => '---').join('|')}|---|---|---|\n`);
 for (const r of results) {
   const at = (m: number): string => {
     // the evaluation nearest to m minutes (they come every --eval-every seconds of training)
     const p = [...r.curve].sort((u, v) => Math.abs(u.seconds - m * 60) - Math.abs(v.seconds - m * 60))[0];
     return p && Math.abs(p.seconds - m * 60) <= evalEvery ? `${(p.loss / Math.LN2).toFixed(3)}` : '—';
   };
-  process.stdout.write(`| ${r.setting.name} | ${mins.map(at).join(' | ')} | ${r.final.toFixed(3)} nats = ${(r.final / Math.LN2).toFixed(3)} bits | ${r.seqPerSec.toFixed(0)} |\n`);
+  const stream = r.stateful === undefined ? '—' : `${r.stateful.toFixed(3)} nats`;
+  process.stdout.write(`| ${r.setting.name} | ${mins.map(at).join(' | ')} | ${r.final.toFixed(3)} nats = ${(r.final / Math.LN2).toFixed(3)} bits | ${stream} | ${Math.round(r.charsPerSec).toLocaleString('en-US')} |\n`);
 }

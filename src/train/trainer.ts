@@ -196,6 +196,19 @@ export class Trainer {
     );
   }
 
+  /**
+   * Run `work` (an evaluation, say) off the training clock: its duration counts neither towards
+   * trainSeconds nor towards the time budget.
+   */
+  async untimed<R>(work: () => Promise<R>): Promise<R> {
+    const t0 = performance.now();
+    try {
+      return await work();
+    } finally {
+      if (this.startedAt) this.startedAt += performance.now() - t0;
+    }
+  }
+
   /** Ask the loop to stop after the batch in flight; fit() then returns normally. */
   requestStop(): void {
     this.stopRequested = true;
