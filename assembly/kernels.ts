@@ -221,6 +221,14 @@ export function tanhArray(x: usize, y: usize, n: i32): void {
   for (let i = 0; i < n; i += 4) v128.store(y + (<usize>i << 2), tanh4(v128.load(x + (<usize>i << 2))));
 }
 
+// y[i] = a[i] · b[i] (a dropout mask applied; y may be a). n a multiple of 4.
+export function mulArrays(a: usize, b: usize, y: usize, n: i32): void {
+  for (let i = 0; i < n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(y + o, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // LSTM gates. A step's gate buffer z is [B × 4H]: column blocks i, f, c, o (Keras order).
 // H must be a multiple of 4 (the engine pads otherwise).

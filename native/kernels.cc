@@ -423,6 +423,13 @@ void tanhArray(float* x, float* y, int n) {
   forEach8(n, [&](int64_t i, int lanes, __m256i m) { storeN(y + i, tanh8(loadN(x + i, lanes, m)), lanes, m); });
 }
 
+// y[i] = a[i] · b[i] (a dropout mask applied; y may be a).
+void mulArrays(const float* a, const float* b, float* y, int n) {
+  forEach8(n, [&](int64_t i, int lanes, __m256i m) {
+    storeN(y + i, _mm256_mul_ps(loadN(a + i, lanes, m), loadN(b + i, lanes, m)), lanes, m);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // LSTM gates. A step's gate buffer z is [B × 4H]: column blocks i, f, c, o (Keras order).
 // ---------------------------------------------------------------------------------------------
@@ -727,6 +734,18 @@ napi_value UnaryFn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+napi_value MulArraysFn(napi_env env, napi_callback_info info) {
+  Args a;
+  uint32_t x, w, y;
+  int32_t n;
+  if (!a.init(env, info) || !a.u32(0, &x) || !a.u32(1, &w) || !a.u32(2, &y) || !a.i32(3, &n)) return nullptr;
+  if (n <= 0) return nullptr;
+  const uint64_t bytes = static_cast<uint64_t>(ceil4(n)) * 4;
+  if (!inside(a.mem(), x, bytes) || !inside(a.mem(), w, bytes) || !inside(a.mem(), y, bytes)) return oob(env);
+  mulArrays(a.ptr<float>(x), a.ptr<float>(w), a.ptr<float>(y), n);
+  return nullptr;
+}
+
 // tok[b*tokStride] for b < B: the token array's extent.
 bool tokensInside(const Block* m, uint32_t tok, int32_t tokStride, int32_t B) {
   if (tokStride < 0) return false;
@@ -916,6 +935,7 @@ const FnSpec FUNCTIONS[] = {
     {"transpose", TransposeFn},
     {"sigmoidArray", UnaryFn<sigmoidArray>},
     {"tanhArray", UnaryFn<tanhArray>},
+    {"mulArrays", MulArraysFn},
     {"gatherRows", GatherRowsFn},
     {"gatesForward", GatesForwardFn},
     {"gatesBackward", GatesBackwardFn},

@@ -35,29 +35,25 @@ export function dropoutMask(
   H: number,
 ): void {
   if (!(rate >= 0 && rate < 1)) throw new RangeError(`dropout rate must be in [0, 1), got ${rate}`);
-  const threshold = Math.floor(rate * 4294967296); // drop when the hash falls below
+  // drop when the hash, read as unsigned, falls below rate·2³². The loop compares in the signed
+  // domain (u - 2³¹ ↔ (u ^ 0x80000000) | 0) so every value stays a small integer for the JIT.
+  const below = Math.floor(rate * 4294967296) - 2147483648;
   const keep = 1 / (1 - rate);
   const layerKey = mix32(key ^ Math.imul(layer + 1, 0x9e3779b9));
   for (let t = t0; t < T; t++) {
     const stepKey = mix32(layerKey ^ Math.imul(t + 1, 0x85ebca6b));
     for (let b = 0; b < n; b++) {
-      const rowKey = mix32(stepKey ^ Math.imul(row0 + b + 1, 0xc2b2ae35));
+      const rowKey = mix32(stepKey ^ Math.imul(row0 + b + 1, 0xc2b2ae35)) | 0;
       const base = (t * n + b) * H;
       for (let j = 0; j < H; j++) {
-        mask[base + j] = mix32(rowKey + Math.imul(j, 0x27d4eb2f)) < threshold ? 0 : keep;
+        let x = (rowKey + Math.imul(j, 0x27d4eb2f)) | 0;
+        x ^= x >>> 16;
+        x = Math.imul(x, 0x7feb352d);
+        x ^= x >>> 15;
+        x = Math.imul(x, 0x846ca68b);
+        x ^= x >>> 16;
+        mask[base + j] = ((x ^ 0x80000000) | 0) < below ? 0 : keep;
       }
     }
   }
-}
-
-/** mem[dst + i] = mem[src + i] · mask[i] for i in [from, to) (src, dst: float offsets into `mem`). */
-export function applyDropout(
-  mem: Float32Array,
-  src: number,
-  dst: number,
-  mask: Float32Array,
-  from: number,
-  to: number,
-): void {
-  for (let i = from; i < to; i++) mem[dst + i] = mem[src + i]! * mask[i]!;
 }

@@ -21,6 +21,8 @@ export interface KernelExports {
   transpose(src: number, dst: number, rows: number, cols: number): void;
   sigmoidArray(x: number, y: number, n: number): void;
   tanhArray(x: number, y: number, n: number): void;
+  /** y[i] = a[i]·b[i], n a multiple of 4 */
+  mulArrays(a: number, b: number, y: number, n: number): void;
   gatherRows(z: number, wx: number, bias: number, tok: number, tokStride: number, B: number, G: number): void;
   gatesForward(z: number, cPrev: number, c: number, tc: number, h: number, B: number, H: number): void;
   gatesBackward(act: number, cPrev: number, tc: number, dh: number, dc: number, dz: number, B: number, H: number): void;

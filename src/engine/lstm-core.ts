@@ -1,6 +1,6 @@
 import { Parameters, layerCount, type ModelShape } from '../model/params.ts';
 import { Arena } from './arena.ts';
-import { applyDropout, dropoutMask } from './dropout.ts';
+import { dropoutMask } from './dropout.ts';
 import { instantiate, type KernelExports } from './kernels.ts';
 
 // L stacked LSTM(H) layers + Dense(V, softmax) on one kernel instance (wasm or native): forward
@@ -61,6 +61,7 @@ interface LayerBuffers {
   pTc: number;
   pH: number;
   pOut: number; // out[l] when dropout copies it (training cores only)
+  pMask: number; // [T][B][H] this pass's dropout mask of layer l's output (training cores only)
 }
 
 export class LstmCore {
@@ -97,7 +98,6 @@ export class LstmCore {
   private readonly probs: Float32Array;
   private readonly mem: Uint8Array;
   private readonly f32: Float32Array; // all of memory, indexed by byte address / 4
-  private masks: Float32Array[] = []; // per layer [T][B][H], the last pass's dropout masks
 
   constructor(shape: ModelShape, cap: CoreCapacity, kernels: KernelExports = instantiate()) {
     const { vocabSize: V, units: H } = shape;
@@ -144,6 +144,7 @@ export class LstmCore {
         pTc: a.reserve(steps * B * H),
         pH: a.reserve(slots * B * H),
         pOut: cap.training ? a.reserve(T * B * H) : 0,
+        pMask: cap.training ? a.reserve(T * B * H) : 0,
       });
     }
     this.pWd = this.pParams + off;
@@ -275,9 +276,8 @@ export class LstmCore {
       if (drop) {
         // the top layer's output only feeds the head: only its last step when scoring the last character
         const t0 = l === L - 1 && !everyStep ? T - 1 : 0;
-        const mask = (this.masks[l] ??= new Float32Array(this.cap.maxT * this.cap.maxB * H));
-        dropoutMask(mask, drop.rate, drop.key, l, t0, T, n, drop.row0, H);
-        applyDropout(this.f32, (lb.pH + BH) >> 2, (lb.pOut >> 2), mask, t0 * n * H, T * n * H);
+        dropoutMask(this.f32.subarray(lb.pMask >> 2), drop.rate, drop.key, l, t0, T, n, drop.row0, H);
+        k.mulArrays(lb.pH + (t0 + 1) * BH, lb.pMask + t0 * BH, lb.pOut + t0 * BH, (T - t0) * n * H);
         outs.push(lb.pOut);
       } else {
         outs.push(lb.pH + BH);
@@ -316,7 +316,7 @@ export class LstmCore {
       const lb = this.layers[l]!;
       if (drop) {
         const t0 = l === L - 1 && !everyStep ? T - 1 : 0;
-        applyDropout(this.f32, (ext >> 2), (ext >> 2), this.masks[l]!, t0 * n * H, T * n * H);
+        k.mulArrays(ext + t0 * BH, lb.pMask + t0 * BH, ext + t0 * BH, (T - t0) * n * H);
       }
       // dh reaching h[t+1] = ext[t] + dz[t+1]·Whᵀ
       this.mem.copyWithin(this.pDh, ext + (T - 1) * BH, ext + T * BH);

@@ -39,6 +39,7 @@ const FUNCTIONS = [
   'transpose',
   'sigmoidArray',
   'tanhArray',
+  'mulArrays',
   'gatherRows',
   'gatesForward',
   'gatesBackward',
