@@ -5,10 +5,11 @@
 // text read as a carried stream. Evaluation time is not counted as training (Trainer.untimed).
 //
 //   node --import tsx bench/modes.ts [--budget 600] [--modes last,sequence,...] [--out docs/modes]
+//   node --import tsx bench/modes.ts --from a.json,b.json --out docs/modes   (no training: merge runs)
 //
 // Writes <out>.json (the curves), <out>.svg (a plot) and prints a Markdown table.
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -28,6 +29,8 @@ const { values: args } = parseArgs({
     budget: { type: 'string', default: '600' },
     modes: { type: 'string', default: 'last,sequence' },
     'eval-every': { type: 'string', default: '60' },
+    // no training: table and plot from the JSON of earlier runs (each mode may come from its own run)
+    from: { type: 'string' },
     out: { type: 'string', default: 'docs/modes' },
   },
 });
@@ -46,6 +49,19 @@ interface Setting {
   schedule?: Schedule;
   clip?: number;
 }
+// the recipe of `charlstm train --preset ten-minutes`
+const STACKED: Setting = {
+  name: 'sequence: 2 × LSTM(256), dropout 0.3, cosine lr 0.005, clip 5',
+  mode: 'sequence',
+  step: 3,
+  batchSize: 128,
+  lr: 0.005,
+  units: 256,
+  layers: 2,
+  dropout: 0.3,
+  schedule: { kind: 'cosine' },
+  clip: 5,
+};
 const SETTINGS: Record<string, Setting> = {
   last: { name: 'reference: LSTM(128), last character, step 3', mode: 'last', step: 3, batchSize: 128, lr: 0.01, units: 128 },
   sequence: { name: 'sequence: LSTM(128), every position, step 30', mode: 'sequence', step: 30, batchSize: 128, lr: 0.01, units: 128 },
@@ -59,29 +75,11 @@ const SETTINGS: Record<string, Setting> = {
     schedule: { kind: 'cosine' },
     clip: 5,
   },
-  stacked: {
-    name: 'sequence: 2 × LSTM(256), dropout 0.3, cosine lr 0.005, clip 5',
-    mode: 'sequence',
-    step: 3,
-    batchSize: 128,
-    lr: 0.005,
-    units: 256,
-    layers: 2,
-    dropout: 0.3,
-    schedule: { kind: 'cosine' },
-    clip: 5,
-  },
+  stacked: STACKED,
   stateful: {
+    ...STACKED,
     name: 'stateful: 2 × LSTM(256), dropout 0.3, cosine lr 0.005, clip 5',
-    mode: 'stateful',
-    step: 3, // unused: stateful mode reads 128 contiguous streams
-    batchSize: 128,
-    lr: 0.005,
-    units: 256,
-    layers: 2,
-    dropout: 0.3,
-    schedule: { kind: 'cosine' },
-    clip: 5,
+    mode: 'stateful', // 128 contiguous streams; step is unused
   },
 };
 
@@ -108,7 +106,12 @@ const results: {
   seqPerSec: number;
   charsPerSec: number;
 }[] = [];
-for (const key of args.modes.split(',')) {
+for (const file of args.from ? args.from.split(',') : []) {
+  const earlier = JSON.parse(readFileSync(path.resolve(repo, file), 'utf8')) as { budget: number; results: typeof results };
+  if (earlier.budget !== budget) throw new Error(`${file} was run with a ${earlier.budget} s budget, not ${budget}`);
+  results.push(...earlier.results);
+}
+for (const key of args.from ? [] : args.modes.split(',')) {
   const setting = SETTINGS[key];
   if (!setting) throw new Error(`unknown mode ${key}`);
   const { train } = splitWindows(tokens, { maxlen: T, step: setting.step, valSplit: 0.1 });

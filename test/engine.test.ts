@@ -7,7 +7,8 @@ import { LstmCore } from '../src/engine/lstm-core.ts';
 import { createEngine, InlineEngine } from '../src/engine/gradient-engine.ts';
 import { Parameters, type ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
-import { randomParams, tfForward, tfLossAndGrads } from './helpers/tfjs-oracle.ts';
+import { randomParams } from './helpers/tfjs-oracle.ts';
+import { assertMatchesTfjs, relErr } from './helpers/compare.ts';
 
 await kernelModule();
 
@@ -16,17 +17,6 @@ function randomBatch(rng: Rng, V: number, B: number, T: number): { x: Int32Array
     x: Int32Array.from({ length: B * T }, () => rng.int(V)),
     y: Int32Array.from({ length: B }, () => rng.int(V)),
   };
-}
-
-/** max |a-b| / (max |b| over the tensor): a relative error that is not blown up by tiny entries */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < b.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]!));
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-  }
-  return scale === 0 ? diff : diff / scale;
 }
 
 const SHAPES: { name: string; shape: ModelShape; B: number; T: number }[] = [
@@ -42,21 +32,7 @@ for (const { name, shape, B, T } of SHAPES) {
     const params = randomParams(shape, rng);
     const { x, y } = randomBatch(rng, shape.vocabSize, B, T);
 
-    const core = new LstmCore(shape, { maxB: B, maxT: T, training: false });
-    core.setParams(params.flat);
-    const ours = core.predict(x, B, T).slice();
-    const theirs = await tfForward(params, x, B, T);
-    assert.ok(relErr(ours, theirs) < 1e-4, `probabilities differ: ${relErr(ours, theirs)}`);
-
-    const engine = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0 });
-    const grads = new Parameters(shape);
-    const loss = await engine.lossAndGrads(params.flat, x, y, B, T, grads.flat);
-    const ref = await tfLossAndGrads(params, x, y, B, T);
-    assert.ok(Math.abs(loss - ref.loss) / ref.loss < 1e-4, `loss ${loss} vs ${ref.loss}`);
-    for (const w of ['kernel', 'recurrentKernel', 'bias', 'denseKernel', 'denseBias'] as const) {
-      const e = relErr(grads.get(w), ref.grads.get(w));
-      assert.ok(e < 1e-4, `gradient of ${w} differs from TF.js: relative error ${e}`);
-    }
+    await assertMatchesTfjs(params, x, y, B, T);
   });
 }
 

@@ -6,23 +6,14 @@ import assert from 'node:assert/strict';
 import { dropoutKey, dropoutMask } from '../src/engine/dropout.ts';
 import { kernelModule } from '../src/engine/kernels.ts';
 import { LstmCore, type PassOptions } from '../src/engine/lstm-core.ts';
-import { createEngine, InlineEngine } from '../src/engine/gradient-engine.ts';
+import { createEngine } from '../src/engine/gradient-engine.ts';
 import { nativeAvailable } from '../src/engine/native.ts';
 import { Parameters, type ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
-import { randomParams, tfForward, tfLossAndGrads } from './helpers/tfjs-oracle.ts';
+import { randomParams } from './helpers/tfjs-oracle.ts';
+import { assertMatchesTfjs, relErr } from './helpers/compare.ts';
 
 await kernelModule();
-
-function relErr(a: Float32Array, b: Float32Array): number {
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < b.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]!));
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-  }
-  return scale === 0 ? diff : diff / scale;
-}
 
 const tokens = (rng: Rng, V: number, n: number): Int32Array =>
   Int32Array.from({ length: n }, () => rng.int(V));
@@ -37,24 +28,7 @@ for (const { shape, B, T } of [
     const params = randomParams(shape, rng);
     const x = tokens(rng, shape.vocabSize, B * T);
     const y = tokens(rng, shape.vocabSize, B);
-    const core = new LstmCore(shape, { maxB: B, maxT: T, training: false });
-    core.setParams(params.flat);
-    const ours = core.predict(x, B, T).slice();
-    const theirs = await tfForward(params, x, B, T);
-    assert.ok(relErr(ours, theirs) < 1e-4, `probabilities differ: ${relErr(ours, theirs)}`);
-
-    const engine = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0 });
-    const grads = new Parameters(shape);
-    const loss = await engine.lossAndGrads(params.flat, x, y, B, T, grads.flat);
-    const ref = await tfLossAndGrads(params, x, y, B, T);
-    assert.ok(Math.abs(loss - ref.loss) / ref.loss < 1e-4, `loss ${loss} vs ${ref.loss}`);
-    const names = ['kernel', 'recurrent kernel', 'bias'];
-    const ourViews = grads.views();
-    ref.grads.views().forEach((want, i) => {
-      const e = relErr(ourViews[i]!, want);
-      const what = i < 3 * shape.layers ? `layer ${Math.floor(i / 3)} ${names[i % 3]}` : `dense weight ${i}`;
-      assert.ok(e < 1e-4, `gradient of ${what} differs from TF.js: relative error ${e}`);
-    });
+    await assertMatchesTfjs(params, x, y, B, T);
   });
 }
 

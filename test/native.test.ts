@@ -9,6 +9,7 @@ import { LstmCore } from '../src/engine/lstm-core.ts';
 import { createEngine, resolveEngine } from '../src/engine/gradient-engine.ts';
 import { Parameters, type ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
+import { relErr } from './helpers/compare.ts';
 
 await kernelModule();
 const available = loadNativeKernels() !== undefined;
@@ -26,16 +27,6 @@ function ntest(name: string, fn: (t: TestContext) => void | Promise<void>): void
 }
 
 /** max |a-b| / max |b|: a relative error that is not blown up by tiny entries */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let scale = 0;
-  let diff = 0;
-  for (let i = 0; i < b.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]!));
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-  }
-  return scale === 0 ? diff : diff / scale;
-}
 
 const PAGES = 96; // 6 MiB besides the first page
 

@@ -106,6 +106,20 @@ test('--dry-run shows a stacked model with dropout, layer by layer', () => {
   assert.match(r.stdout, new RegExp(`Total params: ${total.toLocaleString('en-US')}`));
 });
 
+test('--preset ten-minutes sets the recipe, and an explicit option still wins', () => {
+  const preset = charlstm(['train', '--corpus', small, '--dry-run', '--preset', 'ten-minutes']);
+  assert.equal(preset.code, 0, preset.stderr);
+  assert.match(preset.stdout, /lstm_1 \(LSTM\)\s+\(None, 256\)/);
+  assert.match(preset.stdout, /dropout_1 \(Dropout 0\.3\)/);
+  const mine = charlstm(['train', '--corpus', small, '--dry-run', '--preset', 'ten-minutes', '--units', '64', '--dropout', '0']);
+  assert.equal(mine.code, 0, mine.stderr);
+  assert.match(mine.stdout, /lstm_1 \(LSTM\)\s+\(None, 64\)/);
+  assert.doesNotMatch(mine.stdout, /Dropout/);
+  const bad = charlstm(['train', '--corpus', small, '--preset', 'fast']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /'fast'.*ten-minutes/);
+});
+
 test('--dashboard serves the live run: history and samples over HTTP', async () => {
   const { spawn } = await import('node:child_process');
   const out = path.join(tmp, 'dash');

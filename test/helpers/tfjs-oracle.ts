@@ -151,7 +151,7 @@ export async function tfLossAndGrads(
 ): Promise<{ loss: number; grads: Parameters }> {
   checkInputs(params, x, B, T, y);
   await ensureCpuBackend();
-  const { vocabSize: V, units: H } = params.shape;
+  const V = params.shape.vocabSize;
   const model = buildModel(params, T);
   const inputs = oneHotInput(x, B, T, V);
   const target = tf.tidy(
