@@ -46,6 +46,7 @@ interface Setting {
   units: number;
   layers?: number;
   dropout?: number;
+  optimizer?: 'rmsprop' | 'adam';
   schedule?: Schedule;
   clip?: number;
 }
@@ -80,6 +81,12 @@ const SETTINGS: Record<string, Setting> = {
     ...STACKED,
     name: 'stateful: 2 × LSTM(256), dropout 0.3, cosine lr 0.005, clip 5',
     mode: 'stateful', // 128 contiguous streams; step is unused
+  },
+  adam: {
+    ...STACKED,
+    name: 'sequence: 2 × LSTM(256), dropout 0.3, Adam, cosine lr 0.003, clip 5',
+    optimizer: 'adam',
+    lr: 0.003,
   },
 };
 
@@ -139,6 +146,7 @@ for (const key of args.from ? [] : args.modes.split(',')) {
       ...(setting.schedule && { schedule: setting.schedule }),
       ...(setting.clip && { clip: setting.clip }),
       ...(setting.dropout && { dropout: setting.dropout, dropoutSeed: 3 }),
+      ...(setting.optimizer && { optimizer: setting.optimizer }),
     },
     callbacks: [
       {

@@ -17,7 +17,7 @@ const corpus = path.join(tmp, 'corpus.txt');
 writeFileSync(corpus, readFileSync(path.resolve(repo, '../shared/corpora/nietzsche.txt'), 'utf8').slice(0, 20000));
 const RUN = ['train', '--corpus', corpus, '--epochs', '3', '--units', '32', '--seed', '9', '--sample-length', '20', '--checkpoint-every', '7'];
 // the modes beyond the reference: masks and the carried state must resume exactly too
-const STACKED = ['train', '--corpus', corpus, '--epochs', '6', '--units', '16', '--layers', '2', '--dropout', '0.25', '--mode', 'stateful', '--batch-size', '8', '--seed', '4', '--sample-length', '20', '--checkpoint-every', '5'];
+const STACKED = ['train', '--corpus', corpus, '--epochs', '6', '--units', '16', '--layers', '2', '--dropout', '0.25', '--mode', 'stateful', '--optimizer', 'adam', '--batch-size', '8', '--seed', '4', '--sample-length', '20', '--checkpoint-every', '5'];
 
 function charlstm(args: string[], env: Record<string, string> = {}): { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
@@ -61,7 +61,7 @@ test('SIGKILL at a random moment, then --resume: bit-identical final weights', a
   assert.deepEqual(bb.params.flat, ba.params.flat);
 });
 
-test('stacked layers, dropout, stateful mode: SIGKILL at a random moment, then --resume: bit-identical', async () => {
+test('stacked layers, dropout, stateful mode, Adam: SIGKILL at a random moment, then --resume: bit-identical', async () => {
   const whole = path.join(tmp, 'stacked-uninterrupted');
   const r0 = charlstm([...STACKED, '--out', whole]);
   assert.equal(r0.code, 0, r0.stderr);

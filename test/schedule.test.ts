@@ -36,3 +36,26 @@ test('one RMSprop step equals the formula (Keras: eps outside the square root)',
   }
   assert.equal(opt.iterations, 1);
 });
+
+test('two Adam steps equal the formula (Keras: bias corrections folded into the rate, eps outside the root)', async () => {
+  const { Adam } = await import('../src/train/adam.ts');
+  const opt = new Adam(3, { learningRate: 0.002, epsilon: 1e-7 });
+  const w = Float32Array.from([1, -2, 0.5]);
+  const grads = [Float32Array.from([0.3, -0.1, 0]), Float32Array.from([-0.2, -0.1, 4e-3])];
+  const want = Array.from(w, Number);
+  const m = [0, 0, 0];
+  const v = [0, 0, 0];
+  grads.forEach((g, s) => {
+    const t = s + 1;
+    const lrT = (0.002 * Math.sqrt(1 - 0.999 ** t)) / (1 - 0.9 ** t);
+    for (let i = 0; i < 3; i++) {
+      m[i] = 0.9 * m[i]! + 0.1 * g[i]!;
+      v[i] = 0.999 * v[i]! + 0.001 * g[i]! ** 2;
+      want[i] = want[i]! - (lrT * m[i]!) / (Math.sqrt(v[i]!) + 1e-7);
+    }
+    opt.step(w, g, 0.002);
+  });
+  for (let i = 0; i < 3; i++) assert.ok(Math.abs(w[i]! - want[i]!) <= 1e-6 * Math.abs(want[i]!), `w[${i}]: ${w[i]} vs ${want[i]}`);
+  assert.equal(opt.iterations, 2);
+  assert.equal(opt.state.length, 6);
+});

@@ -7,7 +7,8 @@ import { UserError } from '../errors.ts';
 // state, generator states, the position in the epoch, the whole configuration — in one file:
 //
 //   magic "CLSTMCK\0" (8 bytes) | version u32 | json length u32 | json (UTF-8, padded to 4)
-//   | params f32[P] | ms f32[P] | sha256 of everything before (32 bytes)
+//   | params f32[P] | optimizer state f32[k·P] | sha256 of everything before (32 bytes)
+// (k = "slots" in the json: 1 for RMSprop's mean square, 2 for Adam's m and v; absent means 1)
 //
 // Written to a temporary file, fsynced, then renamed over `checkpoint.ckpt` after the previous
 // one is moved to `checkpoint.prev.ckpt`: a kill at any moment leaves at least one whole
@@ -22,6 +23,7 @@ export interface CheckpointData {
   /** JSON-safe state: configuration, trainer state, generator states, best score… */
   state: Record<string, unknown>;
   params: Float32Array;
+  /** the optimizer's state: a whole number of parameter-sized slots */
   ms: Float32Array;
 }
 
@@ -35,9 +37,13 @@ async function fsyncDir(dir: string): Promise<void> {
 }
 
 export function encodeCheckpoint(data: CheckpointData): Buffer {
-  if (data.params.length !== data.ms.length)
-    throw new RangeError('params and optimizer state differ in length');
-  const json = Buffer.from(JSON.stringify({ ...data.state, size: data.params.length }), 'utf8');
+  const slots = data.ms.length / data.params.length;
+  if (!(Number.isInteger(slots) && slots >= 1))
+    throw new RangeError('the optimizer state is not a whole number of parameter-sized slots');
+  const json = Buffer.from(
+    JSON.stringify({ ...data.state, size: data.params.length, ...(slots > 1 && { slots }) }),
+    'utf8',
+  );
   const pad = (4 - (json.length % 4)) % 4;
   const head = Buffer.alloc(16);
   MAGIC.copy(head, 0);
@@ -77,12 +83,17 @@ export function decodeCheckpoint(buf: Buffer, file: string): CheckpointData {
     throw bad('corrupt (unreadable state)');
   }
   const size = state.size;
-  if (typeof size !== 'number' || 16 + jsonLen + size * 8 !== body.length)
+  const slots = state.slots ?? 1;
+  if (
+    typeof size !== 'number' ||
+    typeof slots !== 'number' ||
+    16 + jsonLen + size * 4 * (1 + slots) !== body.length
+  )
     throw bad('corrupt (wrong size)');
   const floats = new Float32Array(
     body.buffer.slice(body.byteOffset + 16 + jsonLen, body.byteOffset + body.length),
   );
-  return { state, params: floats.slice(0, size), ms: floats.slice(size, 2 * size) };
+  return { state, params: floats.slice(0, size), ms: floats.slice(size, (1 + slots) * size) };
 }
 
 // Tests set CHARLSTM_TEST_KILL_DURING_SAVE=N to SIGKILL the process in the middle of its Nth save.

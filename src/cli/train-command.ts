@@ -198,6 +198,11 @@ export function trainCommand(): Command {
         .default('last'),
     )
     .addOption(
+      new Option('--optimizer <name>', 'rmsprop (the reference) or adam (β 0.9, 0.999)')
+        .choices(['rmsprop', 'adam'])
+        .default('rmsprop'),
+    )
+    .addOption(
       new Option(
         '--engine <kind>',
         'kernels: wasm, native (AVX2 addon, when built), auto = the fastest available',

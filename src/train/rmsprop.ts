@@ -9,12 +9,23 @@ export interface RmsPropConfig {
   epsilon: number;
 }
 
+/** What the training loop needs of an optimizer (RMSprop, the reference's, or Adam). */
+export interface Optimizer {
+  readonly kind: 'rmsprop' | 'adam';
+  /** all of its per-parameter state in one array (a whole multiple of the parameter count) */
+  readonly state: Float32Array;
+  iterations: number;
+  /** One update of `w` in place with gradient `g` at learning rate `lr`. */
+  step(w: Float32Array, g: Float32Array, lr: number): void;
+}
+
 export interface RmsPropState {
   ms: Float32Array;
   iterations: number;
 }
 
-export class RmsProp {
+export class RmsProp implements Optimizer {
+  readonly kind = 'rmsprop';
   readonly config: RmsPropConfig;
   readonly ms: Float32Array; // running mean of g², one per parameter
   iterations = 0;
@@ -37,6 +48,10 @@ export class RmsProp {
       w[i] = w[i]! - (lr * gi) / (Math.sqrt(ms[i]!) + epsilon);
     }
     this.iterations++;
+  }
+
+  get state(): Float32Array {
+    return this.ms;
   }
 
   getState(): RmsPropState {

@@ -31,6 +31,7 @@ export interface TrainRunConfig {
   units: number;
   layers?: number; // stacked LSTM layers (default 1)
   dropout?: number; // dropout rate on every LSTM layer's output (default 0)
+  optimizer?: 'rmsprop' | 'adam'; // default rmsprop (the reference)
   maxlen: number;
   step: number;
   seed?: number;
@@ -220,7 +221,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       source: corpus.source,
       epochs: trainer.epoch,
       batchSize: config.batchSize,
-      optimizer: 'rmsprop',
+      optimizer: config.optimizer ?? 'rmsprop',
       learningRate: config.lr,
       rho: REFERENCE.rho,
       epsilon: REFERENCE.epsilon,
@@ -246,7 +247,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     await saveCheckpoint(dir, {
       state: state as unknown as Record<string, unknown>,
       params: params.flat,
-      ms: trainer.optimizer.ms,
+      ms: trainer.optimizer.state,
     });
   };
 
@@ -346,12 +347,16 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       mode: config.mode ?? 'last',
       dropout,
       dropoutSeed: dropoutSeed,
+      optimizer: config.optimizer ?? 'rmsprop',
     },
     callbacks,
   });
   if (resumed && resumedMs) {
     trainer.setState(resumed.trainer);
-    trainer.optimizer.ms.set(resumedMs);
+    if (resumedMs.length !== trainer.optimizer.state.length) {
+      throw new UserError(`the checkpoint in ${opts.resume} holds optimizer state of another size`);
+    }
+    trainer.optimizer.state.set(resumedMs);
     sampleRng.setState(resumed.sampleRng);
   }
 

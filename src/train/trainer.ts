@@ -4,7 +4,8 @@ import { createEngine, type EngineKind, type GradientEngine } from '../engine/gr
 import { UserError } from '../errors.ts';
 import { layerCount, type Parameters } from '../model/params.ts';
 import type { Rng, RngState } from '../sampling/rng.ts';
-import { RmsProp, type RmsPropConfig } from './rmsprop.ts';
+import { Adam } from './adam.ts';
+import { RmsProp, type Optimizer, type RmsPropConfig } from './rmsprop.ts';
 import { learningRateAt, type Schedule } from './schedule.ts';
 
 // The training loop: shuffle the windows every epoch (as Keras's fit does), cut them into
@@ -35,6 +36,8 @@ export interface TrainerConfig extends RmsPropConfig {
   dropout?: number;
   /** seed of the dropout masks (each step's masks are keyed by it and the optimizer step) */
   dropoutSeed?: number;
+  /** 'rmsprop' (the reference; rho and epsilon as configured) or 'adam' (β 0.9, 0.999) */
+  optimizer?: 'rmsprop' | 'adam';
 }
 
 export type TrainMode = 'last' | 'sequence' | 'stateful';
@@ -140,7 +143,7 @@ export class Trainer {
   readonly params: Parameters;
   readonly windows: Windows;
   readonly config: TrainerConfig;
-  readonly optimizer: RmsProp;
+  readonly optimizer: Optimizer;
   readonly shuffleRng: Rng;
   history: EpochEndEvent[] = [];
   epoch = 0; // epochs completed
@@ -162,7 +165,11 @@ export class Trainer {
     this.params = opts.params;
     this.windows = opts.windows;
     this.config = { ...opts.config };
-    this.optimizer = new RmsProp(opts.params.flat.length, opts.config);
+    const size = opts.params.flat.length;
+    this.optimizer =
+      opts.config.optimizer === 'adam'
+        ? new Adam(size, { learningRate: opts.config.learningRate, epsilon: opts.config.epsilon })
+        : new RmsProp(size, opts.config);
     this.shuffleRng = opts.shuffleRng;
     this.epochRng = this.shuffleRng.getState();
     this.callbacks = opts.callbacks ?? [];
@@ -302,7 +309,7 @@ export class Trainer {
     const steps = this.stepsPerEpoch;
     // the last state known to give a finite loss, for the divergence guard
     const goodParams = this.params.flat.slice();
-    const goodMs = this.optimizer.ms.slice();
+    const goodMs = this.optimizer.state.slice();
     const goodCarried = carried && { h: carried.h.slice(), c: carried.c.slice() };
     this.startedAt = performance.now();
     let stopped = false;
@@ -350,7 +357,7 @@ export class Trainer {
           if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
             // roll back to the last good weights and optimizer state, halve the learning rate
             this.params.flat.set(goodParams);
-            this.optimizer.ms.set(goodMs);
+            this.optimizer.state.set(goodMs);
             if (goodCarried) {
               carried!.h.set(goodCarried.h);
               carried!.c.set(goodCarried.c);
@@ -371,7 +378,7 @@ export class Trainer {
             continue; // the same batch again, from the good state at the lower rate
           }
           goodParams.set(this.params.flat);
-          goodMs.set(this.optimizer.ms);
+          goodMs.set(this.optimizer.state);
           if (clip !== undefined && norm > clip) {
             const s = clip / norm;
             for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! * s;
