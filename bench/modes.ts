@@ -194,8 +194,9 @@ const minY = Math.floor(Math.min(...ys) * 10) / 10 - 0.1;
 const maxY = Math.min(2.6, Math.ceil(Math.max(...ys) * 10) / 10);
 const sx = (m: number): number => pad + ((W - 2 * pad) * m) / maxX;
 const sy = (b: number): number => H - pad - ((H - 2 * pad) * (Math.min(b, maxY) - minY)) / (maxY - minY);
-const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
-let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">\n<rect width="${W}" height="${H}" fill="white"/>\n`;
+const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
+const fullH = H + 16 * results.length + 8; // the plot, then the legend under it
+let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${fullH}" font-family="sans-serif" font-size="12">\n<rect width="${W}" height="${fullH}" fill="white"/>\n`;
 for (let m = 0; m <= maxX; m += Math.max(1, Math.round(maxX / 10))) {
   svg += `<line x1="${sx(m)}" y1="${H - pad}" x2="${sx(m)}" y2="${pad}" stroke="#eee"/><text x="${sx(m)}" y="${H - pad + 16}" text-anchor="middle">${m}</text>\n`;
 }
@@ -206,8 +207,8 @@ svg += `<text x="${W / 2}" y="${H - 10}" text-anchor="middle">training time (min
 results.forEach((r, i) => {
   const pts = r.curve.map((p) => `${sx(p.seconds / 60).toFixed(1)},${sy(p.loss / Math.LN2).toFixed(1)}`).join(' ');
   svg += `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${pts}"/>\n`;
-  // the legend sits bottom left, where no curve goes (every curve starts high)
-  svg += `<text x="${pad + 10}" y="${H - pad - 10 - 16 * (results.length - 1 - i)}" fill="${colors[i % colors.length]}">${r.setting.name}</text>\n`;
+  // the legend goes under the plot, one line a mode
+  svg += `<text x="${pad}" y="${H + 10 + 16 * i}" fill="${colors[i % colors.length]}">${r.setting.name}</text>\n`;
 });
 svg += `<line x1="${pad}" y1="${sy(1.88)}" x2="${W - pad}" y2="${sy(1.88)}" stroke="#999" stroke-dasharray="4 4"/><text x="${W - pad}" y="${sy(1.88) - 4}" text-anchor="end" fill="#666">target 1.88</text>\n</svg>\n`;
 writeFileSync(path.resolve(repo, `${args.out}.svg`), svg);
@@ -216,7 +217,7 @@ const chromium = process.env.CHARLSTM_CHROMIUM ?? '/usr/bin/chromium';
 if (existsSync(chromium)) {
   const { chromium: pw } = await import('playwright-core');
   const browser = await pw.launch({ executablePath: chromium });
-  const page = await browser.newPage({ viewport: { width: W, height: H }, deviceScaleFactor: 2 });
+  const page = await browser.newPage({ viewport: { width: W, height: fullH }, deviceScaleFactor: 2 });
   await page.setContent(`<body style="margin:0">${svg}</body>`);
   await page.screenshot({ path: path.resolve(repo, `${args.out}.png`) });
   await browser.close();
