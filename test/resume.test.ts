@@ -130,9 +130,21 @@ test('Ctrl-C (SIGINT) saves a checkpoint and the model, then exits cleanly', asy
   child.kill('SIGINT');
   assert.equal(await exited, 130);
   assert.match(stderr, /stopping after this batch and saving/);
+  assert.doesNotMatch(stderr, /stopped in epoch/, 'Ctrl-C does not wait for a validation pass');
   assert.ok(existsSync(path.join(dir, 'checkpoint.ckpt')));
   const r = charlstm(['train', '--resume', dir]);
   assert.equal(r.code, 0, r.stderr);
   const [a, b] = await Promise.all([loadModel(reference), loadModel(dir)]);
   assert.deepEqual(b.params.flat, a.params.flat);
+});
+
+test('--time-budget stops mid-epoch, validates the model it ends with, and keeps it resumable', async () => {
+  const dir = path.join(tmp, 'budget');
+  const r = charlstm(['train', '--corpus', corpus, '--epochs', '500', '--units', '16', '--seed', '3', '--sample-length', '0', '--time-budget', '1.5', '--out', dir]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /stopped in epoch \d+: val_loss \d+\.\d+ \(\d+\.\d+ bits\/char/);
+  assert.match(r.stdout, /resume with: charlstm train --resume/);
+  const [last, best] = await Promise.all([loadModel(dir), loadModel(path.join(dir, 'best'))]);
+  assert.ok(last.params.flat.every(Number.isFinite));
+  assert.ok(best.params.flat.every(Number.isFinite));
 });

@@ -322,6 +322,18 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     async onTrainEnd(_history, t, stopped) {
       if (stopped && t.step > 0) {
         // stopped mid-epoch (Ctrl-C, time budget): keep the work, resumable
+        if (val && interrupts === 0) {
+          // the time budget ended the run: validate the model it ends with (a cosine schedule's
+          // best), and keep it as the best when it is
+          const e = await evaluate(params, val);
+          process.stderr.write(
+            `stopped in epoch ${t.epoch + 1}: val_loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char, perplexity ${e.perplexity.toFixed(2)})\n`,
+          );
+          if (!best || e.loss < best.valLoss) {
+            best = { valLoss: e.loss, epoch: t.epoch + 1 };
+            await saveModel(path.join(dir, 'best'), params, meta());
+          }
+        }
         await checkpoint();
         await saveModel(dir, params, meta());
       }
