@@ -161,55 +161,47 @@ test('a carried state continues exactly: two segments of 4 steps score like one 
   assert.ok(relErr(state.c, stepped.c) < 1e-5, `c differs by ${relErr(state.c, stepped.c)}`);
 });
 
+/** One every-position batch with dropout and a carried state (h 0.2, c -0.1) through an engine. */
+async function stackedBatch(
+  shape: ModelShape,
+  B: number,
+  T: number,
+  seed: number,
+  engine: { threads: number; engine?: 'wasm' | 'native' },
+): Promise<{ loss: number; grads: Float32Array; h: Float32Array; c: Float32Array }> {
+  const rng = new Rng(seed);
+  const params = randomParams(shape, rng);
+  const x = tokens(rng, shape.vocabSize, B * T);
+  const y = tokens(rng, shape.vocabSize, B * T);
+  const e = await createEngine({ shape, maxBatch: B, maxT: T, ...engine });
+  const grads = new Float32Array(params.flat.length);
+  const floats = B * (shape.layers ?? 1) * shape.units;
+  const state = { h: new Float32Array(floats).fill(0.2), c: new Float32Array(floats).fill(-0.1) };
+  const loss = await e.lossAndGrads(params.flat, x, y, B, T, grads, true, { dropout: { rate: 0.25, key: 77 }, state });
+  await e.close();
+  return { loss, grads, ...state };
+}
+
 test('stacked layers with dropout give bit-identical gradients with 0, 1 and 2 threads', async () => {
   const shape = { vocabSize: 11, units: 8, layers: 2 };
-  const B = 9;
-  const T = 6;
-  const rng = new Rng(3);
-  const params = randomParams(shape, rng);
-  const x = tokens(rng, 11, B * T);
-  const y = tokens(rng, 11, B * T);
-  const results: Float32Array[] = [];
-  const states: Float32Array[] = [];
-  for (const threads of [0, 1, 2]) {
-    const engine = await createEngine({ shape, maxBatch: B, maxT: T, threads });
-    const out = new Float32Array(params.flat.length);
-    const state = { h: new Float32Array(B * 2 * 8).fill(0.1), c: new Float32Array(B * 2 * 8) };
-    await engine.lossAndGrads(params.flat, x, y, B, T, out, true, {
-      dropout: { rate: 0.2, key: 77 },
-      state,
-    });
-    results.push(out);
-    states.push(state.h);
-    await engine.close();
+  const runs = [];
+  for (const threads of [0, 1, 2]) runs.push(await stackedBatch(shape, 9, 6, 3, { threads }));
+  for (const r of runs.slice(1)) {
+    assert.equal(r.loss, runs[0]!.loss);
+    assert.deepEqual(r.grads, runs[0]!.grads);
+    assert.deepEqual(r.h, runs[0]!.h);
+    assert.deepEqual(r.c, runs[0]!.c);
   }
-  assert.deepEqual(results[1], results[0]);
-  assert.deepEqual(results[2], results[0]);
-  assert.deepEqual(states[1], states[0]);
-  assert.deepEqual(states[2], states[0]);
 });
 
 test('the native engine agrees with WebAssembly on stacked layers with dropout and a carried state', { skip: !nativeAvailable() && 'native engine not built' }, async () => {
   const shape = { vocabSize: 23, units: 16, layers: 2 };
-  const B = 6;
-  const T = 12;
-  const rng = new Rng(12);
-  const params = randomParams(shape, rng);
-  const x = tokens(rng, 23, B * T);
-  const y = tokens(rng, 23, B * T);
-  const run = async (engine: 'wasm' | 'native') => {
-    const e = await createEngine({ shape, maxBatch: B, maxT: T, threads: 2, engine });
-    const out = new Float32Array(params.flat.length);
-    const state = { h: new Float32Array(B * 2 * 16).fill(0.2), c: new Float32Array(B * 2 * 16).fill(-0.1) };
-    const loss = await e.lossAndGrads(params.flat, x, y, B, T, out, true, { dropout: { rate: 0.25, key: 3 }, state });
-    await e.close();
-    return { loss, out, state };
-  };
-  const w = await run('wasm');
-  const n = await run('native');
+  const w = await stackedBatch(shape, 6, 12, 12, { threads: 2, engine: 'wasm' });
+  const n = await stackedBatch(shape, 6, 12, 12, { threads: 2, engine: 'native' });
   assert.ok(Math.abs(w.loss - n.loss) < 1e-5 * w.loss);
-  assert.ok(relErr(n.out, w.out) < 1e-4, `gradients differ by ${relErr(n.out, w.out)}`);
-  assert.ok(relErr(n.state.h, w.state.h) < 1e-5);
+  assert.ok(relErr(n.grads, w.grads) < 1e-4, `gradients differ by ${relErr(n.grads, w.grads)}`);
+  assert.ok(relErr(n.h, w.h) < 1e-5);
+  assert.ok(relErr(n.c, w.c) < 1e-5);
 });
 
 test('a stacked model generates: stepping one character at a time equals a window from a zero state', async () => {
@@ -231,4 +223,23 @@ test('a stacked model generates: stepping one character at a time equals a windo
   assert.deepEqual(stepper.getState().h, h);
   stepper.setState(h, c);
   assert.throws(() => stepper.setState(h.subarray(0, 8), c.subarray(0, 8)), /24 floats/);
+});
+
+test('the stateful held-out loss is the mean loss of reading the text as one carried stream', async () => {
+  const { evaluateStateful } = await import('../src/train/evaluate.ts');
+  const shape = { vocabSize: 7, units: 8, layers: 2 };
+  const params = randomParams(shape, new Rng(40));
+  const text = tokens(new Rng(41), 7, 50);
+  const core = new LstmCore(shape, { maxB: 1, maxT: 1, training: false });
+  core.setParams(params.flat);
+  core.resetState(1);
+  let sum = 0;
+  for (let i = 0; i + 1 < text.length; i++) sum -= Math.log(core.step([text[i]!], 1)[text[i + 1]!]!);
+  const one = await evaluateStateful(params, text, { streams: 1, engine: 'wasm' });
+  assert.equal(one.windows, 49);
+  assert.ok(Math.abs(one.loss - sum / 49) < 1e-6, `${one.loss} vs ${sum / 49}`);
+  // cut into 5 streams: 5 pieces of 10 characters, 9 predictions each, every piece from a zero state
+  const five = await evaluateStateful(params, text, { streams: 5, engine: 'wasm' });
+  assert.equal(five.windows, 45);
+  assert.notEqual(five.loss, one.loss);
 });

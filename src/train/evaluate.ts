@@ -17,18 +17,29 @@ export interface Evaluation {
   windows: number;
 }
 
+/** An inference core for `params` on the fastest engine (or the one asked for). */
+async function inferenceCore(
+  params: Parameters,
+  maxB: number,
+  maxT: number,
+  engine: EngineKind | 'auto' = 'auto',
+): Promise<LstmCore> {
+  await kernelModule();
+  const kernels = await createKernels(await resolveEngine(engine));
+  const core = new LstmCore(params.shape, { maxB, maxT, training: false }, kernels);
+  core.setParams(params.flat);
+  return core;
+}
+
 export async function evaluate(
   params: Parameters,
   windows: Windows,
   opts: { batch?: number; engine?: EngineKind | 'auto' } = {},
 ): Promise<Evaluation> {
-  await kernelModule();
   const batch = opts.batch ?? 128;
   const T = windows.maxlen;
   const V = params.shape.vocabSize;
-  const kernels = await createKernels(await resolveEngine(opts.engine ?? 'auto'));
-  const core = new LstmCore(params.shape, { maxB: batch, maxT: T, training: false }, kernels);
-  core.setParams(params.flat);
+  const core = await inferenceCore(params, batch, T, opts.engine);
   const x = new Int32Array(batch * T);
   let sum = 0;
   for (let from = 0; from < windows.count; from += batch) {
@@ -59,13 +70,10 @@ export async function evaluateStateful(
   tokens: Int32Array,
   opts: { streams?: number; engine?: EngineKind | 'auto' } = {},
 ): Promise<Evaluation> {
-  await kernelModule();
   const R = Math.max(1, Math.min(opts.streams ?? 32, Math.floor((tokens.length - 1) / 2)));
   const len = Math.floor(tokens.length / R); // characters per stream; len - 1 targets each
   const V = params.shape.vocabSize;
-  const kernels = await createKernels(await resolveEngine(opts.engine ?? 'auto'));
-  const core = new LstmCore(params.shape, { maxB: R, maxT: 1, training: false }, kernels);
-  core.setParams(params.flat);
+  const core = await inferenceCore(params, R, 1, opts.engine);
   core.resetState(R);
   const input = new Int32Array(R);
   let sum = 0;
