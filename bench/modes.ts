@@ -31,6 +31,8 @@ const { values: args } = parseArgs({
     'eval-every': { type: 'string', default: '60' },
     // no training: table and plot from the JSON of earlier runs (each mode may come from its own run)
     from: { type: 'string' },
+    // try another learning rate on the chosen settings (their names say so)
+    lr: { type: 'string' },
     out: { type: 'string', default: 'docs/modes' },
   },
 });
@@ -119,8 +121,11 @@ for (const file of args.from ? args.from.split(',') : []) {
   results.push(...earlier.results);
 }
 for (const key of args.from ? [] : args.modes.split(',')) {
-  const setting = SETTINGS[key];
-  if (!setting) throw new Error(`unknown mode ${key}`);
+  const known = SETTINGS[key];
+  if (!known) throw new Error(`unknown mode ${key}`);
+  const setting = args.lr
+    ? { ...known, lr: Number(args.lr), name: known.name.replace(/lr [\d.]+/, `lr ${args.lr}`) }
+    : known;
   const { train } = splitWindows(tokens, { maxlen: T, step: setting.step, valSplit: 0.1 });
   const params = initParameters(
     { vocabSize: vocab.size, units: setting.units, layers: setting.layers ?? 1 },
