@@ -54,11 +54,11 @@ interface Setting {
 }
 // the recipe of `charlstm train --preset ten-minutes`
 const STACKED: Setting = {
-  name: 'sequence: 2 × LSTM(256), dropout 0.3, cosine lr 0.005, clip 5',
+  name: 'sequence: 2 × LSTM(256), dropout 0.3, cosine lr 0.007, clip 5',
   mode: 'sequence',
   step: 3,
   batchSize: 128,
-  lr: 0.005,
+  lr: 0.007,
   units: 256,
   layers: 2,
   dropout: 0.3,
@@ -81,7 +81,7 @@ const SETTINGS: Record<string, Setting> = {
   stacked: STACKED,
   stateful: {
     ...STACKED,
-    name: 'stateful: 2 × LSTM(256), dropout 0.3, cosine lr 0.005, clip 5',
+    name: 'stateful: 2 × LSTM(256), dropout 0.3, cosine lr 0.007, clip 5',
     mode: 'stateful', // 128 contiguous streams; step is unused
   },
   adam: {

@@ -43,7 +43,7 @@ const PRESETS: Record<string, Partial<TrainFlags>> = {
     layers: 2,
     units: 256,
     dropout: 0.3,
-    lr: 0.005,
+    lr: 0.007,
     lrSchedule: 'cosine',
     clip: 5,
     timeBudget: 600,
@@ -53,7 +53,7 @@ const PRESETS: Record<string, Partial<TrainFlags>> = {
 function parsePreset(text: string): string {
   if (!Object.hasOwn(PRESETS, text)) {
     throw new InvalidArgumentError(
-      'Presets: reference (the notebook exactly: no validation), ten-minutes (2 × LSTM(256), dropout 0.3, every position, cosine lr 0.005, clip 5, 600 s of training), default.',
+      'Presets: reference (the notebook exactly: no validation), ten-minutes (2 × LSTM(256), dropout 0.3, every position, cosine lr 0.007, clip 5, 600 s of training), default.',
     );
   }
   return text;
