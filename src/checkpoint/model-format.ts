@@ -84,15 +84,6 @@ const KERAS_WEIGHT: Record<WeightName, string> = {
   denseBias: 'bias',
 };
 
-/** The manifest names of the weights of a one-layer model, in file order. */
-export const MANIFEST_NAMES: Record<WeightName, string> = {
-  kernel: 'lstm/kernel',
-  recurrentKernel: 'lstm/recurrent_kernel',
-  bias: 'lstm/bias',
-  denseKernel: 'dense/kernel',
-  denseBias: 'dense/bias',
-};
-
 const WEIGHTS_FILE_RE = /^weights\.[0-9a-f]{12}\.bin$/;
 const TEMP_FILE_RE = /\.tmp-\d+-[0-9a-f]{8}$/;
 

@@ -123,6 +123,27 @@ export function runShard(
   return core.lossAndGrads(x.subarray(job.from * T, job.to * T), ys, n, T, scale, everyStep, pass);
 }
 
+/** What one shard gives back: Σ loss of its rows and its gradient. */
+export interface ShardResult {
+  loss: number;
+  grads: Float32Array;
+}
+
+/**
+ * The batch from its shards, taken in shard order: the gradient summed into `out` (reduceShards)
+ * and the mean loss over the `scored` characters. Both engines end here, so one thread and two
+ * add the same numbers in the same order.
+ */
+export function combineShards(results: ShardResult[], out: Float32Array, scored: number): number {
+  reduceShards(
+    results.map((r) => r.grads),
+    out,
+  );
+  let loss = 0;
+  for (const r of results) loss += r.loss;
+  return loss / scored;
+}
+
 /** Sum shard gradients in shard order: out = ((g0 + g1) + g2) … in float32. */
 export function reduceShards(grads: Float32Array[], out: Float32Array): void {
   const first = grads[0];
@@ -173,14 +194,13 @@ export class InlineEngine implements GradientEngine {
   ): Promise<number> {
     const scored = everyStep ? n * T : n;
     this.core.setParams(params);
-    const jobs = shardJobs(n);
-    let loss = 0;
-    jobs.forEach((job, s) => {
-      loss += runShard(this.core, job, x, y, T, 1 / scored, everyStep, opts);
-      this.shardGrads[s]!.set(this.core.grads);
+    const results = shardJobs(n).map((job, s) => {
+      const loss = runShard(this.core, job, x, y, T, 1 / scored, everyStep, opts);
+      const grads = this.shardGrads[s]!;
+      grads.set(this.core.grads);
+      return { loss, grads };
     });
-    reduceShards(this.shardGrads.slice(0, jobs.length), out);
-    return loss / scored;
+    return combineShards(results, out, scored);
   }
 
   async close(): Promise<void> {}

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { kernelModule } from './kernels.ts';
 import {
   SHARDS,
-  reduceShards,
+  combineShards,
   resolveEngine,
   shardCapacity,
   shardJobs,
@@ -11,6 +11,7 @@ import {
   type EngineOptions,
   type GradientEngine,
   type ShardJob,
+  type ShardResult,
 } from './gradient-engine.ts';
 
 // Shards of each batch computed on worker threads, each with its own wasm instance. Shard s runs
@@ -28,7 +29,7 @@ export interface WorkerRequest {
   opts: BatchOptions;
 }
 export interface WorkerReply {
-  results: { loss: number; grads: Float32Array }[];
+  results: ShardResult[];
   state?: { h: Float32Array; c: Float32Array };
 }
 
@@ -132,15 +133,10 @@ export class WorkerEngine implements GradientEngine {
       });
     }
     // back into shard order
-    const grads: Float32Array[] = [];
-    let loss = 0;
-    jobs.forEach((_, s) => {
-      const r = replies[s % this.workers.length]!.results[Math.floor(s / this.workers.length)]!;
-      loss += r.loss;
-      grads.push(r.grads);
-    });
-    reduceShards(grads, out);
-    return loss / scored;
+    const results = jobs.map(
+      (_, s) => replies[s % this.workers.length]!.results[Math.floor(s / this.workers.length)]!,
+    );
+    return combineShards(results, out, scored);
   }
 
   private call(w: Worker, req: WorkerRequest): Promise<WorkerReply> {

@@ -358,7 +358,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       ...(config.timeBudget !== undefined && { timeBudgetSec: config.timeBudget }),
       mode: config.mode ?? 'last',
       dropout,
-      dropoutSeed: dropoutSeed,
+      dropoutSeed,
       optimizer: config.optimizer ?? 'rmsprop',
     },
     callbacks,

@@ -41,7 +41,6 @@ export interface TrainerConfig extends RmsPropConfig {
 }
 
 export type TrainMode = 'last' | 'sequence' | 'stateful';
-export const TRAIN_MODES: readonly TrainMode[] = ['last', 'sequence', 'stateful'];
 
 export interface BatchEndEvent {
   epoch: number; // 1-based
