@@ -14,7 +14,12 @@ import os from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createEngine, resolveEngine, SHARDS, type EngineKind } from '../src/engine/gradient-engine.ts';
+import {
+  createEngine,
+  resolveEngine,
+  SHARDS,
+  type EngineKind,
+} from '../src/engine/gradient-engine.ts';
 import { instantiate, kernelModule } from '../src/engine/kernels.ts';
 import { initParameters } from '../src/model/init.ts';
 import { CharModel } from '../src/model/char-model.ts';
@@ -50,11 +55,22 @@ const log = (msg: string): void => {
   if (!args.json) process.stderr.write(msg + '\n');
 };
 
-async function benchTrain(engineKind: EngineKind, threads: number, windows: number, batchesPerWindow: number): Promise<number> {
+async function benchTrain(
+  engineKind: EngineKind,
+  threads: number,
+  windows: number,
+  batchesPerWindow: number,
+): Promise<number> {
   const rng = new Rng(1);
   const params = initParameters({ vocabSize: V, units: H }, rng);
   const opt = new RmsProp(params.flat.length, { learningRate: 0.01, rho: 0.9, epsilon: 1e-7 });
-  const engine = await createEngine({ shape: params.shape, maxBatch: B, maxT: T, threads, engine: engineKind });
+  const engine = await createEngine({
+    shape: params.shape,
+    maxBatch: B,
+    maxT: T,
+    threads,
+    engine: engineKind,
+  });
   const x = Int32Array.from({ length: B * T }, () => rng.int(V));
   const y = Int32Array.from({ length: B }, () => rng.int(V));
   const grads = new Float32Array(params.flat.length);
@@ -99,16 +115,23 @@ async function benchGenerate(chars: number, engineKind: EngineKind): Promise<num
   const rng = new Rng(3);
   const vocab = Array.from({ length: V }, (_, i) => String.fromCodePoint(32 + i));
   const params = initParameters({ vocabSize: V, units: H }, rng);
-  const kernels = engineKind === 'native' ? (await import('../src/engine/native.ts')).requireNativeKernels : undefined;
-  const model = CharModel.fromParts(params, {
-    formatVersion: 1,
-    vocab,
-    lowercase: true,
-    maxlen: T,
-    step: 3,
-    units: H,
-    training: {},
-  }, kernels);
+  const kernels =
+    engineKind === 'native'
+      ? (await import('../src/engine/native.ts')).requireNativeKernels
+      : undefined;
+  const model = CharModel.fromParts(
+    params,
+    {
+      formatVersion: 1,
+      vocab,
+      lowercase: true,
+      maxlen: T,
+      step: 3,
+      units: H,
+      training: {},
+    },
+    kernels,
+  );
   const seed = vocab.join('').slice(0, T);
   const temps = REFERENCE.temperatures;
   const run = (n: number): number => {
@@ -128,21 +151,29 @@ async function benchGenerate(chars: number, engineKind: EngineKind): Promise<num
 function benchTrainRss(): { maxRssMB: number; seqPerSec: number } | undefined {
   // a real CLI training process on the reference configuration, stopped after a few hundred steps
   const repo = fileURLToPath(new URL('..', import.meta.url));
-  const res = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', 'bench/train-rss.ts'],
-    { cwd: repo, encoding: 'utf8', timeout: 300_000 },
-  );
+  const res = spawnSync(process.execPath, ['--import', 'tsx', 'bench/train-rss.ts'], {
+    cwd: repo,
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
   if (res.status !== 0) {
     log(`  (peak RSS run failed: ${res.stderr.trim().split('\n').pop()})`);
     return undefined;
   }
-  return JSON.parse(res.stdout.trim().split('\n').pop()!) as { maxRssMB: number; seqPerSec: number };
+  return JSON.parse(res.stdout.trim().split('\n').pop()!) as {
+    maxRssMB: number;
+    seqPerSec: number;
+  };
 }
 
 const quick = args.quick;
 const results: Record<string, unknown> = {
-  machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, date: new Date().toISOString() },
+  machine: {
+    cpus: os.cpus().length,
+    model: os.cpus()[0]?.model,
+    node: process.version,
+    date: new Date().toISOString(),
+  },
   shapes: { batch: B, steps: T, units: H, vocab: V, shards: SHARDS },
 };
 
@@ -165,7 +196,9 @@ if (native2) log(`charlstm native, 2 threads: ${native2.toFixed(0)} seq/s`);
 const ours1 = native1 ?? wasm1;
 const ours2 = native2 ?? wasm2;
 const genWasm = await benchGenerate(quick ? 100 : 400, 'wasm');
-log(`charlstm generation, WebAssembly (window mode, 4 temperatures as one batch): ${genWasm.toFixed(0)} chars/s`);
+log(
+  `charlstm generation, WebAssembly (window mode, 4 temperatures as one batch): ${genWasm.toFixed(0)} chars/s`,
+);
 const genNative = hasNative ? await benchGenerate(quick ? 100 : 400, 'native') : undefined;
 if (genNative) log(`charlstm generation, native: ${genNative.toFixed(0)} chars/s`);
 const gen = genNative ?? genWasm;
@@ -188,7 +221,10 @@ if (!args['no-tfjs']) {
   }
 }
 const rss = args['no-rss'] ? undefined : benchTrainRss();
-if (rss) log(`charlstm train process: peak RSS ${rss.maxRssMB.toFixed(0)} MB (${rss.seqPerSec.toFixed(0)} seq/s)`);
+if (rss)
+  log(
+    `charlstm train process: peak RSS ${rss.maxRssMB.toFixed(0)} MB (${rss.seqPerSec.toFixed(0)} seq/s)`,
+  );
 
 const epochSeconds = (rate: number): number => 200278 / rate;
 Object.assign(results, {
@@ -199,7 +235,11 @@ Object.assign(results, {
     native2: native2 && { seqPerSec: native2, gflops: (native2 * FLOP_PER_SEQ) / 1e9 },
     defaultEngine: hasNative ? 'native' : 'wasm',
     charlstm1: { seqPerSec: ours1, gflops: (ours1 * FLOP_PER_SEQ) / 1e9 },
-    charlstm2: { seqPerSec: ours2, gflops: (ours2 * FLOP_PER_SEQ) / 1e9, epochSeconds: epochSeconds(ours2) },
+    charlstm2: {
+      seqPerSec: ours2,
+      gflops: (ours2 * FLOP_PER_SEQ) / 1e9,
+      epochSeconds: epochSeconds(ours2),
+    },
     threadScaling: ours2 / ours1,
     tfjsWasm: tfWasm,
     tfjsCpu: tfCpu,
@@ -207,7 +247,13 @@ Object.assign(results, {
     speedupVsTfjsCpu: tfCpu ? ours2 / tfCpu : undefined,
   },
   kernel: { gemmGflopsOneThread: kernelGflops, peakTwoThreads: 2 * kernelGflops },
-  generate: { windowWasm: genWasm, windowNative: genNative, charlstmCharsPerSec: gen, statefulOneStream: stateful, tfjsWasmCharsPerSec: tfGen },
+  generate: {
+    windowWasm: genWasm,
+    windowNative: genNative,
+    charlstmCharsPerSec: gen,
+    statefulOneStream: stateful,
+    tfjsWasmCharsPerSec: tfGen,
+  },
   memory: rss,
 });
 
@@ -215,24 +261,56 @@ if (args.json) {
   process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 } else {
   const fmt = (v: number | undefined, d = 0): string => (v === undefined ? '—' : v.toFixed(d));
-  const gf = (r: number | undefined): string => (r === undefined ? '' : `${fmt((r * FLOP_PER_SEQ) / 1e9, 1)} GFLOP/s`);
+  const gf = (r: number | undefined): string =>
+    r === undefined ? '' : `${fmt((r * FLOP_PER_SEQ) / 1e9, 1)} GFLOP/s`;
   const rows: [string, string, string][] = [
     ['training, WebAssembly, 1 thread', `${fmt(wasm1)} seq/s`, gf(wasm1)],
-    ['training, WebAssembly, 2 threads', `${fmt(wasm2)} seq/s`, `${gf(wasm2)}; ${fmt(wasm2 / wasm1, 2)}× 1 thread; ${tfWasm ? `${fmt(wasm2 / tfWasm)}× TF.js wasm` : ''}`],
+    [
+      'training, WebAssembly, 2 threads',
+      `${fmt(wasm2)} seq/s`,
+      `${gf(wasm2)}; ${fmt(wasm2 / wasm1, 2)}× 1 thread; ${tfWasm ? `${fmt(wasm2 / tfWasm)}× TF.js wasm` : ''}`,
+    ],
     ['training, native AVX2, 1 thread', `${fmt(native1)} seq/s`, gf(native1)],
-    ['training, native AVX2, 2 threads', `${fmt(native2)} seq/s`, native2 ? `${gf(native2)}; ${fmt(native2 / native1!, 2)}× 1 thread; epoch ${fmt(epochSeconds(native2))} s` : ''],
-    ['training, TF.js wasm', `${fmt(tfWasm, 1)} seq/s`, tfWasm ? `charlstm is ${fmt(ours2 / tfWasm)}×` : ''],
-    ['training, TF.js cpu', `${fmt(tfCpu, 1)} seq/s`, tfCpu ? `charlstm is ${fmt(ours2 / tfCpu)}×` : ''],
-    ['kernel gemm 64×128·128×512', `${fmt(kernelGflops, 1)} GFLOP/s`, 'one thread; ×2 for two cores'],
+    [
+      'training, native AVX2, 2 threads',
+      `${fmt(native2)} seq/s`,
+      native2
+        ? `${gf(native2)}; ${fmt(native2 / native1!, 2)}× 1 thread; epoch ${fmt(epochSeconds(native2))} s`
+        : '',
+    ],
+    [
+      'training, TF.js wasm',
+      `${fmt(tfWasm, 1)} seq/s`,
+      tfWasm ? `charlstm is ${fmt(ours2 / tfWasm)}×` : '',
+    ],
+    [
+      'training, TF.js cpu',
+      `${fmt(tfCpu, 1)} seq/s`,
+      tfCpu ? `charlstm is ${fmt(ours2 / tfCpu)}×` : '',
+    ],
+    [
+      'kernel gemm 64×128·128×512',
+      `${fmt(kernelGflops, 1)} GFLOP/s`,
+      'one thread; ×2 for two cores',
+    ],
     ['generation, window mode, 4 temps batched, wasm', `${fmt(genWasm)} chars/s`, ''],
     ['generation, window mode, 4 temps batched, native', `${fmt(genNative)} chars/s`, ''],
     ['generation, stateful, one stream', `${fmt(stateful)} chars/s`, ''],
-    ['generation, TF.js wasm', `${fmt(tfGen)} chars/s`, tfGen ? `charlstm is ${fmt(gen / tfGen)}×` : ''],
+    [
+      'generation, TF.js wasm',
+      `${fmt(tfGen)} chars/s`,
+      tfGen ? `charlstm is ${fmt(gen / tfGen)}×` : '',
+    ],
     ['peak RSS, charlstm train', rss ? `${fmt(rss.maxRssMB)} MB` : '—', ''],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
-  process.stdout.write(`\n| ${'measure'.padEnd(w0)} | ${'value'.padEnd(w1)} | notes |\n|${'-'.repeat(w0 + 2)}|${'-'.repeat(w1 + 2)}|---|\n`);
-  for (const [a, b, c] of rows) process.stdout.write(`| ${a.padEnd(w0)} | ${b.padEnd(w1)} | ${c} |\n`);
-  process.stdout.write(`\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}\n`);
+  process.stdout.write(
+    `\n| ${'measure'.padEnd(w0)} | ${'value'.padEnd(w1)} | notes |\n|${'-'.repeat(w0 + 2)}|${'-'.repeat(w1 + 2)}|---|\n`,
+  );
+  for (const [a, b, c] of rows)
+    process.stdout.write(`| ${a.padEnd(w0)} | ${b.padEnd(w1)} | ${c} |\n`);
+  process.stdout.write(
+    `\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}\n`,
+  );
 }

@@ -66,8 +66,22 @@ const STACKED: Setting = {
   clip: 5,
 };
 const SETTINGS: Record<string, Setting> = {
-  last: { name: 'reference: LSTM(128), last character, step 3', mode: 'last', step: 3, batchSize: 128, lr: 0.01, units: 128 },
-  sequence: { name: 'sequence: LSTM(128), every position, step 30', mode: 'sequence', step: 30, batchSize: 128, lr: 0.01, units: 128 },
+  last: {
+    name: 'reference: LSTM(128), last character, step 3',
+    mode: 'last',
+    step: 3,
+    batchSize: 128,
+    lr: 0.01,
+    units: 128,
+  },
+  sequence: {
+    name: 'sequence: LSTM(128), every position, step 30',
+    mode: 'sequence',
+    step: 30,
+    batchSize: 128,
+    lr: 0.01,
+    units: 128,
+  },
   big: {
     name: 'sequence: LSTM(256), every position, cosine lr 0.005, clip 5',
     mode: 'sequence',
@@ -116,8 +130,12 @@ const results: {
   charsPerSec: number;
 }[] = [];
 for (const file of args.from ? args.from.split(',') : []) {
-  const earlier = JSON.parse(readFileSync(path.resolve(repo, file), 'utf8')) as { budget: number; results: typeof results };
-  if (earlier.budget !== budget) throw new Error(`${file} was run with a ${earlier.budget} s budget, not ${budget}`);
+  const earlier = JSON.parse(readFileSync(path.resolve(repo, file), 'utf8')) as {
+    budget: number;
+    results: typeof results;
+  };
+  if (earlier.budget !== budget)
+    throw new Error(`${file} was run with a ${earlier.budget} s budget, not ${budget}`);
   results.push(...earlier.results);
 }
 for (const key of args.from ? [] : args.modes.split(',')) {
@@ -159,7 +177,9 @@ for (const key of args.from ? [] : args.modes.split(',')) {
           if (t.trainSeconds >= nextEval) {
             const e = await t.untimed(() => evaluate(params, probe));
             curve.push({ seconds: t.trainSeconds, loss: e.loss });
-            process.stderr.write(`${key}: ${t.trainSeconds.toFixed(0)} s, held-out loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char)\n`);
+            process.stderr.write(
+              `${key}: ${t.trainSeconds.toFixed(0)} s, held-out loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char)\n`,
+            );
             nextEval += evalEvery;
           }
         },
@@ -172,20 +192,35 @@ for (const key of args.from ? [] : args.modes.split(',')) {
   });
   const t0 = performance.now();
   await trainer.fit();
-  const windowsTrained = trainer.history.reduce((a, h) => a + h.sequences, 0) + trainer.getState().seen;
+  const windowsTrained =
+    trainer.history.reduce((a, h) => a + h.sequences, 0) + trainer.getState().seen;
   const trainMs = trainer.trainSeconds * 1000;
   const full = await evaluate(params, heldOut!);
   const seqPerSec = windowsTrained / (trainMs / 1000);
   // characters scored per second: one per window in the reference mode, every position otherwise
   const charsPerSec = setting.mode === 'last' ? seqPerSec : seqPerSec * T;
   const stateful =
-    setting.mode === 'stateful' ? (await evaluateStateful(params, heldOut!.tokens.subarray(T))).loss : undefined;
-  results.push({ setting, curve, final: full.loss, ...(stateful !== undefined && { stateful }), seqPerSec, charsPerSec });
-  process.stderr.write(`${key}: final held-out loss ${full.loss.toFixed(4)} nats (${full.bpc.toFixed(3)} bits/char) on ${full.windows} characters${stateful === undefined ? '' : `; read as a stream ${stateful.toFixed(4)} nats`}; ${((performance.now() - t0) / 1000).toFixed(0)} s wall\n`);
+    setting.mode === 'stateful'
+      ? (await evaluateStateful(params, heldOut!.tokens.subarray(T))).loss
+      : undefined;
+  results.push({
+    setting,
+    curve,
+    final: full.loss,
+    ...(stateful !== undefined && { stateful }),
+    seqPerSec,
+    charsPerSec,
+  });
+  process.stderr.write(
+    `${key}: final held-out loss ${full.loss.toFixed(4)} nats (${full.bpc.toFixed(3)} bits/char) on ${full.windows} characters${stateful === undefined ? '' : `; read as a stream ${stateful.toFixed(4)} nats`}; ${((performance.now() - t0) / 1000).toFixed(0)} s wall\n`,
+  );
 }
 
 mkdirSync(path.dirname(path.resolve(repo, args.out)), { recursive: true });
-writeFileSync(path.resolve(repo, `${args.out}.json`), JSON.stringify({ budget, date: new Date().toISOString(), results }, null, 2));
+writeFileSync(
+  path.resolve(repo, `${args.out}.json`),
+  JSON.stringify({ budget, date: new Date().toISOString(), results }, null, 2),
+);
 
 // a small SVG plot: held-out bits per character against training minutes
 const W = 640;
@@ -198,7 +233,8 @@ const minY = Math.floor(Math.min(...ys) * 10) / 10 - 0.1;
 // the first minute's losses are far above the rest: cap the axis at 2.6 bits and clamp to it
 const maxY = Math.min(2.6, Math.ceil(Math.max(...ys) * 10) / 10);
 const sx = (m: number): number => pad + ((W - 2 * pad) * m) / maxX;
-const sy = (b: number): number => H - pad - ((H - 2 * pad) * (Math.min(b, maxY) - minY)) / (maxY - minY);
+const sy = (b: number): number =>
+  H - pad - ((H - 2 * pad) * (Math.min(b, maxY) - minY)) / (maxY - minY);
 const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 const fullH = H + 16 * results.length + 8; // the plot, then the legend under it
 let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${fullH}" font-family="sans-serif" font-size="12">\n<rect width="${W}" height="${fullH}" fill="white"/>\n`;
@@ -210,7 +246,9 @@ for (let b = minY; b <= maxY + 1e-9; b += 0.2) {
 }
 svg += `<text x="${W / 2}" y="${H - 10}" text-anchor="middle">training time (minutes)</text>\n<text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">held-out bits per character</text>\n`;
 results.forEach((r, i) => {
-  const pts = r.curve.map((p) => `${sx(p.seconds / 60).toFixed(1)},${sy(p.loss / Math.LN2).toFixed(1)}`).join(' ');
+  const pts = r.curve
+    .map((p) => `${sx(p.seconds / 60).toFixed(1)},${sy(p.loss / Math.LN2).toFixed(1)}`)
+    .join(' ');
   svg += `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${pts}"/>\n`;
   // the legend goes under the plot, one line a mode
   svg += `<text x="${pad}" y="${H + 10 + 16 * i}" fill="${colors[i % colors.length]}">${r.setting.name}</text>\n`;
@@ -222,7 +260,10 @@ const chromium = process.env.CHARLSTM_CHROMIUM ?? '/usr/bin/chromium';
 if (existsSync(chromium)) {
   const { chromium: pw } = await import('playwright-core');
   const browser = await pw.launch({ executablePath: chromium });
-  const page = await browser.newPage({ viewport: { width: W, height: fullH }, deviceScaleFactor: 2 });
+  const page = await browser.newPage({
+    viewport: { width: W, height: fullH },
+    deviceScaleFactor: 2,
+  });
   await page.setContent(`<body style="margin:0">${svg}</body>`);
   await page.screenshot({ path: path.resolve(repo, `${args.out}.png`) });
   await browser.close();
@@ -231,13 +272,21 @@ if (existsSync(chromium)) {
 }
 
 const mins = [1, 2, 5, 10].filter((m) => m * 60 <= budget);
-process.stdout.write(`\n| mode | ${mins.map((m) => `${m} min`).join(' | ')} | final (all held-out chars) | read as a stream | scored chars/s |\n|---|${mins.map(() => '---').join('|')}|---|---|---|\n`);
+process.stdout.write(
+  `\n| mode | ${mins.map((m) => `${m} min`).join(' | ')} | final (all held-out chars) | read as a stream | scored chars/s |\n|---|${mins.map(() => '---').join('|')}|---|---|---|\n`,
+);
 for (const r of results) {
   const at = (m: number): string => {
     // the evaluation nearest to m minutes (they come every --eval-every seconds of training)
-    const p = [...r.curve].sort((u, v) => Math.abs(u.seconds - m * 60) - Math.abs(v.seconds - m * 60))[0];
-    return p && Math.abs(p.seconds - m * 60) <= evalEvery ? `${(p.loss / Math.LN2).toFixed(3)}` : '—';
+    const p = [...r.curve].sort(
+      (u, v) => Math.abs(u.seconds - m * 60) - Math.abs(v.seconds - m * 60),
+    )[0];
+    return p && Math.abs(p.seconds - m * 60) <= evalEvery
+      ? `${(p.loss / Math.LN2).toFixed(3)}`
+      : '—';
   };
   const stream = r.stateful === undefined ? '—' : `${r.stateful.toFixed(3)} nats`;
-  process.stdout.write(`| ${r.setting.name} | ${mins.map(at).join(' | ')} | ${r.final.toFixed(3)} nats = ${(r.final / Math.LN2).toFixed(3)} bits | ${stream} | ${Math.round(r.charsPerSec).toLocaleString('en-US')} |\n`);
+  process.stdout.write(
+    `| ${r.setting.name} | ${mins.map(at).join(' | ')} | ${r.final.toFixed(3)} nats = ${(r.final / Math.LN2).toFixed(3)} bits | ${stream} | ${Math.round(r.charsPerSec).toLocaleString('en-US')} |\n`,
+  );
 }

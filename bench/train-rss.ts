@@ -16,7 +16,10 @@ import { REFERENCE } from '../src/defaults.ts';
 const steps = Number(process.argv[2] ?? 200);
 const shared = path.resolve(fileURLToPath(new URL('..', import.meta.url)), '../shared/corpora');
 const dataDir = process.env.CHARLSTM_DATA_DIR ?? (existsSync(shared) ? shared : undefined);
-const corpus = await loadCorpus(dataDir && existsSync(path.join(dataDir, 'nietzsche.txt')) ? 'nietzsche' : 'moby-dick', { dataDir, progress: false });
+const corpus = await loadCorpus(
+  dataDir && existsSync(path.join(dataDir, 'nietzsche.txt')) ? 'nietzsche' : 'moby-dick',
+  { dataDir, progress: false },
+);
 const vocab = Vocabulary.fromText(corpus.text);
 const windows = makeWindows(vocab.encode(corpus.text), REFERENCE.maxlen, REFERENCE.step);
 const params = initParameters({ vocabSize: vocab.size, units: REFERENCE.units }, new Rng(1));
@@ -25,7 +28,15 @@ const trainer = new Trainer({
   params,
   windows,
   shuffleRng: new Rng(2),
-  config: { batchSize: REFERENCE.batchSize, epochs: 1, learningRate: REFERENCE.learningRate, rho: REFERENCE.rho, epsilon: REFERENCE.epsilon, threads: 2, engine: 'auto' },
+  config: {
+    batchSize: REFERENCE.batchSize,
+    epochs: 1,
+    learningRate: REFERENCE.learningRate,
+    rho: REFERENCE.rho,
+    epsilon: REFERENCE.epsilon,
+    threads: 2,
+    engine: 'auto',
+  },
   callbacks: [
     {
       onBatchEnd(ev, t) {
@@ -36,4 +47,10 @@ const trainer = new Trainer({
   ],
 });
 await trainer.fit();
-console.log(JSON.stringify({ corpus: corpus.name, maxRssMB: process.resourceUsage().maxRSS / 1024, seqPerSec: rate }));
+console.log(
+  JSON.stringify({
+    corpus: corpus.name,
+    maxRssMB: process.resourceUsage().maxRSS / 1024,
+    seqPerSec: rate,
+  }),
+);

@@ -47,7 +47,8 @@ test('gradients match central finite differences of the loss (tiny model)', asyn
   const grads = new Parameters(shape);
   await engine.lossAndGrads(params.flat, x, y, B, T, grads.flat);
   const scratch = new Parameters(shape);
-  const lossAt = async (p: Float32Array): Promise<number> => engine.lossAndGrads(p, x, y, B, T, scratch.flat);
+  const lossAt = async (p: Float32Array): Promise<number> =>
+    engine.lossAndGrads(p, x, y, B, T, scratch.flat);
   const eps = 1e-2;
   let checked = 0;
   for (let i = 0; i < params.flat.length; i++) {
@@ -58,7 +59,10 @@ test('gradients match central finite differences of the loss (tiny model)', asyn
     p[i] = params.flat[i]! - eps;
     const down = await lossAt(p);
     const fd = (up - down) / (2 * eps);
-    assert.ok(Math.abs(fd - g) <= 2e-3 + 2e-2 * Math.abs(g), `param ${i}: analytic ${g} vs numeric ${fd}`);
+    assert.ok(
+      Math.abs(fd - g) <= 2e-3 + 2e-2 * Math.abs(g),
+      `param ${i}: analytic ${g} vs numeric ${fd}`,
+    );
     if (Math.abs(g) > 1e-2) checked++;
   }
   assert.ok(checked > 20, `only ${checked} gradients were large enough to check`);
@@ -128,5 +132,8 @@ test('sequence mode scores every position: equal to the sum of last-step losses 
     core.grads.forEach((g, i) => (acc[i]! += g));
   }
   assert.ok(Math.abs(loss - sum) < 1e-4 * Math.abs(sum), `loss ${loss} vs ${sum}`);
-  assert.ok(relErr(grads, Float32Array.from(acc)) < 1e-5, `gradient differs: ${relErr(grads, Float32Array.from(acc))}`);
+  assert.ok(
+    relErr(grads, Float32Array.from(acc)) < 1e-5,
+    `gradient differs: ${relErr(grads, Float32Array.from(acc))}`,
+  );
 });

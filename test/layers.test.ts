@@ -131,7 +131,9 @@ test('dropout rate 0 is the plain pass; a positive rate changes the loss', () =>
   const zero = core.lossAndGrads(x, y, 2, 4, 1, true, { dropout: { rate: 0, key: 5, row0: 0 } });
   assert.equal(zero, plain);
   assert.deepEqual(core.grads, plainGrads);
-  const dropped = core.lossAndGrads(x, y, 2, 4, 1, true, { dropout: { rate: 0.5, key: 5, row0: 0 } });
+  const dropped = core.lossAndGrads(x, y, 2, 4, 1, true, {
+    dropout: { rate: 0.5, key: 5, row0: 0 },
+  });
   assert.notEqual(dropped, plain);
 });
 
@@ -177,7 +179,10 @@ async function stackedBatch(
   const grads = new Float32Array(params.flat.length);
   const floats = B * (shape.layers ?? 1) * shape.units;
   const state = { h: new Float32Array(floats).fill(0.2), c: new Float32Array(floats).fill(-0.1) };
-  const loss = await e.lossAndGrads(params.flat, x, y, B, T, grads, true, { dropout: { rate: 0.25, key: 77 }, state });
+  const loss = await e.lossAndGrads(params.flat, x, y, B, T, grads, true, {
+    dropout: { rate: 0.25, key: 77 },
+    state,
+  });
   await e.close();
   return { loss, grads, ...state };
 }
@@ -194,21 +199,34 @@ test('stacked layers with dropout give bit-identical gradients with 0, 1 and 2 t
   }
 });
 
-test('the native engine agrees with WebAssembly on stacked layers with dropout and a carried state', { skip: !nativeAvailable() && 'native engine not built' }, async () => {
-  const shape = { vocabSize: 23, units: 16, layers: 2 };
-  const w = await stackedBatch(shape, 6, 12, 12, { threads: 2, engine: 'wasm' });
-  const n = await stackedBatch(shape, 6, 12, 12, { threads: 2, engine: 'native' });
-  assert.ok(Math.abs(w.loss - n.loss) < 1e-5 * w.loss);
-  assert.ok(relErr(n.grads, w.grads) < 1e-4, `gradients differ by ${relErr(n.grads, w.grads)}`);
-  assert.ok(relErr(n.h, w.h) < 1e-5);
-  assert.ok(relErr(n.c, w.c) < 1e-5);
-});
+test(
+  'the native engine agrees with WebAssembly on stacked layers with dropout and a carried state',
+  { skip: !nativeAvailable() && 'native engine not built' },
+  async () => {
+    const shape = { vocabSize: 23, units: 16, layers: 2 };
+    const w = await stackedBatch(shape, 6, 12, 12, { threads: 2, engine: 'wasm' });
+    const n = await stackedBatch(shape, 6, 12, 12, { threads: 2, engine: 'native' });
+    assert.ok(Math.abs(w.loss - n.loss) < 1e-5 * w.loss);
+    assert.ok(relErr(n.grads, w.grads) < 1e-4, `gradients differ by ${relErr(n.grads, w.grads)}`);
+    assert.ok(relErr(n.h, w.h) < 1e-5);
+    assert.ok(relErr(n.c, w.c) < 1e-5);
+  },
+);
 
 test('a stacked model generates: stepping one character at a time equals a window from a zero state', async () => {
   const { CharModel } = await import('../src/model/char-model.ts');
   const shape = { vocabSize: 6, units: 8, layers: 3 };
   const params = randomParams(shape, new Rng(31));
-  const meta = { formatVersion: 1, vocab: [...'abcde '], lowercase: false, maxlen: 10, step: 3, units: 8, layers: 3, training: {} };
+  const meta = {
+    formatVersion: 1,
+    vocab: [...'abcde '],
+    lowercase: false,
+    maxlen: 10,
+    step: 3,
+    units: 8,
+    layers: 3,
+    training: {},
+  };
   const model = CharModel.fromParts(params, meta);
   const text = 'abc de eab';
   const window = model.predict(text);
@@ -234,7 +252,8 @@ test('the stateful held-out loss is the mean loss of reading the text as one car
   core.setParams(params.flat);
   core.resetState(1);
   let sum = 0;
-  for (let i = 0; i + 1 < text.length; i++) sum -= Math.log(core.step([text[i]!], 1)[text[i + 1]!]!);
+  for (let i = 0; i + 1 < text.length; i++)
+    sum -= Math.log(core.step([text[i]!], 1)[text[i + 1]!]!);
   const one = await evaluateStateful(params, text, { streams: 1, engine: 'wasm' });
   assert.equal(one.windows, 49);
   assert.ok(Math.abs(one.loss - sum / 49) < 1e-6, `${one.loss} vs ${sum / 49}`);

@@ -495,6 +495,9 @@ describe('TF.js reads the saved model', () => {
     const json = JSON.parse(await fs.readFile(file, 'utf8'));
     json.userDefinedMetadata.layers = 1;
     await fs.writeFile(file, JSON.stringify(json));
-    await assert.rejects(loadModel(dir), (e: unknown) => e instanceof UserError && /expected 5 weights/.test((e as Error).message));
+    await assert.rejects(
+      loadModel(dir),
+      (e: unknown) => e instanceof UserError && /expected 5 weights/.test((e as Error).message),
+    );
   });
 });

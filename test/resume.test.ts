@@ -14,12 +14,56 @@ import { Rng } from '../src/sampling/rng.ts';
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-resume-'));
 const corpus = path.join(tmp, 'corpus.txt');
-writeFileSync(corpus, readFileSync(path.resolve(repo, '../shared/corpora/nietzsche.txt'), 'utf8').slice(0, 20000));
-const RUN = ['train', '--corpus', corpus, '--epochs', '3', '--units', '32', '--seed', '9', '--sample-length', '20', '--checkpoint-every', '7'];
+writeFileSync(
+  corpus,
+  readFileSync(path.resolve(repo, '../shared/corpora/nietzsche.txt'), 'utf8').slice(0, 20000),
+);
+const RUN = [
+  'train',
+  '--corpus',
+  corpus,
+  '--epochs',
+  '3',
+  '--units',
+  '32',
+  '--seed',
+  '9',
+  '--sample-length',
+  '20',
+  '--checkpoint-every',
+  '7',
+];
 // the modes beyond the reference: masks and the carried state must resume exactly too
-const STACKED = ['train', '--corpus', corpus, '--epochs', '6', '--units', '16', '--layers', '2', '--dropout', '0.25', '--mode', 'stateful', '--optimizer', 'adam', '--batch-size', '8', '--seed', '4', '--sample-length', '20', '--checkpoint-every', '5'];
+const STACKED = [
+  'train',
+  '--corpus',
+  corpus,
+  '--epochs',
+  '6',
+  '--units',
+  '16',
+  '--layers',
+  '2',
+  '--dropout',
+  '0.25',
+  '--mode',
+  'stateful',
+  '--optimizer',
+  'adam',
+  '--batch-size',
+  '8',
+  '--seed',
+  '4',
+  '--sample-length',
+  '20',
+  '--checkpoint-every',
+  '5',
+];
 
-function charlstm(args: string[], env: Record<string, string> = {}): { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string } {
+function charlstm(
+  args: string[],
+  env: Record<string, string> = {},
+): { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: repo,
     encoding: 'utf8',
@@ -31,10 +75,18 @@ function charlstm(args: string[], env: Record<string, string> = {}): { code: num
 
 /** Start a run and SIGKILL it `afterMs` after its first checkpoint appears. */
 async function killAfterFirstCheckpoint(dir: string, afterMs: number, run = RUN): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...run, '--out', dir], { cwd: repo, stdio: 'ignore' });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', ...run, '--out', dir],
+    { cwd: repo, stdio: 'ignore' },
+  );
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const deadline = Date.now() + 60_000;
-  while (!existsSync(path.join(dir, 'checkpoint.ckpt')) && Date.now() < deadline && child.exitCode === null) {
+  while (
+    !existsSync(path.join(dir, 'checkpoint.ckpt')) &&
+    Date.now() < deadline &&
+    child.exitCode === null
+  ) {
     await new Promise((r) => setTimeout(r, 5));
   }
   await new Promise((r) => setTimeout(r, afterMs));
@@ -56,8 +108,15 @@ test('SIGKILL at a random moment, then --resume: bit-identical final weights', a
   const r = charlstm(['train', '--resume', dir]);
   assert.equal(r.code, 0, `resume after a kill ${delay} ms past the first checkpoint: ${r.stderr}`);
   const [a, b] = await Promise.all([loadModel(reference), loadModel(dir)]);
-  assert.deepEqual(b.params.flat, a.params.flat, `weights differ after a kill ${delay} ms past the first checkpoint`);
-  const [ba, bb] = await Promise.all([loadModel(path.join(reference, 'best')), loadModel(path.join(dir, 'best'))]);
+  assert.deepEqual(
+    b.params.flat,
+    a.params.flat,
+    `weights differ after a kill ${delay} ms past the first checkpoint`,
+  );
+  const [ba, bb] = await Promise.all([
+    loadModel(path.join(reference, 'best')),
+    loadModel(path.join(dir, 'best')),
+  ]);
   assert.deepEqual(bb.params.flat, ba.params.flat);
 });
 
@@ -71,17 +130,28 @@ test('stacked layers, dropout, stateful mode, Adam: SIGKILL at a random moment, 
   await killAfterFirstCheckpoint(dir, delay, STACKED);
   const r = charlstm(['train', '--resume', dir]);
   assert.equal(r.code, 0, `resume after a kill ${delay} ms past the first checkpoint: ${r.stderr}`);
-  assert.match(r.stderr, /Epoch 6\/6/, 'the kill came before the run ended: the resumed process trained');
+  assert.match(
+    r.stderr,
+    /Epoch 6\/6/,
+    'the kill came before the run ended: the resumed process trained',
+  );
   const [a, b] = await Promise.all([loadModel(whole), loadModel(dir)]);
   assert.equal(a.meta.layers, 2);
-  assert.deepEqual(b.params.flat, a.params.flat, `weights differ after a kill ${delay} ms past the first checkpoint`);
+  assert.deepEqual(
+    b.params.flat,
+    a.params.flat,
+    `weights differ after a kill ${delay} ms past the first checkpoint`,
+  );
 });
 
 test('SIGKILL in the middle of writing a checkpoint loses nothing and resumes exactly', async () => {
   const dir = path.join(tmp, 'killed-in-save');
   const r1 = charlstm([...RUN, '--out', dir], { CHARLSTM_TEST_KILL_DURING_SAVE: '3' });
   assert.equal(r1.signal, 'SIGKILL');
-  assert.ok(existsSync(path.join(dir, 'checkpoint.ckpt')), 'the previous checkpoint is still there');
+  assert.ok(
+    existsSync(path.join(dir, 'checkpoint.ckpt')),
+    'the previous checkpoint is still there',
+  );
   const r2 = charlstm(['train', '--resume', dir]);
   assert.equal(r2.code, 0, r2.stderr);
   const [a, b] = await Promise.all([loadModel(reference), loadModel(dir)]);
@@ -102,7 +172,10 @@ test('a corrupt checkpoint is refused with its name, and the previous one is kep
   const r2 = charlstm(['train', '--resume', dir]);
   assert.equal(r2.code, 2);
   assert.equal(r2.stderr.trim().split('\n').length, 1);
-  assert.match(r2.stderr, new RegExp(`checkpoint ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is corrupt`));
+  assert.match(
+    r2.stderr,
+    new RegExp(`checkpoint ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is corrupt`),
+  );
   assert.deepEqual(readFileSync(prev), prevBytes, 'the previous checkpoint is untouched');
   // and it is usable: put it back in place and resume from it
   copyFileSync(prev, file);
@@ -112,21 +185,45 @@ test('a corrupt checkpoint is refused with its name, and the previous one is kep
 
 test('a diverging run rolls back and lowers the learning rate instead of saving garbage', async () => {
   const dir = path.join(tmp, 'diverge');
-  const r = charlstm(['train', '--corpus', corpus, '--epochs', '1', '--units', '8', '--seed', '9', '--sample-length', '0', '--lr', '3e37', '--out', dir]);
+  const r = charlstm([
+    'train',
+    '--corpus',
+    corpus,
+    '--epochs',
+    '1',
+    '--units',
+    '8',
+    '--seed',
+    '9',
+    '--sample-length',
+    '0',
+    '--lr',
+    '3e37',
+    '--out',
+    dir,
+  ]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /loss became NaN at epoch 1, batch \d+: rolled back to the last good weights; learning rate now ×0\.5/);
+  assert.match(
+    r.stderr,
+    /loss became NaN at epoch 1, batch \d+: rolled back to the last good weights; learning rate now ×0\.5/,
+  );
   const { params } = await loadModel(dir);
   assert.ok(params.flat.every(Number.isFinite), 'saved weights are all finite');
 });
 
 test('Ctrl-C (SIGINT) saves a checkpoint and the model, then exits cleanly', async () => {
   const dir = path.join(tmp, 'sigint');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...RUN, '--out', dir, '--checkpoint-every', '1000'], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', ...RUN, '--out', dir, '--checkpoint-every', '1000'],
+    { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const deadline = Date.now() + 60_000;
-  while (!stderr.includes('Epoch 1/3:') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  while (!stderr.includes('Epoch 1/3:') && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 10));
   child.kill('SIGINT');
   assert.equal(await exited, 130);
   assert.match(stderr, /stopping after this batch and saving/);
@@ -142,7 +239,25 @@ test('--time-budget stops mid-epoch, validates the model it ends with, and keeps
   const dir = path.join(tmp, 'budget');
   // an epoch of this model takes over a second, so a quarter second's budget ends inside the first
   // (a budget that runs out at an epoch's end stops there, already validated)
-  const r = charlstm(['train', '--corpus', corpus, '--epochs', '5', '--units', '64', '--batch-size', '8', '--seed', '3', '--sample-length', '0', '--time-budget', '0.25', '--out', dir]);
+  const r = charlstm([
+    'train',
+    '--corpus',
+    corpus,
+    '--epochs',
+    '5',
+    '--units',
+    '64',
+    '--batch-size',
+    '8',
+    '--seed',
+    '3',
+    '--sample-length',
+    '0',
+    '--time-budget',
+    '0.25',
+    '--out',
+    dir,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stderr, /Epoch 1\/5:/);
   assert.match(r.stderr, /stopped in epoch 1: val_loss \d+\.\d+ \(\d+\.\d+ bits\/char/);

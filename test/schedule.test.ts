@@ -15,7 +15,10 @@ test('schedules: constant, step decay, cosine', () => {
   assert.ok(Math.abs(learningRateAt(cos, 0.01, 0, 100, 0.5) - 0.005) < 1e-15);
   assert.ok(Math.abs(learningRateAt(cos, 0.01, 0, 100, 1)) < 1e-15);
   assert.deepEqual(parseSchedule('step'), { kind: 'step', everyEpochs: 10, gamma: 0.5 });
-  assert.throws(() => parseSchedule('linear'), (e: unknown) => e instanceof UserError && /"linear"/.test(e.message));
+  assert.throws(
+    () => parseSchedule('linear'),
+    (e: unknown) => e instanceof UserError && /"linear"/.test(e.message),
+  );
   assert.throws(() => parseSchedule('step:0:0.5'), UserError);
 });
 
@@ -55,7 +58,11 @@ test('two Adam steps equal the formula (Keras: bias corrections folded into the 
     }
     opt.step(w, g, 0.002);
   });
-  for (let i = 0; i < 3; i++) assert.ok(Math.abs(w[i]! - want[i]!) <= 1e-6 * Math.abs(want[i]!), `w[${i}]: ${w[i]} vs ${want[i]}`);
+  for (let i = 0; i < 3; i++)
+    assert.ok(
+      Math.abs(w[i]! - want[i]!) <= 1e-6 * Math.abs(want[i]!),
+      `w[${i}]: ${w[i]} vs ${want[i]}`,
+    );
   assert.equal(opt.iterations, 2);
   assert.equal(opt.state.length, 6);
 });

@@ -12,7 +12,10 @@ import { loadModel } from '../src/checkpoint/model-format.ts';
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const sharedCorpora = path.resolve(repo, '../shared/corpora');
 
-function charlstm(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+function charlstm(
+  args: string[],
+  env: Record<string, string> = {},
+): { code: number | null; stdout: string; stderr: string } {
   const res = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: repo,
     encoding: 'utf8',
@@ -24,7 +27,10 @@ function charlstm(args: string[], env: Record<string, string> = {}): { code: num
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-train-'));
 const small = path.join(tmp, 'small.txt');
-writeFileSync(small, readFileSync(path.join(sharedCorpora, 'nietzsche.txt'), 'utf8').slice(0, 6000));
+writeFileSync(
+  small,
+  readFileSync(path.join(sharedCorpora, 'nietzsche.txt'), 'utf8').slice(0, 6000),
+);
 
 test('--dry-run on nietzsche prints the reference figures and a model summary', () => {
   const r = charlstm(['train', '--corpus', 'nietzsche', '--dry-run']);
@@ -37,10 +43,25 @@ test('--dry-run on nietzsche prints the reference figures and a model summary', 
 
 test('a short run trains, samples at every temperature, and saves a loadable model', async () => {
   const out = path.join(tmp, 'm1');
-  const r = charlstm(['train', '--corpus', small, '--epochs', '2', '--units', '16', '--out', out, '--seed', '11', '--sample-length', '30']);
+  const r = charlstm([
+    'train',
+    '--corpus',
+    small,
+    '--epochs',
+    '2',
+    '--units',
+    '16',
+    '--out',
+    out,
+    '--seed',
+    '11',
+    '--sample-length',
+    '30',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal((r.stdout.match(/--- Generating with seed:/g) ?? []).length, 2);
-  for (const t of ['0.2', '0.5', '1', '1.2']) assert.match(r.stdout, new RegExp(`------ temperature: ${t}\\n`));
+  for (const t of ['0.2', '0.5', '1', '1.2'])
+    assert.match(r.stdout, new RegExp(`------ temperature: ${t}\\n`));
   assert.match(r.stderr, /Epoch 2\/2: loss \d+\.\d{4}/);
   const losses = [...r.stderr.matchAll(/Epoch \d\/2: loss (\d+\.\d+)/g)].map((m) => Number(m[1]));
   assert.equal(losses.length, 2);
@@ -55,7 +76,19 @@ test('a short run trains, samples at every temperature, and saves a loadable mod
 test('the same seed gives bit-identical weights, with one thread or two', async () => {
   const a = path.join(tmp, 'seed-a');
   const b = path.join(tmp, 'seed-b');
-  const common = ['train', '--corpus', small, '--epochs', '1', '--units', '8', '--seed', '3', '--sample-length', '0'];
+  const common = [
+    'train',
+    '--corpus',
+    small,
+    '--epochs',
+    '1',
+    '--units',
+    '8',
+    '--seed',
+    '3',
+    '--sample-length',
+    '0',
+  ];
   assert.equal(charlstm([...common, '--out', a, '--threads', '1']).code, 0);
   assert.equal(charlstm([...common, '--out', b, '--threads', '2']).code, 0);
   const [ma, mb] = await Promise.all([loadModel(a), loadModel(b)]);
@@ -78,7 +111,10 @@ test('bad input: one line, exit code 2, nothing overwritten', () => {
     [['train', '--corpus', small, '--dropout', '1'], /'1'.*fraction/],
     [['train', '--corpus', small, '--dropout', '-0.2'], /'-0.2'/],
     [['train', '--corpus', small, '--mode', 'bogus'], /'bogus'.*last, sequence, stateful/],
-    [['train', '--corpus', small, '--mode', 'stateful', '--batch-size', '100000'], /stateful mode needs at least 100000 × 60 \+ 1 training characters/],
+    [
+      ['train', '--corpus', small, '--mode', 'stateful', '--batch-size', '100000'],
+      /stateful mode needs at least 100000 × 60 \+ 1 training characters/,
+    ],
   ];
   const tiny = path.join(tmp, 'tiny.txt');
   writeFileSync(tiny, 'too short');
@@ -96,7 +132,18 @@ test('bad input: one line, exit code 2, nothing overwritten', () => {
 });
 
 test('--dry-run shows a stacked model with dropout, layer by layer', () => {
-  const r = charlstm(['train', '--corpus', small, '--dry-run', '--layers', '2', '--units', '64', '--dropout', '0.3']);
+  const r = charlstm([
+    'train',
+    '--corpus',
+    small,
+    '--dry-run',
+    '--layers',
+    '2',
+    '--units',
+    '64',
+    '--dropout',
+    '0.3',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /lstm \(LSTM, input \(None, 60, \d+\)\)\s+\(None, 60, 64\)/);
   assert.match(r.stdout, /dropout \(Dropout 0\.3\)/);
@@ -111,7 +158,18 @@ test('--preset ten-minutes sets the recipe, and an explicit option still wins', 
   assert.equal(preset.code, 0, preset.stderr);
   assert.match(preset.stdout, /lstm_1 \(LSTM\)\s+\(None, 256\)/);
   assert.match(preset.stdout, /dropout_1 \(Dropout 0\.3\)/);
-  const mine = charlstm(['train', '--corpus', small, '--dry-run', '--preset', 'ten-minutes', '--units', '64', '--dropout', '0']);
+  const mine = charlstm([
+    'train',
+    '--corpus',
+    small,
+    '--dry-run',
+    '--preset',
+    'ten-minutes',
+    '--units',
+    '64',
+    '--dropout',
+    '0',
+  ]);
   assert.equal(mine.code, 0, mine.stderr);
   assert.match(mine.stdout, /lstm_1 \(LSTM\)\s+\(None, 64\)/);
   assert.doesNotMatch(mine.stdout, /Dropout/);
@@ -125,8 +183,32 @@ test('--dashboard serves the live run: history and samples over HTTP', async () 
   const out = path.join(tmp, 'dash');
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'train', '--corpus', small, '--epochs', '40', '--units', '8', '--seed', '2', '--sample-length', '20', '--out', out, '--dashboard', '--port', '0'],
-    { cwd: repo, env: { ...process.env, CHARLSTM_DATA_DIR: sharedCorpora }, stdio: ['ignore', 'ignore', 'pipe'] },
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'train',
+      '--corpus',
+      small,
+      '--epochs',
+      '40',
+      '--units',
+      '8',
+      '--seed',
+      '2',
+      '--sample-length',
+      '20',
+      '--out',
+      out,
+      '--dashboard',
+      '--port',
+      '0',
+    ],
+    {
+      cwd: repo,
+      env: { ...process.env, CHARLSTM_DATA_DIR: sharedCorpora },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
   );
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -138,7 +220,10 @@ test('--dashboard serves the live run: history and samples over HTTP', async () 
       await new Promise((r) => setTimeout(r, 20));
     }
     assert.ok(url, `no dashboard address in: ${stderr}`);
-    let state: { epochs?: { epoch: number; loss: number; valLoss?: number }[]; samples?: unknown[] } = {};
+    let state: {
+      epochs?: { epoch: number; loss: number; valLoss?: number }[];
+      samples?: unknown[];
+    } = {};
     while (Date.now() < deadline) {
       state = (await (await fetch(`${url}/v1/train/state`)).json()) as typeof state;
       if ((state.epochs?.length ?? 0) >= 2 && (state.samples?.length ?? 0) >= 1) break;

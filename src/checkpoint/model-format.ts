@@ -123,7 +123,9 @@ export function modelJson(
   }
   const L = layerCount(shape);
   if ((meta.layers ?? 1) !== L) {
-    throw new RangeError(`Model metadata says layers=${meta.layers ?? 1} but the weights have L=${L}`);
+    throw new RangeError(
+      `Model metadata says layers=${meta.layers ?? 1} but the weights have L=${L}`,
+    );
   }
   const rate = typeof meta.training.dropout === 'number' ? meta.training.dropout : 0;
   const lstm = (l: number) => ({

@@ -8,8 +8,10 @@ import { parseCount, parseSeed } from './options.ts';
 // default taken from src/defaults.ts.
 
 /** What commander hands the action: the run's options, some still in their command-line form. */
-interface TrainFlags
-  extends Omit<TrainRunOptions, 'valSplit' | 'schedule' | 'dashboard' | 'explicit' | 'callbacks'> {
+interface TrainFlags extends Omit<
+  TrainRunOptions,
+  'valSplit' | 'schedule' | 'dashboard' | 'explicit' | 'callbacks'
+> {
   valSplit?: number; // undefined: DEFAULT_VAL_SPLIT, or 0 with --preset reference
   preset?: string;
   lrSchedule?: string;

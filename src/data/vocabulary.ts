@@ -10,7 +10,8 @@ export class Vocabulary {
   constructor(chars: readonly string[]) {
     this.chars = [...chars];
     this.index = new Map(this.chars.map((c, i) => [c, i]));
-    if (this.index.size !== this.chars.length) throw new RangeError('Vocabulary has a repeated character');
+    if (this.index.size !== this.chars.length)
+      throw new RangeError('Vocabulary has a repeated character');
   }
 
   static fromText(text: string): Vocabulary {
@@ -42,7 +43,10 @@ export class Vocabulary {
   encode(text: string, what = 'text'): Int32Array {
     const unknown = this.unknown(text);
     if (unknown.length > 0) {
-      const shown = unknown.slice(0, 10).map((c) => JSON.stringify(c)).join(', ');
+      const shown = unknown
+        .slice(0, 10)
+        .map((c) => JSON.stringify(c))
+        .join(', ');
       const more = unknown.length > 10 ? ` and ${unknown.length - 10} more` : '';
       throw new UserError(`${what} has characters outside the model's vocabulary: ${shown}${more}`);
     }

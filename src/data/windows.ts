@@ -12,8 +12,10 @@ export interface Windows {
 }
 
 export function makeWindows(tokens: Int32Array, maxlen: number, step: number): Windows {
-  if (!(Number.isInteger(maxlen) && maxlen >= 1)) throw new RangeError(`maxlen must be a positive integer, got ${maxlen}`);
-  if (!(Number.isInteger(step) && step >= 1)) throw new RangeError(`step must be a positive integer, got ${step}`);
+  if (!(Number.isInteger(maxlen) && maxlen >= 1))
+    throw new RangeError(`maxlen must be a positive integer, got ${maxlen}`);
+  if (!(Number.isInteger(step) && step >= 1))
+    throw new RangeError(`step must be a positive integer, got ${step}`);
   const span = tokens.length - maxlen;
   const count = span > 0 ? Math.ceil(span / step) : 0;
   const starts = new Int32Array(count);

@@ -11,24 +11,95 @@ export interface KernelMemory {
 export interface KernelExports {
   memory: KernelMemory;
   /** C += A·B, A row-major [M×K] */
-  gemmNN(a: number, lda: number, b: number, ldb: number, c: number, ldc: number, M: number, N: number, K: number): void;
+  gemmNN(
+    a: number,
+    lda: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    M: number,
+    N: number,
+    K: number,
+  ): void;
   /** C += Aᵀ·B, A stored [K×M] */
-  gemmTN(a: number, lda: number, b: number, ldb: number, c: number, ldc: number, M: number, N: number, K: number): void;
+  gemmTN(
+    a: number,
+    lda: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    M: number,
+    N: number,
+    K: number,
+  ): void;
   /** pack B's first N & ~7 columns into [N/8][K][8] panels */
   packB(b: number, ldb: number, dst: number, K: number, N: number): void;
   /** C += A·B with B packed by packB (its tail columns read from row-major b) */
-  gemmNNPacked(a: number, lda: number, bp: number, b: number, ldb: number, c: number, ldc: number, M: number, N: number, K: number): void;
+  gemmNNPacked(
+    a: number,
+    lda: number,
+    bp: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    M: number,
+    N: number,
+    K: number,
+  ): void;
   transpose(src: number, dst: number, rows: number, cols: number): void;
   sigmoidArray(x: number, y: number, n: number): void;
   tanhArray(x: number, y: number, n: number): void;
   /** y[i] = a[i]·b[i], n a multiple of 4 */
   mulArrays(a: number, b: number, y: number, n: number): void;
-  gatherRows(z: number, wx: number, bias: number, tok: number, tokStride: number, B: number, G: number): void;
-  gatesForward(z: number, cPrev: number, c: number, tc: number, h: number, B: number, H: number): void;
-  gatesBackward(act: number, cPrev: number, tc: number, dh: number, dc: number, dz: number, B: number, H: number): void;
-  scatterRows(dwx: number, db: number, dz: number, tok: number, tokStride: number, B: number, G: number): void;
+  gatherRows(
+    z: number,
+    wx: number,
+    bias: number,
+    tok: number,
+    tokStride: number,
+    B: number,
+    G: number,
+  ): void;
+  gatesForward(
+    z: number,
+    cPrev: number,
+    c: number,
+    tc: number,
+    h: number,
+    B: number,
+    H: number,
+  ): void;
+  gatesBackward(
+    act: number,
+    cPrev: number,
+    tc: number,
+    dh: number,
+    dc: number,
+    dz: number,
+    B: number,
+    H: number,
+  ): void;
+  scatterRows(
+    dwx: number,
+    db: number,
+    dz: number,
+    tok: number,
+    tokStride: number,
+    B: number,
+    G: number,
+  ): void;
   softmaxRows(logits: number, bd: number, B: number, V: number): void;
-  crossEntropy(probs: number, y: number, dlogits: number, B: number, V: number, scale: number): number;
+  crossEntropy(
+    probs: number,
+    y: number,
+    dlogits: number,
+    B: number,
+    V: number,
+    scale: number,
+  ): number;
   colSum(d: number, db: number, B: number, N: number): void;
 }
 

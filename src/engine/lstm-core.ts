@@ -202,7 +202,18 @@ export class LstmCore {
    * 8-column panel of B; for thousands of rows A falls out of cache on every sweep (measured: the
    * second layer of a 2×256 model ran at under half speed), while a block of rows stays in L2.
    */
-  private gemmRows(a: number, lda: number, bp: number, b: number, ldb: number, c: number, ldc: number, M: number, N: number, K: number): void {
+  private gemmRows(
+    a: number,
+    lda: number,
+    bp: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    M: number,
+    N: number,
+    K: number,
+  ): void {
     for (let r = 0; r < M; r += ROW_BLOCK) {
       const m = Math.min(ROW_BLOCK, M - r);
       this.k.gemmNNPacked(a + r * lda * 4, lda, bp, b, ldb, c + r * ldc * 4, ldc, m, N, K);
@@ -271,12 +282,30 @@ export class LstmCore {
         const z = lb.pAct + t * BG;
         if (l === 0) k.gatherRows(z, lb.pWx, lb.pB, this.pTok + t * 4, T, n, G);
         if (t > 0 || init) k.gemmNNPacked(lb.pH + t * BH, H, lb.pWhP, lb.pWh, G, z, G, n, G, H); // z += h[t]·Wh
-        k.gatesForward(z, lb.pC + t * BH, lb.pC + (t + 1) * BH, lb.pTc + t * BH, lb.pH + (t + 1) * BH, n, H);
+        k.gatesForward(
+          z,
+          lb.pC + t * BH,
+          lb.pC + (t + 1) * BH,
+          lb.pTc + t * BH,
+          lb.pH + (t + 1) * BH,
+          n,
+          H,
+        );
       }
       if (drop) {
         // the top layer's output only feeds the head: only its last step when scoring the last character
         const t0 = l === L - 1 && !everyStep ? T - 1 : 0;
-        dropoutMask(this.f32.subarray(lb.pMask >> 2), drop.rate, drop.key, l, t0, T, n, drop.row0, H);
+        dropoutMask(
+          this.f32.subarray(lb.pMask >> 2),
+          drop.rate,
+          drop.key,
+          l,
+          t0,
+          T,
+          n,
+          drop.row0,
+          H,
+        );
         k.mulArrays(lb.pH + (t0 + 1) * BH, lb.pMask + t0 * BH, lb.pOut + t0 * BH, (T - t0) * n * H);
         outs.push(lb.pOut);
       } else {
@@ -323,7 +352,16 @@ export class LstmCore {
       this.mem.fill(0, this.pDc, this.pDc + BH);
       for (let t = T - 1; t >= 0; t--) {
         const dz = this.pDz + t * BG;
-        k.gatesBackward(lb.pAct + t * BG, lb.pC + t * BH, lb.pTc + t * BH, this.pDh, this.pDc, dz, n, H);
+        k.gatesBackward(
+          lb.pAct + t * BG,
+          lb.pC + t * BH,
+          lb.pTc + t * BH,
+          this.pDh,
+          this.pDc,
+          dz,
+          n,
+          H,
+        );
         if (l === 0) k.scatterRows(lb.gWx, lb.gB, dz, this.pTok + t * 4, T, n, G);
         if (t > 0) {
           this.mem.copyWithin(this.pDh, ext + (t - 1) * BH, ext + t * BH);
@@ -332,7 +370,8 @@ export class LstmCore {
       }
       // dWh = Σ_t h[t]ᵀ·dz_t as one product over the stacked steps (from t = 1 when h[0] = 0)
       const t0 = init ? 0 : 1;
-      if (T > t0) k.gemmTN(lb.pH + t0 * BH, H, this.pDz + t0 * BG, G, lb.gWh, G, H, G, (T - t0) * n);
+      if (T > t0)
+        k.gemmTN(lb.pH + t0 * BH, H, this.pDz + t0 * BG, G, lb.gWh, G, H, G, (T - t0) * n);
       if (l > 0) {
         // the input product's gradients: dWx = out[l-1]ᵀ·dz, db = Σ dz, and ext ← dz·Wxᵀ for layer l-1
         k.gemmTN(outs[l - 1]!, H, this.pDz, G, lb.gWx, G, H, G, T * n);

@@ -80,7 +80,12 @@ function indexOf(corpus: Int32Array, L: number, cache: IndexCache): WindowIndex 
   return index;
 }
 
-function anyCopyOfLength(generated: Int32Array, corpus: Int32Array, L: number, cache: IndexCache): number {
+function anyCopyOfLength(
+  generated: Int32Array,
+  corpus: Int32Array,
+  L: number,
+  cache: IndexCache,
+): number {
   if (L > generated.length || L > corpus.length) return -1;
   const index = indexOf(corpus, L, cache);
   const hs = windowHashes(generated, L);
@@ -89,12 +94,21 @@ function anyCopyOfLength(generated: Int32Array, corpus: Int32Array, L: number, c
 }
 
 /** Reports for several texts against one corpus, sharing the corpus indexes between them. */
-export function memorisationReports(texts: Int32Array[], corpus: Int32Array, ngram = 20): MemorisationReport[] {
+export function memorisationReports(
+  texts: Int32Array[],
+  corpus: Int32Array,
+  ngram = 20,
+): MemorisationReport[] {
   const cache: IndexCache = new Map();
   return texts.map((t) => memorisationReport(t, corpus, ngram, cache));
 }
 
-export function memorisationReport(generated: Int32Array, corpus: Int32Array, ngram = 20, cache: IndexCache = new Map()): MemorisationReport {
+export function memorisationReport(
+  generated: Int32Array,
+  corpus: Int32Array,
+  ngram = 20,
+  cache: IndexCache = new Map(),
+): MemorisationReport {
   // longest copy: binary search on the length (a copy of length L contains copies of every shorter length)
   let lo = 0;
   let at = 0;
@@ -114,5 +128,12 @@ export function memorisationReport(generated: Int32Array, corpus: Int32Array, ng
     const hs = windowHashes(generated, ngram);
     for (let i = 0; i < hs.length; i++) if (index.has(generated, i, hs[i]!)) found++;
   }
-  return { longestCopy: lo, longestCopyAt: at, ngram, ngramsFound: found, ngramsTotal: total, shareFound: total ? found / total : 0 };
+  return {
+    longestCopy: lo,
+    longestCopyAt: at,
+    ngram,
+    ngramsFound: found,
+    ngramsTotal: total,
+    shareFound: total ? found / total : 0,
+  };
 }

@@ -91,7 +91,8 @@ export class Parameters {
   /** Zero-filled parameters, or views over `flat` when given (its length must match). */
   constructor(shape: ModelShape, flat?: Float32Array) {
     const L = layerCount(shape);
-    if (!(Number.isInteger(L) && L >= 1)) throw new RangeError(`layers must be a positive integer, got ${L}`);
+    if (!(Number.isInteger(L) && L >= 1))
+      throw new RangeError(`layers must be a positive integer, got ${L}`);
     this.shape = { vocabSize: shape.vocabSize, units: shape.units, ...(L > 1 && { layers: L }) };
     const size = Parameters.size(shape);
     if (flat && flat.length !== size) {
@@ -112,7 +113,11 @@ export class Parameters {
       recurrentKernel: views[3 * l + 1]!,
       bias: views[3 * l + 2]!,
     }));
-    ({ kernel: this.kernel, recurrentKernel: this.recurrentKernel, bias: this.bias } = this.lstm[0]!);
+    ({
+      kernel: this.kernel,
+      recurrentKernel: this.recurrentKernel,
+      bias: this.bias,
+    } = this.lstm[0]!);
     this.denseKernel = views[3 * L]!;
     this.denseBias = views[3 * L + 1]!;
   }

@@ -91,7 +91,9 @@ export function makeSampler(options: SamplerOptions = {}): Sampler {
  * A Sampler from options that may carry other fields or undefined values (CLI flags, request
  * bodies): only the sampling options that are set are passed on.
  */
-export function samplerFrom(opts: { [K in keyof SamplerOptions]?: SamplerOptions[K] | undefined }): Sampler {
+export function samplerFrom(opts: {
+  [K in keyof SamplerOptions]?: SamplerOptions[K] | undefined;
+}): Sampler {
   const picked: SamplerOptions = {};
   if (opts.temperature !== undefined) picked.temperature = opts.temperature;
   if (opts.topK !== undefined) picked.topK = opts.topK;

@@ -80,7 +80,8 @@ export async function evaluateStateful(
   for (let i = 0; i < len - 1; i++) {
     for (let r = 0; r < R; r++) input[r] = tokens[r * len + i]!;
     const probs = core.step(input, R);
-    for (let r = 0; r < R; r++) sum -= Math.log(Math.max(probs[r * V + tokens[r * len + i + 1]!]!, 1e-7));
+    for (let r = 0; r < R; r++)
+      sum -= Math.log(Math.max(probs[r * V + tokens[r * len + i + 1]!]!, 1e-7));
   }
   const count = R * (len - 1);
   const loss = count > 0 ? sum / count : NaN;

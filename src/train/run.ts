@@ -78,8 +78,13 @@ export function modelSummary(shape: ModelShape, maxlen: number, dropout = 0): st
     const D = l === 0 ? V : H;
     const input = l === 0 ? `, input (None, ${maxlen}, ${V})` : '';
     const output = l < L - 1 ? `(None, ${maxlen}, ${H})` : `(None, ${H})`;
-    rows.push([`${lstmLayerName(l)} (LSTM${input})`, output, (4 * (D * H + H * H + H)).toLocaleString('en-US')]);
-    if (dropout > 0) rows.push([`${l === 0 ? 'dropout' : `dropout_${l}`} (Dropout ${dropout})`, output, '0']);
+    rows.push([
+      `${lstmLayerName(l)} (LSTM${input})`,
+      output,
+      (4 * (D * H + H * H + H)).toLocaleString('en-US'),
+    ]);
+    if (dropout > 0)
+      rows.push([`${l === 0 ? 'dropout' : `dropout_${l}`} (Dropout ${dropout})`, output, '0']);
   }
   rows.push(['dense (Dense, softmax)', `(None, ${V})`, (H * V + V).toLocaleString('en-US')]);
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -172,7 +177,11 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   }
   const layers = config.layers ?? 1;
   const dropout = config.dropout ?? 0;
-  const shape: ModelShape = { vocabSize: vocab.size, units: config.units, ...(layers > 1 && { layers }) };
+  const shape: ModelShape = {
+    vocabSize: vocab.size,
+    units: config.units,
+    ...(layers > 1 && { layers }),
+  };
   if (opts.dryRun) {
     out(`\n${modelSummary(shape, config.maxlen, dropout)}\n`);
     return;
@@ -261,7 +270,9 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
         ev.valPerplexity = e.perplexity;
         if (config.mode === 'stateful') {
           // the held-out text itself (from the cut), read as carried streams
-          ev.valStatefulLoss = (await evaluateStateful(params, val.tokens.subarray(config.maxlen))).loss;
+          ev.valStatefulLoss = (
+            await evaluateStateful(params, val.tokens.subarray(config.maxlen))
+          ).loss;
         }
       },
     });

@@ -1,4 +1,10 @@
-import { gatherBatch, gatherStreams, makeStreams, type Streams, type Windows } from '../data/windows.ts';
+import {
+  gatherBatch,
+  gatherStreams,
+  makeStreams,
+  type Streams,
+  type Windows,
+} from '../data/windows.ts';
 import { dropoutKey } from '../engine/dropout.ts';
 import { createEngine, type EngineKind, type GradientEngine } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
@@ -116,7 +122,9 @@ function toBase64(a: Float32Array): string {
 function fromBase64(s: string, into: Float32Array): void {
   const bin = atob(s);
   if (bin.length !== into.byteLength) {
-    throw new UserError(`checkpoint's carried state has ${bin.length} bytes, expected ${into.byteLength}`);
+    throw new UserError(
+      `checkpoint's carried state has ${bin.length} bytes, expected ${into.byteLength}`,
+    );
   }
   const bytes = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
   for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
@@ -192,7 +200,9 @@ export class Trainer {
   }
 
   get stepsPerEpoch(): number {
-    return this.streams ? this.streams.steps : Math.ceil(this.windows.count / this.config.batchSize);
+    return this.streams
+      ? this.streams.steps
+      : Math.ceil(this.windows.count / this.config.batchSize);
   }
 
   /** Training time so far, all processes of this run together. */
@@ -236,7 +246,9 @@ export class Trainer {
       learningRateScale: this.learningRateScale,
       history: this.history.map((h) => ({ ...h })),
       trainSeconds: this.trainSeconds,
-      ...(this.carried && { carried: { h: toBase64(this.carried.h), c: toBase64(this.carried.c) } }),
+      ...(this.carried && {
+        carried: { h: toBase64(this.carried.h), c: toBase64(this.carried.c) },
+      }),
     };
   }
 
@@ -341,14 +353,25 @@ export class Trainer {
           const from = this.step * batchSize;
           const n = streams
             ? gatherStreams(streams, this.step, x, y)
-            : gatherBatch(this.windows, order, from, Math.min(from + batchSize, count), x, y, everyStep);
+            : gatherBatch(
+                this.windows,
+                order,
+                from,
+                Math.min(from + batchSize, count),
+                x,
+                y,
+                everyStep,
+              );
           if (goodCarried) {
             goodCarried.h.set(carried!.h);
             goodCarried.c.set(carried!.c);
           }
           const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads, everyStep, {
             ...(dropout > 0 && {
-              dropout: { rate: dropout, key: dropoutKey(this.config.dropoutSeed ?? 0, this.optimizer.iterations) },
+              dropout: {
+                rate: dropout,
+                key: dropoutKey(this.config.dropoutSeed ?? 0, this.optimizer.iterations),
+              },
             }),
             ...(carried && { state: carried }),
           });

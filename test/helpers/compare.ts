@@ -45,7 +45,10 @@ export async function assertMatchesTfjs(
   const ourViews = grads.views();
   ref.grads.views().forEach((want, i) => {
     const e = relErr(ourViews[i]!, want);
-    const what = i < 3 * L ? `LSTM layer ${Math.floor(i / 3)} ${names[i % 3]}` : `dense ${i === 3 * L ? 'kernel' : 'bias'}`;
+    const what =
+      i < 3 * L
+        ? `LSTM layer ${Math.floor(i / 3)} ${names[i % 3]}`
+        : `dense ${i === 3 * L ? 'kernel' : 'bias'}`;
     assert.ok(e < 1e-4, `gradient of the ${what} differs from TF.js: relative error ${e}`);
   });
 }
