@@ -20,8 +20,36 @@ function integer(text: string, what: string, min: number, max: number): number {
     const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
     throw new InvalidArgumentError(`${what} must be an integer ${range}.`);
   }
+  return n === 0 ? 0 : n; // not -0
+}
+
+/**
+ * The parser for a whole-number option from `min` to `max`: every count, size, port and length
+ * on the command line goes through it, so none takes hex ("0x10"), an empty value or a fraction.
+ */
+export function integerIn(what: string, min: number, max: number): (text: string) => number {
+  return (text) => integer(text, what, min, max);
+}
+
+/** A positive finite number in decimal notation (learning rate, clip norm, seconds). */
+export function parsePositive(text: string): number {
+  const n = toNumber(text);
+  if (!(Number.isFinite(n) && n > 0))
+    throw new InvalidArgumentError('It must be a positive number.');
   return n;
 }
+
+/** A fraction from 0 up to, not including, 1 (validation split, dropout). */
+export function parseFraction(text: string): number {
+  const n = toNumber(text);
+  if (!(Number.isFinite(n) && n >= 0 && n < 1)) {
+    throw new InvalidArgumentError('It must be a fraction from 0 (none) up to, not including, 1.');
+  }
+  return n === 0 ? 0 : n;
+}
+
+/** A TCP port; 0 asks for any free one. */
+export const parsePort = integerIn('The port', 0, 65535);
 
 export function parseTemperature(text: string): number {
   const t = toNumber(text);

@@ -1,7 +1,8 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 
 import { MAX_GENERATE_LENGTH } from '../generate/window.ts';
 import { SERVER } from '../defaults.ts';
+import { integerIn, parsePort } from './options.ts';
 
 interface ServeFlags {
   model: string[];
@@ -11,16 +12,6 @@ interface ServeFlags {
   maxStreams: number;
   web?: string;
   log?: boolean;
-}
-
-function integerIn(what: string, min: number, max: number): (text: string) => number {
-  return (text) => {
-    const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
-    if (!(Number.isSafeInteger(n) && n >= min && n <= max)) {
-      throw new InvalidArgumentError(`${what} must be an integer from ${min} to ${max}.`);
-    }
-    return n;
-  };
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -35,12 +26,7 @@ export function serveCommand(): Command {
       'model folder (repeat to serve several; the first is the default)',
       collect,
     )
-    .option(
-      '--port <n>',
-      'TCP port (0: any free one)',
-      integerIn('The port', 0, 65535),
-      SERVER.port,
-    )
+    .option('--port <n>', 'TCP port (0: any free one)', parsePort, SERVER.port)
     .option('--host <address>', 'address to listen on', SERVER.host)
     .option(
       '--max-length <n>',

@@ -2,7 +2,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { REFERENCE } from '../defaults.ts';
 import type { TrainRunOptions } from '../train/run.ts';
-import { parseCount, parseSeed } from './options.ts';
+import {
+  integerIn,
+  parseCount,
+  parseFraction,
+  parsePort,
+  parsePositive,
+  parseSeed,
+} from './options.ts';
 
 // `charlstm train`: the reference pipeline (Deep Learning with Python 8.1) end to end, with every
 // default taken from src/defaults.ts.
@@ -22,14 +29,6 @@ interface TrainFlags extends Omit<
 
 /** The held-out fraction of a new run unless --val-split or --preset reference says otherwise. */
 export const DEFAULT_VAL_SPLIT = 0.1;
-
-function parseFraction(text: string): number {
-  const n = Number(text.trim());
-  if (!(text.trim() !== '' && Number.isFinite(n) && n >= 0 && n < 1)) {
-    throw new InvalidArgumentError('It must be a fraction from 0 (none) up to, not including, 1.');
-  }
-  return n;
-}
 
 /**
  * Named sets of options; an option given explicitly on the command line wins over its preset.
@@ -61,14 +60,6 @@ function parsePreset(text: string): string {
   return text;
 }
 
-function parsePositive(text: string): number {
-  const t = text.trim();
-  const n = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t) ? Number(t) : NaN;
-  if (!(Number.isFinite(n) && n > 0))
-    throw new InvalidArgumentError('It must be a positive number.');
-  return n;
-}
-
 function parseTemperatures(text: string): number[] {
   const parts = text.split(',').map((s) => s.trim());
   if (parts.length === 0 || parts.some((p) => p === '')) {
@@ -94,31 +85,12 @@ function parseUnits(text: string): number {
   return n;
 }
 
+const parseThreads = integerIn('threads', 0, 64);
+const parseSampleLength = integerIn('The sample length', 0, 1_000_000);
+
 function parseLayers(text: string): number {
   const n = parseCount(text);
   if (n > 8) throw new InvalidArgumentError('layers must be an integer from 1 to 8.');
-  return n;
-}
-
-function parsePort(text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || n > 65535)
-    throw new InvalidArgumentError('The port must be an integer from 0 to 65535.');
-  return n;
-}
-
-function parseThreads(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 64)
-    throw new InvalidArgumentError('threads must be an integer from 0 to 64.');
-  return n;
-}
-
-function parseSampleLength(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 1_000_000) {
-    throw new InvalidArgumentError('The sample length must be an integer from 0 to 1000000.');
-  }
   return n;
 }
 
