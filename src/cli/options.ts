@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 
 import { MAX_GENERATE_LENGTH } from '../generate/window.ts';
+import { MAX_SEED } from '../sampling/rng.ts';
 
 // Parsers for option values. Each one reads the text strictly (no silent truncation of "2.5" to
 // 2, no empty string read as 0) and throws commander's InvalidArgumentError, which commander
@@ -73,11 +74,8 @@ export function parseTopP(text: string): number {
   return p;
 }
 
-export function parseSeed(text: string): number {
-  const n = toNumber(text);
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('The seed must be an integer.');
-  return n;
-}
+/** A seed: 0 to 2^32 − 1, the range in which distinct seeds give distinct runs (src/sampling/rng.ts). */
+export const parseSeed = integerIn('The seed', 0, MAX_SEED);
 
 export function parseCount(text: string): number {
   return integer(text, 'The count', 1, Number.MAX_SAFE_INTEGER);

@@ -1,7 +1,7 @@
 import { REFERENCE } from '../defaults.ts';
 import { UserError, show } from '../errors.ts';
 import type { CharModel } from '../model/char-model.ts';
-import { Rng } from '../sampling/rng.ts';
+import { Rng, checkSeed } from '../sampling/rng.ts';
 import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
 import { StatefulStream } from './stateful.ts';
 import { checkLength, windowSteps } from './window.ts';
@@ -108,9 +108,7 @@ export function generate(model: CharModel, opts: GenerateOptions = {}): Generati
   const length = checkLength(opts.length ?? REFERENCE.sampleLength);
   const prompt = preparePrompt(model, opts.prompt ?? '', opts.unknown);
   const sampler = samplerFrom(opts);
-  const seed = opts.seed ?? randomSeed();
-  if (!Number.isSafeInteger(seed))
-    throw new UserError(`seed must be an integer, got ${show(seed)}`);
+  const seed = checkSeed(opts.seed ?? randomSeed());
   const chunkChars = positiveInteger(opts.chunkChars ?? DEFAULT_CHUNK_CHARS, 'chunkChars');
   const chunkMs = opts.chunkMs ?? DEFAULT_CHUNK_MS;
   if (!(chunkMs >= 0)) throw new RangeError(`chunkMs must be a number >= 0, got ${show(chunkMs)}`);

@@ -2,6 +2,8 @@
 // resumed run draws exactly the numbers an uninterrupted one would have drawn.
 // xoshiro128** (Blackman & Vigna), seeded through splitmix32.
 
+import { UserError, show } from '../errors.ts';
+
 export type RngState = [number, number, number, number];
 
 function splitmix32(seed: number): () => number {
@@ -15,6 +17,28 @@ function splitmix32(seed: number): () => number {
   };
 }
 
+/**
+ * The largest seed: every seed is a whole number from 0 to 2^32 − 1, on the command line, in the
+ * HTTP API and in the library. Within that range distinct seeds give distinct streams (see the
+ * constructor); a wider range could not, since the seed passes through 32 bits.
+ */
+export const MAX_SEED = 0xffffffff;
+
+/** Whether `seed` is one that Rng accepts. */
+export function isSeed(seed: unknown): seed is number {
+  return typeof seed === 'number' && Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED;
+}
+
+/** `seed` when it is one (see MAX_SEED), else a UserError naming the value and the range. */
+export function checkSeed(seed: unknown): number {
+  if (!isSeed(seed)) {
+    throw new UserError(
+      `seed must be an integer from 0 to ${MAX_SEED} (2^32 - 1), got ${show(seed)}`,
+    );
+  }
+  return seed;
+}
+
 export class Rng {
   private s0 = 0;
   private s1 = 0;
@@ -22,13 +46,16 @@ export class Rng {
   private s3 = 0;
 
   constructor(seed = 0) {
-    if (!Number.isInteger(seed)) throw new RangeError(`Rng seed must be an integer, got ${seed}`);
-    // Mix both 32-bit halves so seeds above 2^32 still differ.
-    const next = splitmix32((seed >>> 0) ^ Math.floor(seed / 0x100000000));
+    // Injective: the first word is splitmix32's first output, a bijection of the 32-bit seed, so
+    // no two seeds share a stream. (Seeds outside 0 … 2^32 − 1 are refused rather than folded
+    // into that range, which made -1 the run of 0 and 2^32 the run of 1.)
+    const next = splitmix32(checkSeed(seed));
     this.s0 = next();
     this.s1 = next();
     this.s2 = next();
     this.s3 = next();
+    // Never true for a 32-bit seed (the one seed whose first word is 0, 1640531527, has nonzero
+    // others), so it maps no two seeds together; kept as xoshiro's guard against the zero state.
     if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
   }
 

@@ -20,6 +20,7 @@ import {
   type Generation,
 } from '../generate/generate.ts';
 import { CharModel } from '../model/char-model.ts';
+import { MAX_SEED } from '../sampling/rng.ts';
 
 // The HTTP API behind `charlstm serve`: generation (whole or streamed as server-sent events),
 // next-character distributions, the models served, and a health check; optionally the built web
@@ -121,11 +122,7 @@ function generateSchema(maxLength: number): object {
       top_k: { type: 'integer', minimum: 1, maximum: 1_000_000 },
       top_p: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
       greedy: { type: 'boolean' },
-      seed: {
-        type: 'integer',
-        minimum: -Number.MAX_SAFE_INTEGER,
-        maximum: Number.MAX_SAFE_INTEGER,
-      },
+      seed: { type: 'integer', minimum: 0, maximum: MAX_SEED }, // distinct seeds, distinct texts
       stream: { type: 'boolean' },
       mode: { type: 'string', enum: ['window', 'stateful'] },
       unknown: unknownField,
