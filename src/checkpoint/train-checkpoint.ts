@@ -61,20 +61,29 @@ export function encodeCheckpoint(data: CheckpointData): Buffer {
 
 export function decodeCheckpoint(buf: Buffer, file: string): CheckpointData {
   const bad = (why: string): UserError => new UserError(`checkpoint ${file} is ${why}`);
-  if (buf.length < 16 + 32 || !buf.subarray(0, 8).equals(MAGIC))
-    throw bad('not a charlstm checkpoint');
+  // A file that does not start like a checkpoint at all is something else; one that mostly does
+  // but fails a check (a damaged byte in the magic, version or lengths) is a corrupt checkpoint,
+  // and is reported as such rather than as, say, "format version 65537".
+  const magicBytes = MAGIC.reduce((n, b, i) => n + (buf[i] === b ? 1 : 0), 0);
+  if (magicBytes < MAGIC.length - 2) throw bad('not a charlstm checkpoint');
+  if (buf.length < 16 + 32) throw bad(`corrupt (cut short: ${buf.length} bytes)`);
+  const body = buf.subarray(0, buf.length - 32);
+  const intact = createHash('sha256')
+    .update(body)
+    .digest()
+    .equals(buf.subarray(buf.length - 32));
   const version = buf.readUInt32LE(8);
+  if (!intact) {
+    // only a whole file (its checksum right) can be trusted to be of another format version
+    const newer =
+      magicBytes === MAGIC.length && version > VERSION && version < 256
+        ? `, or written by a newer charlstm (format version ${version}; this one reads ${VERSION})`
+        : '';
+    throw bad(`corrupt (checksum mismatch${newer})`);
+  }
+  if (magicBytes !== MAGIC.length) throw bad('corrupt (damaged header)');
   if (version !== VERSION)
     throw bad(`format version ${version}; this charlstm reads version ${VERSION}`);
-  const body = buf.subarray(0, buf.length - 32);
-  if (
-    !createHash('sha256')
-      .update(body)
-      .digest()
-      .equals(buf.subarray(buf.length - 32))
-  ) {
-    throw bad('corrupt (checksum mismatch)');
-  }
   const jsonLen = buf.readUInt32LE(12);
   let state: Record<string, unknown>;
   try {
@@ -145,11 +154,25 @@ export async function loadCheckpoint(dir: string): Promise<CheckpointData> {
   try {
     return decodeCheckpoint(buf, file);
   } catch (e) {
-    if (e instanceof UserError) {
-      throw new UserError(
-        `${e.message}; the previous checkpoint, if any, is kept at ${path.join(dir, PREVIOUS_CHECKPOINT_FILE)}`,
-      );
-    }
+    if (e instanceof UserError) throw new UserError(`${e.message}; ${await previousAdvice(dir)}`);
     throw e;
   }
+}
+
+/** What to do about a bad checkpoint: the previous one, only when there is a usable one. */
+async function previousAdvice(dir: string): Promise<string> {
+  const prev = path.join(dir, PREVIOUS_CHECKPOINT_FILE);
+  const file = path.join(dir, CHECKPOINT_FILE);
+  let prevBuf: Buffer;
+  try {
+    prevBuf = await readFile(prev);
+  } catch {
+    return `there is no previous checkpoint (${PREVIOUS_CHECKPOINT_FILE}) to fall back on`;
+  }
+  try {
+    decodeCheckpoint(prevBuf, prev);
+  } catch {
+    return `the previous checkpoint ${prev} is not usable either`;
+  }
+  return `the previous checkpoint is kept at ${prev}: copy it over ${file} to resume from it`;
 }
