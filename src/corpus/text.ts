@@ -6,13 +6,21 @@ import { UserError } from '../errors.ts';
 
 /**
  * Decode `bytes` (read from `where`, a path or URL used in messages) as UTF-8.
- * Throws a UserError for a binary file (any NUL byte) or for bytes that are not valid UTF-8,
- * giving the offset of the first bad byte so the user can find it (e.g. with `xxd -s N`).
+ * Throws a UserError for UTF-16 or UTF-32 text (saying so and how to convert it), for a binary
+ * file (any other NUL byte) or for bytes that are not valid UTF-8, giving the offset of the
+ * first bad byte so the user can find it (e.g. with `xxd -s N`).
  */
 export function decodeText(bytes: Uint8Array, where: string): string {
-  // NUL never appears in text but is common in binary formats and in UTF-16 files, and is
-  // itself valid UTF-8, so it has to be looked for separately. Checked first because for a
-  // binary file "not UTF-8 at offset 11" is less helpful than "this is not a text file".
+  // Text in another Unicode encoding is text all the same: say which, and how to convert it.
+  const wide = wideEncoding(bytes);
+  if (wide !== undefined) {
+    throw new UserError(
+      `${where} is ${wide.name} text, not UTF-8; convert it to UTF-8 (e.g. iconv -f ${wide.iconv} -t UTF-8 old.txt > new.txt)`,
+    );
+  }
+  // NUL never appears in UTF-8 text but is common in binary formats, and is itself valid UTF-8,
+  // so it has to be looked for separately. Checked first because for a binary file "not UTF-8
+  // at offset 11" is less helpful than "this is not a text file".
   const nul = bytes.indexOf(0);
   if (nul >= 0) {
     throw new UserError(`${where} looks like a binary file, not text (NUL byte at offset ${nul})`);
@@ -34,6 +42,35 @@ export function decodeText(bytes: Uint8Array, where: string): string {
     throw err;
   }
   return text;
+}
+
+/**
+ * UTF-16 or UTF-32, when a byte-order mark says so, or (UTF-16 without one) when the NUL bytes
+ * fall on every other byte: the high halves of ASCII characters. Undefined for anything else.
+ */
+export function wideEncoding(bytes: Uint8Array): { name: string; iconv: string } | undefined {
+  const [b0, b1, b2, b3] = bytes;
+  if (b0 === 0xff && b1 === 0xfe && b2 === 0 && b3 === 0)
+    return { name: 'UTF-32 (little-endian)', iconv: 'UTF-32LE' };
+  if (b0 === 0 && b1 === 0 && b2 === 0xfe && b3 === 0xff)
+    return { name: 'UTF-32 (big-endian)', iconv: 'UTF-32BE' };
+  if (b0 === 0xff && b1 === 0xfe) return { name: 'UTF-16 (little-endian)', iconv: 'UTF-16LE' };
+  if (b0 === 0xfe && b1 === 0xff) return { name: 'UTF-16 (big-endian)', iconv: 'UTF-16BE' };
+  // No mark: look at the first few thousand bytes, and only when there are enough to tell.
+  const n = Math.min(bytes.length, 4096) & ~1;
+  if (n < 16) return undefined;
+  let even = 0;
+  let odd = 0;
+  for (let i = 0; i < n; i += 2) {
+    if (bytes[i] === 0) even++;
+    if (bytes[i + 1] === 0) odd++;
+  }
+  const units = n / 2;
+  if (odd >= units / 2 && even <= units / 20)
+    return { name: 'UTF-16 (little-endian)', iconv: 'UTF-16LE' };
+  if (even >= units / 2 && odd <= units / 20)
+    return { name: 'UTF-16 (big-endian)', iconv: 'UTF-16BE' };
+  return undefined;
 }
 
 /**
