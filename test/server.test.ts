@@ -276,8 +276,8 @@ describe('serving', () => {
     assertError(await request(gen, null), 400, /must be a JSON object, got null/);
     assertError(
       await request(gen, undefined, { raw: 'hello', contentType: 'text/plain' }),
-      400,
-      /JSON object/,
+      415,
+      /unsupported content type "text\/plain": send the body as application\/json/,
     );
     assertError(
       await request(gen, { prompt: 'a', Temperature: 1 }),
@@ -338,7 +338,7 @@ describe('serving', () => {
       404,
       /no such endpoint: POST \/v1\/nothing/,
     );
-    assertError(await request(`${base}/v1/generate`), 404, /no such endpoint: GET \/v1\/generate/);
+    assertError(await request(`${base}/v1/generate`), 405, /GET is not allowed on \/v1\/generate/);
     // and dropping the unknown characters instead
     const skip = await request(gen, { prompt: 'a#b', unknown: 'skip', length: 5, seed: 1 });
     assert.equal(skip.status, 200);

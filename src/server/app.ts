@@ -152,10 +152,21 @@ interface SchemaError {
   parentSchema?: { properties?: Record<string, unknown> };
 }
 
+/**
+ * A value as a message shows it. JSON.parse reads a number too large for a double (`1e999`) as
+ * Infinity, which JSON.stringify would print as `null`: show it as what it is.
+ */
+function valueText(value: unknown): string {
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  return JSON.stringify(value);
+}
+
 function kindOf(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)}`;
+  if (typeof value === 'number' && !Number.isFinite(value))
+    return `a number too large to represent (it reads as ${String(value)})`;
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${valueText(value)}`;
 }
 
 /** One schema violation as a sentence naming the field and the value received. */
@@ -174,10 +185,14 @@ function describeSchemaError(e: SchemaError): string {
       .join(' or ');
     return `${field} must be ${allowed}, got ${kindOf(e.data)}`;
   }
-  if (e.keyword === 'type')
-    return `${field} must be ${e.params.type === 'integer' ? 'an integer' : `a ${String(e.params.type)}`}, got ${kindOf(e.data)}`;
+  if (e.keyword === 'type') {
+    const wanted = e.params.type === 'integer' ? 'an integer' : `a ${String(e.params.type)}`;
+    // the schema's number and integer types are finite: say so when that is what failed
+    const finite = typeof e.data === 'number' && !Number.isFinite(e.data) ? 'finite ' : '';
+    return `${field} must be ${finite ? wanted.replace(/^an? /, `a ${finite}`) : wanted}, got ${kindOf(e.data)}`;
+  }
   if (e.keyword === 'minLength' && e.params.limit === 1) return `${field} is empty`;
-  return `${field} ${e.message ?? 'is invalid'}, got ${JSON.stringify(e.data)}`;
+  return `${field} ${e.message ?? 'is invalid'}, got ${valueText(e.data)}`;
 }
 
 function errorBody(code: string, message: string): { error: { message: string; code: string } } {
@@ -185,7 +200,10 @@ function errorBody(code: string, message: string): { error: { message: string; c
 }
 
 /** The status, code and message for any error that reaches the error handler. */
-function classify(err: FastifyError | Error): { status: number; code: string; message: string } {
+function classify(
+  err: FastifyError | Error,
+  request?: FastifyRequest,
+): { status: number; code: string; message: string } {
   if (err instanceof ApiError)
     return { status: err.statusCode, code: err.code, message: err.message };
   if (err instanceof UserError)
@@ -207,12 +225,14 @@ function classify(err: FastifyError | Error): { status: number; code: string; me
         code: 'invalid_json',
         message: 'the body is empty; send a JSON object',
       };
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
+      const type = request?.headers['content-type'];
       return {
         status: 415,
         code: 'unsupported_media_type',
-        message: 'send the body as application/json',
+        message: `${type ? `unsupported content type ${show(type)}: ` : 'no content type: '}send the body as application/json`,
       };
+    }
   }
   const status = fe.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -287,6 +307,9 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
 
   // Malformed JSON: say where, as JSON.parse does (the default parser still guards __proto__).
   const jsonParser = app.getDefaultJsonParser('error', 'error');
+  // JSON is the only body taken: without this, Fastify's own text/plain parser would hand a
+  // string to the schema (a 400) where every other content type gets a 415.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = body as string;
     if (text.trim() === '') {
@@ -313,18 +336,40 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   });
 
   app.setErrorHandler((err: FastifyError | Error, request, reply) => {
-    const { status, code, message } = classify(err);
+    const { status, code, message } = classify(err, request);
     if (status >= 500 && !(err instanceof ApiError)) onInternalError(err);
     // a connection must not outlive close() by idling in keep-alive
     if (err === SHUTTING_DOWN) void reply.header('connection', 'close');
     void reply.code(status).send(errorBody(code, message));
   });
+  // The methods of each fixed path, so that a known path asked with another method gets 405 and
+  // an Allow header rather than 404 (the web app's wildcard route is not a fixed path).
+  const methodsOf = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    if (/[*:]/.test(route.url)) return;
+    const set = methodsOf.get(route.url) ?? new Set<string>();
+    for (const m of [route.method].flat()) set.add(m);
+    methodsOf.set(route.url, set);
+  });
   app.setNotFoundHandler((request, reply) => {
+    const where = request.url.split('?')[0]!;
+    const allowed = methodsOf.get(where);
+    if (allowed && !allowed.has(request.method)) {
+      const allow = [...allowed].sort().join(', ');
+      void reply
+        .code(405)
+        .header('allow', allow)
+        .send(
+          errorBody(
+            'method_not_allowed',
+            `${request.method} is not allowed on ${where}; use ${allow.replace(/, HEAD$|HEAD, /, '')}`,
+          ),
+        );
+      return;
+    }
     void reply
       .code(404)
-      .send(
-        errorBody('not_found', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`),
-      );
+      .send(errorBody('not_found', `no such endpoint: ${request.method} ${where}`));
   });
 
   // Generations in progress, so that the count can be limited and close() can stop them all.

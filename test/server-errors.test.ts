@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import type { FastifyInstance, InjectOptions } from 'fastify';
+
+import { FORMAT_VERSION } from '../src/checkpoint/model-format.ts';
+import { kernelModule } from '../src/engine/kernels.ts';
+import { CharModel } from '../src/model/char-model.ts';
+import { Parameters } from '../src/model/params.ts';
+import { Rng } from '../src/sampling/rng.ts';
+import { buildServer } from '../src/server/app.ts';
+
+// The HTTP API's answers to odd requests (issue 11, item 11): a number too large for a double,
+// a body in a content type other than JSON, a known path asked with the wrong method.
+
+let model: CharModel;
+const apps: FastifyInstance[] = [];
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-server-errors-'));
+
+before(async () => {
+  await kernelModule();
+  const vocab = [...' .abcdefgh'];
+  const params = new Parameters({ vocabSize: vocab.length, units: 8 });
+  const rng = new Rng(3);
+  for (let i = 0; i < params.flat.length; i++) params.flat[i] = rng.uniform(-1, 1);
+  model = CharModel.fromParts(params, {
+    formatVersion: FORMAT_VERSION,
+    vocab,
+    lowercase: true,
+    maxlen: 10,
+    step: 3,
+    units: 8,
+    training: {},
+  });
+});
+
+after(async () => {
+  await Promise.all(apps.map((a) => a.close()));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+function server(opts: { webDir?: string } = {}): FastifyInstance {
+  const app = buildServer({ models: [{ name: 'm', model }], ...opts });
+  apps.push(app);
+  return app;
+}
+
+/** The answer to `opts`: its status, its Allow header, and the error envelope's message and code. */
+async function ask(
+  app: FastifyInstance,
+  opts: InjectOptions,
+): Promise<{ status: number; allow: unknown; message?: string; code?: string }> {
+  const r = await app.inject(opts);
+  const body = r.headers['content-type']?.toString().startsWith('application/json')
+    ? (r.json() as { error?: { message: string; code: string } })
+    : {};
+  return {
+    status: r.statusCode,
+    allow: r.headers.allow,
+    ...(body.error && { message: body.error.message, code: body.error.code }),
+  };
+}
+
+const json = (payload: string): InjectOptions => ({
+  method: 'POST',
+  url: '/v1/generate',
+  headers: { 'content-type': 'application/json' },
+  payload,
+});
+
+describe('odd requests', () => {
+  it('a number too large for a double is named as such, not as "number null"', async () => {
+    const app = server();
+    const cases: [string, string][] = [
+      [
+        '{"prompt": "a", "temperature": 1e999}',
+        'temperature must be a finite number, got a number too large to represent (it reads as Infinity)',
+      ],
+      [
+        '{"prompt": "a", "temperature": -1e999}',
+        'temperature must be a finite number, got a number too large to represent (it reads as -Infinity)',
+      ],
+      [
+        '{"prompt": "a", "length": 1e999}',
+        'length must be a finite integer, got a number too large to represent (it reads as Infinity)',
+      ],
+      [
+        '{"prompt": "a", "top_p": 1e999}',
+        'top_p must be a finite number, got a number too large to represent (it reads as Infinity)',
+      ],
+    ];
+    for (const [payload, message] of cases) {
+      const a = await ask(app, json(payload));
+      assert.deepEqual(a, { status: 400, allow: undefined, message, code: 'invalid_request' });
+    }
+    // an ordinary number out of range is still shown as itself
+    const big = await ask(app, json('{"prompt": "a", "temperature": 1e300}'));
+    assert.equal(big.message, 'temperature must be <= 100, got 1e+300');
+  });
+
+  it('every content type but JSON gets 415 with the same envelope, naming the type', async () => {
+    const app = server();
+    for (const type of [
+      'text/plain',
+      'text/plain; charset=utf-8',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/xml',
+      'application/octet-stream',
+    ]) {
+      const a = await ask(app, {
+        method: 'POST',
+        url: '/v1/generate',
+        headers: { 'content-type': type },
+        payload: 'prompt=a',
+      });
+      assert.deepEqual(
+        a,
+        {
+          status: 415,
+          allow: undefined,
+          message: `unsupported content type ${JSON.stringify(type)}: send the body as application/json`,
+          code: 'unsupported_media_type',
+        },
+        type,
+      );
+    }
+    // and JSON, in any spelling, still works
+    for (const type of ['application/json', 'application/json; charset=utf-8']) {
+      const r = await app.inject({
+        method: 'POST',
+        url: '/v1/predict',
+        headers: { 'content-type': type },
+        payload: '{"text": "abc"}',
+      });
+      assert.equal(r.statusCode, 200, `${type}: ${r.body}`);
+    }
+  });
+
+  it('a known path with the wrong method gets 405 and Allow; an unknown one 404', async () => {
+    const web = path.join(tmp, 'web');
+    mkdirSync(web);
+    writeFileSync(path.join(web, 'index.html'), '<!doctype html><title>t</title>');
+    // with and without the web app's wildcard route in front of everything
+    for (const app of [server(), server({ webDir: web })]) {
+      const cases: [string, string, string][] = [
+        ['GET', '/v1/generate', 'POST'],
+        ['GET', '/v1/predict?text=abc', 'POST'],
+        ['PUT', '/v1/generate', 'POST'],
+        ['POST', '/health', 'GET, HEAD'],
+        ['DELETE', '/v1/models', 'GET, HEAD'],
+      ];
+      for (const [method, url, allow] of cases) {
+        const a = await ask(app, {
+          method: method as InjectOptions['method'],
+          url,
+          ...(method !== 'GET' && method !== 'DELETE' && { payload: {} }),
+        });
+        const where = url.split('?')[0];
+        assert.deepEqual(
+          a,
+          {
+            status: 405,
+            allow,
+            message: `${method} is not allowed on ${where}; use ${allow.split(',')[0]}`,
+            code: 'method_not_allowed',
+          },
+          `${method} ${url}`,
+        );
+      }
+      const missing = await ask(app, { method: 'POST', url: '/v1/nothing', payload: {} });
+      assert.deepEqual(missing, {
+        status: 404,
+        allow: undefined,
+        message: 'no such endpoint: POST /v1/nothing',
+        code: 'not_found',
+      });
+      assert.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200);
+    }
+  });
+});
