@@ -8,6 +8,10 @@
 // add an implicit `install: node-gyp rebuild` script, and `node-gyp rebuild` at the root would
 // also wipe build/ (build/kernels.wasm included) on its `clean` step.
 //
+// In an installed package (`node node_modules/charlstm/native/build.mjs`) this is the fallback
+// where the package has no prebuilt binary for the platform (native/prebuild.mjs makes those at
+// pack time); src/engine/native.ts prefers an addon built here over a prebuilt one.
+//
 // Options: CHARLSTM_SKIP_NATIVE=1 skips the build; extra arguments go to node-gyp.
 
 import { spawnSync } from 'node:child_process';

@@ -49,3 +49,10 @@ export {
 } from './generate/generate.ts';
 export { generateStateful } from './generate/stateful.ts';
 export { generateText, generateWindow } from './generate/window.ts';
+
+export {
+  nativeAddonInfo,
+  nativeAvailable,
+  nativeUnavailableReason,
+  type NativeAddonInfo,
+} from './engine/native.ts';

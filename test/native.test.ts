@@ -13,7 +13,7 @@ import { relErr } from './helpers/compare.ts';
 
 await kernelModule();
 const available = loadNativeKernels() !== undefined;
-const skipReason = `native engine not built (${nativeUnavailableReason()})`;
+const skipReason = `native engine unavailable (${nativeUnavailableReason()})`;
 
 /** A test that needs the native engine. */
 function ntest(name: string, fn: (t: TestContext) => void | Promise<void>): void {

@@ -1,20 +1,46 @@
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { KernelExports, KernelMemory } from './kernels.ts';
 
 // The optional native engine: the same kernels as build/kernels.wasm, compiled for x86-64 with
-// AVX2 + FMA as a Node addon (native/kernels.cc, built by `npm run build:native` to
-// build/Release/charlstm_native.node). Each call of loadNativeKernels() makes one kernel instance
-// with its own memory, exactly like instantiate() does for the wasm module; each worker thread
-// loads the addon for itself. When the addon is missing, does not load, or the CPU lacks
-// AVX2/FMA, loadNativeKernels() returns undefined and callers use the WebAssembly engine.
+// AVX2 + FMA as a Node-API addon (native/kernels.cc). Each call of loadNativeKernels() makes one
+// kernel instance with its own memory, exactly like instantiate() does for the wasm module; each
+// worker thread loads the addon for itself. When the addon is missing, does not load, or the CPU
+// lacks AVX2/FMA, loadNativeKernels() returns undefined and callers use the WebAssembly engine.
 // CHARLSTM_NO_NATIVE=1 in the environment hides the addon (forces the WebAssembly engine).
+//
+// Where the addon comes from, first found first (nativeAddonInfo() says which one loaded):
+//   1. build/Release/charlstm_native.node: built from source on this machine by
+//      `npm run build:native` (`node native/build.mjs` in an installed package), so a
+//      developer's fresh build always wins over a packaged binary;
+//   2. prebuilds/<platform>-<arch>/charlstm_native.node: the binary the package ships for this
+//      platform (made by `npm pack`'s prepack script, native/prebuild.mjs). The addon uses
+//      Node-API only, so one binary serves every Node version from 20 on.
+// A candidate that exists but fails to load (say, a prebuilt binary that needs a newer C library
+// than this system's) is passed over for the next one; the reasons are kept for the message.
 
 /** Where `npm run build:native` leaves the addon (same depth from src/ and dist/). */
 export const NATIVE_ADDON_URL = new URL(
   '../../build/Release/charlstm_native.node',
   import.meta.url,
 );
+
+/** Where the package carries its prebuilt addon for a platform (same depth from src/ and dist/). */
+export function prebuiltAddonUrl(
+  platform: string = process.platform,
+  arch: string = process.arch,
+): URL {
+  return new URL(`../../prebuilds/${platform}-${arch}/charlstm_native.node`, import.meta.url);
+}
+
+/** Which addon file the native engine runs on. */
+export interface NativeAddonInfo {
+  /** 'source': built on this machine (build/Release); 'prebuilt': shipped in the package */
+  origin: 'source' | 'prebuilt';
+  /** the file's path */
+  path: string;
+}
 
 type KernelFunctions = Omit<KernelExports, 'memory'>;
 
@@ -50,6 +76,7 @@ const FUNCTIONS = [
 ] as const satisfies readonly (keyof KernelFunctions)[];
 
 let addon: NativeAddon | undefined;
+let addonInfo: NativeAddonInfo | undefined;
 let failure: string | undefined;
 
 function loadAddon(): NativeAddon | undefined {
@@ -60,18 +87,48 @@ function loadAddon(): NativeAddon | undefined {
     if (process.env.CHARLSTM_NO_NATIVE && process.env.CHARLSTM_NO_NATIVE !== '0') {
       throw new Error('disabled by CHARLSTM_NO_NATIVE');
     }
+    const platform = `${process.platform}-${process.arch}`;
+    const candidates: NativeAddonInfo[] = [
+      { origin: 'source', path: fileURLToPath(NATIVE_ADDON_URL) },
+      { origin: 'prebuilt', path: fileURLToPath(prebuiltAddonUrl()) },
+    ];
     const require = createRequire(import.meta.url);
-    const loaded = require(fileURLToPath(NATIVE_ADDON_URL)) as NativeAddon;
-    if (!loaded.supported || typeof loaded.create !== 'function') {
-      throw new Error(loaded.reason ?? 'the native engine does not support this CPU');
+    const errors: string[] = [];
+    for (const candidate of candidates) {
+      if (!existsSync(candidate.path)) continue;
+      let loaded: NativeAddon;
+      try {
+        loaded = require(candidate.path) as NativeAddon;
+      } catch (err) {
+        const what = candidate.origin === 'source' ? 'the addon built here' : 'the prebuilt addon';
+        errors.push(`${what} does not load (${(err as Error).message.split('\n')[0]})`);
+        continue;
+      }
+      if (!loaded.supported || typeof loaded.create !== 'function') {
+        // the CPU's verdict: another build of the same kernels would give the same one
+        throw new Error(loaded.reason ?? 'the native engine does not support this CPU');
+      }
+      addon = loaded;
+      addonInfo = candidate;
+      return addon;
     }
-    addon = loaded;
+    throw new Error(
+      errors.length > 0
+        ? errors.join('; ')
+        : `no prebuilt addon for ${platform} in this package, and none ` +
+            'built from source (`npm run build:native`, or `node native/build.mjs` in the installed ' +
+            'package, builds it with node-gyp and a C++ compiler)',
+    );
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    failure =
-      e.code === 'MODULE_NOT_FOUND' ? 'native engine not built' : (e.message ?? String(err));
+    failure = (err as Error).message ?? String(err);
   }
   return addon;
+}
+
+/** Which addon file the native engine runs on, or undefined when it is unavailable. */
+export function nativeAddonInfo(): NativeAddonInfo | undefined {
+  loadAddon();
+  return addonInfo;
 }
 
 /** Whether loadNativeKernels() would succeed on this thread. */

@@ -30,6 +30,7 @@ export const createRequire = unavailable('createRequire');
 export const nativeAvailable = (): boolean => false;
 export const nativeUnavailableReason = (): string => 'the native engine does not run in a browser';
 export const loadNativeKernels = (): undefined => undefined;
+export const nativeAddonInfo = (): undefined => undefined;
 export const requireNativeKernels = unavailable('the native engine');
 
 // src/engine/worker-engine.ts (the page trains on an InlineEngine inside its own Web Worker)
