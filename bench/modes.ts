@@ -21,7 +21,7 @@ import { Rng } from '../src/sampling/rng.ts';
 import { evaluate, evaluateStateful } from '../src/train/evaluate.ts';
 import { Trainer, type TrainMode } from '../src/train/trainer.ts';
 import type { Schedule } from '../src/train/schedule.ts';
-import { splitWindows } from '../src/train/run.ts';
+import { splitWindows } from '../src/data/windows.ts';
 import { REFERENCE } from '../src/defaults.ts';
 
 const { values: args } = parseArgs({

@@ -15,6 +15,10 @@ export const REFERENCE = {
   lowercase: true,
 } as const;
 
+/** The held-out fraction of a new run (the corpus's end) unless --val-split or --preset reference
+ * says otherwise; also what `charlstm eval` scores of a model trained without a split. */
+export const DEFAULT_VAL_SPLIT = 0.1;
+
 /** Where downloaded corpora and other caches live (`$CHARLSTM_HOME`, default ~/.cache/charlstm). */
 export const ENV_HOME = 'CHARLSTM_HOME';
 /** A folder searched first for `<name>.txt` when a built-in corpus is asked for. */

@@ -10,6 +10,7 @@ import { CHARLSTM_VERSION, saveModel } from '../src/checkpoint/model-format.ts';
 import { CharModel } from '../src/model/char-model.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
+import { cliEnv } from './helpers/cli.ts';
 
 // The CLI as users run it: real processes on real model folders. Run from the sources through
 // tsx, so that the tests never see a stale dist/.
@@ -28,7 +29,7 @@ function charlstm(...args: string[]): Promise<Result> {
     execFile(
       process.execPath,
       ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      { cwd: ROOT, env: { ...process.env, CHARLSTM_DEBUG: '' } },
+      { cwd: ROOT, env: cliEnv() },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         resolve({ code, stdout, stderr });
@@ -163,7 +164,7 @@ describe('charlstm', { concurrency: 4 }, () => {
         '-n',
         '10000000',
       ],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+      { cwd: ROOT, env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -15,6 +15,7 @@ import { CharModel } from '../src/model/char-model.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { buildServer, loadModels, modelNames, trainingSummary } from '../src/server/app.ts';
+import { cliEnv } from './helpers/cli.ts';
 
 // A real server on a random loopback port, with small random models saved to a temporary folder
 // and loaded as `charlstm serve` loads them.
@@ -475,6 +476,7 @@ describe('charlstm serve', () => {
   it('prints its address, serves, and stops cleanly on SIGTERM', async () => {
     const child = spawn(process.execPath, [...CLI, 'serve', '--model', modelDir, '--port', '0'], {
       cwd: ROOT,
+      env: cliEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -503,8 +505,11 @@ describe('charlstm serve', () => {
   it('refuses bad options with one line and exit code 2', async () => {
     const run = (...args: string[]) =>
       new Promise<{ code: number; stderr: string }>((resolve) => {
-        execFile(process.execPath, [...CLI, ...args], { cwd: ROOT }, (e, _o, stderr) =>
-          resolve({ code: e ? Number(e.code) : 0, stderr }),
+        execFile(
+          process.execPath,
+          [...CLI, ...args],
+          { cwd: ROOT, env: cliEnv() },
+          (e, _o, stderr) => resolve({ code: e ? Number(e.code) : 0, stderr }),
         );
       });
     const cases: [string[], RegExp][] = [

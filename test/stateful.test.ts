@@ -17,6 +17,7 @@ import { Parameters } from '../src/model/params.ts';
 import { argmax, type Probs } from '../src/sampling/processors.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler, type SamplerOptions } from '../src/sampling/sampler.ts';
+import { cliEnv } from './helpers/cli.ts';
 
 const VOCAB = [...' .abcdefgh'];
 const MAXLEN = 10;
@@ -405,7 +406,7 @@ describe('charlstm generate --mode', () => {
       execFile(
         process.execPath,
         ['--import', 'tsx', 'src/cli/main.ts', 'generate', ...args],
-        { cwd: ROOT },
+        { cwd: ROOT, env: cliEnv() },
         (e, stdout, stderr) => resolve({ code: e ? Number(e.code) : 0, stdout, stderr }),
       );
     });

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { CHARLSTM_VERSION } from '../checkpoint/model-format.ts';
 import { UserError } from '../errors.ts';
 import { benchCommand } from './bench-command.ts';
+import { evalCommand } from './eval-command.ts';
 import { generateCommand } from './generate-command.ts';
 import { OutputClosed, exitQuietlyOnClosedStdout } from './output.ts';
 import { predictCommand } from './predict-command.ts';
@@ -30,6 +31,7 @@ async function buildProgram(): Promise<Command> {
     .version(CHARLSTM_VERSION, '-V, --version');
   program.addCommand(generateCommand());
   program.addCommand(predictCommand());
+  program.addCommand(evalCommand());
   program.addCommand(serveCommand());
   program.addCommand(benchCommand());
   program.addCommand((await import('./train-command.ts')).trainCommand());

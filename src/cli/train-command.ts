@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { REFERENCE } from '../defaults.ts';
+import { DEFAULT_VAL_SPLIT, REFERENCE } from '../defaults.ts';
 import type { TrainRunOptions } from '../train/run.ts';
 import {
   integerIn,
@@ -26,9 +26,6 @@ interface TrainFlags extends Omit<
   port: number;
   host: string;
 }
-
-/** The held-out fraction of a new run unless --val-split or --preset reference says otherwise. */
-export const DEFAULT_VAL_SPLIT = 0.1;
 
 /**
  * Named sets of options; an option given explicitly on the command line wins over its preset.

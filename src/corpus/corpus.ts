@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENV_DATA_DIR, ENV_HOME, REFERENCE } from '../defaults.ts';
+import { CORPUS, ENV_DATA_DIR, ENV_HOME, REFERENCE } from '../defaults.ts';
 import { UserError, show } from '../errors.ts';
-import { downloadToCache, reason } from './download.ts';
+import { downloadToCache, reason, tooLarge } from './download.ts';
 import { decodeText } from './text.ts';
 
 export interface Corpus {
@@ -27,6 +27,14 @@ export interface LoadCorpusOptions {
   /** Progress bar on stderr while downloading. Default: whether stderr is a terminal. */
   progress?: boolean;
   fetchImpl?: typeof fetch;
+  /**
+   * The most bytes read from a file, a pipe or a download (default CORPUS.maxBytes, 512 MiB):
+   * an endless source such as /dev/zero ends with a UserError instead of filling the memory.
+   */
+  maxBytes?: number;
+  /** Download timeouts: for the server's answer, and for a stall in its body (CORPUS's defaults). */
+  connectTimeoutMs?: number;
+  idleTimeoutMs?: number;
 }
 
 export interface BuiltinCorpus {
@@ -64,18 +72,22 @@ export const BUILTIN_CORPORA: Readonly<Record<string, BuiltinCorpus>> = {
  */
 export async function loadCorpus(spec: string, opts: LoadCorpusOptions = {}): Promise<Corpus> {
   const lowercase = opts.lowercase ?? REFERENCE.lowercase;
+  const maxBytes = opts.maxBytes ?? CORPUS.maxBytes;
+  if (!(Number.isSafeInteger(maxBytes) && maxBytes >= 1))
+    throw new RangeError(`maxBytes must be an integer >= 1, got ${show(maxBytes)}`);
+  opts = { ...opts, maxBytes };
   let corpus: Corpus;
   if (Object.hasOwn(BUILTIN_CORPORA, spec)) {
     corpus = await loadBuiltin(spec, BUILTIN_CORPORA[spec]!, opts);
   } else if (/^https?:\/\//i.test(spec)) {
     corpus = await loadUrl(spec, opts);
   } else if (/^file:\/\//i.test(spec)) {
-    corpus = await loadFile(fileURLToPath(spec), spec);
+    corpus = await loadFile(fileURLToPath(spec), spec, maxBytes);
   } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
     // Checked after the Windows-path-safe patterns above: "C:\x" has no "//".
     throw new UserError(`unsupported corpus URL ${show(spec)}: only http(s) and file URLs work`);
   } else {
-    corpus = await loadFile(spec, spec);
+    corpus = await loadFile(spec, spec, maxBytes);
   }
   if (corpus.text.length === 0) throw new UserError(`corpus ${corpus.name} is empty`);
   // Both this and Python's str.lower() map code points, so lengths may change (İ becomes i̇).
@@ -94,7 +106,7 @@ async function loadBuiltin(
   if (dataDir !== undefined) {
     const file = path.resolve(dataDir, `${name}.txt`);
     if (await isFile(file)) {
-      const bytes = await readBytes(file);
+      const bytes = await readBytes(file, opts.maxBytes);
       const mismatch = checkBytes(bytes, entry);
       if (mismatch) {
         throw new UserError(
@@ -116,7 +128,7 @@ async function loadBuiltin(
         `corpus ${name} needs the npm package ${entry.npm.package}, which is not installed`,
       );
     }
-    const bytes = await readBytes(file);
+    const bytes = await readBytes(file, opts.maxBytes);
     const mismatch = checkBytes(bytes, entry);
     if (mismatch) {
       throw new UserError(
@@ -130,7 +142,7 @@ async function loadBuiltin(
   if (!entry.url) throw new Error(`built-in corpus ${name} has neither npm nor url`);
   const dest = path.join(cacheDir(opts), `${name}.txt`);
   if (await isFile(dest)) {
-    const bytes = await readBytes(dest);
+    const bytes = await readBytes(dest, opts.maxBytes);
     // A damaged cache file (disk trouble, a hand edit) is fetched again rather than trusted.
     if (!checkBytes(bytes, entry)) return { name, source: dest, text: decodeText(bytes, dest) };
   }
@@ -139,11 +151,11 @@ async function loadBuiltin(
     dest,
     size: entry.size,
     sha256: entry.sha256,
-    fetchImpl: opts.fetchImpl,
+    ...downloadLimits(opts),
     progress: opts.progress ?? Boolean(process.stderr.isTTY),
     label: name,
   });
-  return { name, source: dest, text: decodeText(await readBytes(dest), dest) };
+  return { name, source: dest, text: decodeText(await readBytes(dest, opts.maxBytes), dest) };
 }
 
 async function loadUrl(url: string, opts: LoadCorpusOptions): Promise<Corpus> {
@@ -161,16 +173,31 @@ async function loadUrl(url: string, opts: LoadCorpusOptions): Promise<Corpus> {
     await downloadToCache({
       url,
       dest,
-      fetchImpl: opts.fetchImpl,
+      ...downloadLimits(opts),
       progress: opts.progress ?? Boolean(process.stderr.isTTY),
       label: name,
     });
   }
   // `source` is the URL the user asked for; the cache path is an implementation detail.
-  return { name, source: url, text: decodeText(await readBytes(dest), url) };
+  return { name, source: url, text: decodeText(await readBytes(dest, opts.maxBytes), url) };
 }
 
-async function loadFile(file: string, spec: string): Promise<Corpus> {
+/** The download options that come from loadCorpus's. */
+function downloadLimits(
+  opts: LoadCorpusOptions,
+): Pick<
+  Parameters<typeof downloadToCache>[0],
+  'fetchImpl' | 'maxBytes' | 'connectTimeoutMs' | 'idleTimeoutMs'
+> {
+  return {
+    ...(opts.fetchImpl !== undefined && { fetchImpl: opts.fetchImpl }),
+    ...(opts.maxBytes !== undefined && { maxBytes: opts.maxBytes }),
+    ...(opts.connectTimeoutMs !== undefined && { connectTimeoutMs: opts.connectTimeoutMs }),
+    ...(opts.idleTimeoutMs !== undefined && { idleTimeoutMs: opts.idleTimeoutMs }),
+  };
+}
+
+async function loadFile(file: string, spec: string, maxBytes?: number): Promise<Corpus> {
   let kind: 'file' | 'missing' | 'other';
   try {
     kind = (await stat(file)).isFile() ? 'file' : 'other';
@@ -187,16 +214,43 @@ async function loadFile(file: string, spec: string): Promise<Corpus> {
     }
     throw new UserError(`corpus file not found: ${file}`);
   }
-  // For a folder or an unreadable file, readBytes gives the precise reason (EISDIR, EACCES).
-  const bytes = await readBytes(file);
+  // For a folder or an unreadable file, readBytes gives the precise reason (EISDIR, EACCES). A
+  // pipe or a device (/dev/stdin, a FIFO, /dev/zero) is read like a file, up to the limit.
+  const bytes = await readBytes(file, maxBytes);
   const name = path.basename(file).replace(/\.txt$/i, '') || file;
   return { name, source: file, text: decodeText(bytes, file) };
 }
 
-async function readBytes(file: string): Promise<Buffer> {
+/**
+ * The bytes of `file`, read as a stream so that no more than `maxBytes` are ever held: a file
+ * known to be larger is refused at once, and a pipe or device that goes on and on as soon as it
+ * passes the limit.
+ */
+async function readBytes(file: string, maxBytes = CORPUS.maxBytes): Promise<Buffer> {
+  let fh: FileHandle | undefined;
   try {
-    return await readFile(file);
+    fh = await open(file, 'r');
+    const info = await fh.stat();
+    if (info.isDirectory()) throw new UserError(`cannot read corpus ${file}: it is a folder`);
+    if (info.isFile() && info.size > maxBytes) throw tooLarge(`corpus ${file}`, maxBytes);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    // a regular file in one read of its size (plus a byte, to see it did not grow); anything
+    // else a MiB at a time, and never more than one byte past the limit
+    let size = info.isFile() ? info.size + 1 : 1 << 20;
+    for (;;) {
+      const want = Math.min(size, maxBytes + 1 - total);
+      size = 1 << 20;
+      const chunk = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(chunk, 0, want, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > maxBytes) throw tooLarge(`corpus ${file}`, maxBytes);
+      chunks.push(bytesRead === want ? chunk : chunk.subarray(0, bytesRead));
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
   } catch (err) {
+    if (err instanceof UserError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UserError(`corpus file not found: ${file}`);
     if (code === 'EISDIR') throw new UserError(`cannot read corpus ${file}: it is a folder`);
@@ -204,6 +258,8 @@ async function readBytes(file: string): Promise<Buffer> {
       throw new UserError(`cannot read corpus ${file}: file is too large`);
     }
     throw new UserError(`cannot read corpus ${file}: ${reason(err)}`);
+  } finally {
+    await fh?.close().catch(() => {});
   }
 }
 

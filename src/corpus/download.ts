@@ -1,7 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
+import { CORPUS } from '../defaults.ts';
 import { UserError } from '../errors.ts';
 
 export interface DownloadOptions {
@@ -17,6 +20,75 @@ export interface DownloadOptions {
   progress?: boolean;
   /** Shown in front of the progress bar; defaults to the file name of `dest`. */
   label?: string;
+  /** The most bytes accepted (default CORPUS.maxBytes): an endless body cannot fill the disk. */
+  maxBytes?: number;
+  /** How long the server may take to answer with its headers (default CORPUS.connectTimeoutMs). */
+  connectTimeoutMs?: number;
+  /** How long the body may go without a byte (default CORPUS.idleTimeoutMs). */
+  idleTimeoutMs?: number;
+}
+
+/** The message for a corpus over the size limit: the source, the limit, and how to raise it. */
+export function tooLarge(what: string, maxBytes: number): UserError {
+  return new UserError(
+    `${what} is larger than the limit of ${maxBytes} bytes (${formatBytes(maxBytes)}); raise it with --max-corpus-bytes`,
+  );
+}
+
+// Partial downloads in progress, removed on every way out: a thrown error (the finally below), a
+// process.exit elsewhere ('exit'), and a signal (SIGINT, SIGTERM, SIGHUP), whose default action
+// would end the process without running any finally. The handlers are installed while a
+// download runs and removed when the last one ends.
+const live = new Map<string, AbortController>();
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+function removeLiveFiles(): void {
+  for (const file of live.keys()) {
+    try {
+      unlinkSync(file);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  removeLiveFiles();
+  for (const ctl of live.values()) ctl.abort(new Interrupted(signal));
+  if (process.listenerCount(signal) === 1) {
+    // Nobody else handles it: end the process as the signal would have, files removed.
+    untrack();
+    process.kill(process.pid, signal);
+  }
+  // Otherwise whoever else listens decides; the aborted download ends with a UserError.
+}
+
+class Interrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+function track(file: string, ctl: AbortController): void {
+  if (live.size === 0) {
+    process.on('exit', removeLiveFiles);
+    for (const sig of SIGNALS) process.on(sig, onSignal);
+  }
+  live.set(file, ctl);
+}
+
+function untrack(file?: string): void {
+  if (file === undefined) live.clear();
+  else live.delete(file);
+  if (live.size === 0) {
+    process.off('exit', removeLiveFiles);
+    for (const sig of SIGNALS) process.off(sig, onSignal);
+  }
+}
+
+/** The partial files of the downloads in progress (for tests). */
+export function liveDownloadFiles(): string[] {
+  return [...live.keys()];
 }
 
 /** Advice for when the network is the problem: both alternatives need no network. */
@@ -31,6 +103,9 @@ const OFFLINE_HINT = 'use a local text file, or --corpus moby-dick, which works 
 export async function downloadToCache(opts: DownloadOptions): Promise<void> {
   const { url, dest } = opts;
   const fetchImpl = opts.fetchImpl ?? fetch;
+  const maxBytes = opts.maxBytes ?? CORPUS.maxBytes;
+  const connectMs = opts.connectTimeoutMs ?? CORPUS.connectTimeoutMs;
+  const idleMs = opts.idleTimeoutMs ?? CORPUS.idleTimeoutMs;
   const dir = path.dirname(dest);
   try {
     await mkdir(dir, { recursive: true });
@@ -38,11 +113,35 @@ export async function downloadToCache(opts: DownloadOptions): Promise<void> {
     throw new UserError(`cannot create cache folder ${dir}: ${reason(err)}`);
   }
 
+  // One controller ends the request, whichever limit is hit first (or a signal, see onSignal).
+  const ctl = new AbortController();
+  const seconds = (ms: number) => `${ms / 1000} s`;
+  const timeout = (why: string, ms: number): NodeJS.Timeout =>
+    setTimeout(() => ctl.abort(new UserError(why)), ms);
+  /** The reason the request was aborted, when it was: a timeout or a signal, as a UserError. */
+  const aborted = (): UserError | undefined => {
+    const r: unknown = ctl.signal.reason;
+    if (!ctl.signal.aborted) return undefined;
+    if (r instanceof UserError) return r;
+    if (r instanceof Interrupted) {
+      // the exit status a shell gives a process ended by the signal: 128 + its number
+      const code = 128 + (os.constants.signals[r.signal] ?? 0);
+      return new UserError(`download of ${url} ${r.message}`, code);
+    }
+    return new UserError(`download of ${url} was aborted`);
+  };
+
   let res: Response;
+  const connectTimer = timeout(
+    `cannot download ${url}: no answer from the server within ${seconds(connectMs)}; ${OFFLINE_HINT}`,
+    connectMs,
+  );
   try {
-    res = await fetchImpl(url);
+    res = await fetchImpl(url, { signal: ctl.signal });
   } catch (err) {
-    throw new UserError(`cannot download ${url}: ${reason(err)}; ${OFFLINE_HINT}`);
+    throw aborted() ?? new UserError(`cannot download ${url}: ${reason(err)}; ${OFFLINE_HINT}`);
+  } finally {
+    clearTimeout(connectTimer);
   }
   if (!res.ok) {
     // Release the connection; the error page is of no use.
@@ -66,6 +165,10 @@ export async function downloadToCache(opts: DownloadOptions): Promise<void> {
       `download of ${url} has the wrong size: expected ${opts.size} bytes, server sent ${contentLength}`,
     );
   }
+  if (contentLength !== undefined && contentLength > maxBytes) {
+    await res.body?.cancel().catch(() => {});
+    throw tooLarge(`download of ${url} (${contentLength} bytes)`, maxBytes);
+  }
 
   const tmp = `${dest}.${process.pid}-${randomBytes(4).toString('hex')}.part`;
   let file: FileHandle | undefined;
@@ -73,6 +176,7 @@ export async function downloadToCache(opts: DownloadOptions): Promise<void> {
   const bar = opts.progress
     ? startBar(opts.label ?? path.basename(dest), contentLength ?? opts.size)
     : undefined;
+  track(tmp, ctl);
   try {
     try {
       file = await open(tmp, 'wx');
@@ -91,15 +195,25 @@ export async function downloadToCache(opts: DownloadOptions): Promise<void> {
       const reader = res.body.getReader();
       for (;;) {
         let chunk: ReadableStreamReadResult<Uint8Array>;
+        const idleTimer = timeout(
+          `download of ${url} stalled: no data for ${seconds(idleMs)} after ${got} bytes`,
+          idleMs,
+        );
         try {
           chunk = await reader.read();
         } catch (err) {
           // undici reports a connection closed before Content-Length bytes as a read error.
-          throw cutShort(reason(err));
+          throw aborted() ?? cutShort(reason(err));
+        } finally {
+          clearTimeout(idleTimer);
         }
         if (chunk.done) break;
         const bytes = chunk.value;
         got += bytes.length;
+        if (got > maxBytes) {
+          await reader.cancel().catch(() => {});
+          throw tooLarge(`download of ${url}`, maxBytes);
+        }
         if (opts.size !== undefined && got > opts.size) {
           await reader.cancel().catch(() => {});
           throw new UserError(
@@ -145,6 +259,7 @@ export async function downloadToCache(opts: DownloadOptions): Promise<void> {
     bar?.stop();
     await file?.close().catch(() => {});
     if (!done) await unlink(tmp).catch(() => {});
+    untrack(tmp);
   }
 }
 

@@ -3,6 +3,8 @@
 // Nothing is one-hot encoded: a window is a start offset into the encoded text, and the engine
 // gathers rows of the input kernel instead of multiplying by one-hot vectors.
 
+import { UserError } from '../errors.ts';
+
 export interface Windows {
   tokens: Int32Array; // the whole encoded text
   starts: Int32Array; // [count] window start offsets
@@ -21,6 +23,31 @@ export function makeWindows(tokens: Int32Array, maxlen: number, step: number): W
   const starts = new Int32Array(count);
   for (let i = 0; i < count; i++) starts[i] = i * step;
   return { tokens, starts, maxlen, step, count };
+}
+
+/**
+ * The reference's windows cut at the corpus's last `valSplit`: training windows from the text
+ * before the cut, and held-out windows whose targets are the held-out characters at offsets 0,
+ * step, 2·step, ... from the cut, each read with its maxlen predecessors (which may lie before
+ * the cut). So with step 3 every third held-out character is scored; `charlstm eval` passes
+ * step 1 (or its --every) to score them all.
+ */
+export function splitWindows(
+  tokens: Int32Array,
+  cfg: { maxlen: number; step: number; valSplit: number },
+): { train: Windows; val: Windows | undefined } {
+  if (cfg.valSplit <= 0)
+    return { train: makeWindows(tokens, cfg.maxlen, cfg.step), val: undefined };
+  const cut = Math.floor(tokens.length * (1 - cfg.valSplit));
+  if (cut < cfg.maxlen + 1 || cut >= tokens.length) {
+    throw new UserError(
+      `--val-split ${cfg.valSplit} leaves too little text for training or validation (${tokens.length} characters)`,
+    );
+  }
+  return {
+    train: makeWindows(tokens.subarray(0, cut), cfg.maxlen, cfg.step),
+    val: makeWindows(tokens.subarray(cut - cfg.maxlen), cfg.maxlen, cfg.step),
+  };
 }
 
 /**

@@ -1,4 +1,6 @@
-import type { Windows } from '../data/windows.ts';
+import { makeWindows, splitWindows, type Windows } from '../data/windows.ts';
+import { DEFAULT_VAL_SPLIT } from '../defaults.ts';
+import { UserError } from '../errors.ts';
 import { createKernels, resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
 import { kernelModule } from '../engine/kernels.ts';
 import { LstmCore } from '../engine/lstm-core.ts';
@@ -86,4 +88,60 @@ export async function evaluateStateful(
   const count = R * (len - 1);
   const loss = count > 0 ? sum / count : NaN;
   return { loss, bpc: loss / Math.LN2, perplexity: Math.exp(loss), windows: count };
+}
+
+export interface ScoreTextOptions {
+  /** Score the text's last `valSplit` (the held-out part of a run with that split). */
+  valSplit?: number;
+  /** Score every position of the whole text instead (each after its first maxlen characters). */
+  all?: boolean;
+  /** Score every `every`-th character of the scored part (1: all of them; train's validation uses its step). */
+  every?: number;
+  /** Read the scored part as carried streams instead of 60-character windows from a zero state. */
+  stateful?: boolean;
+  engine?: EngineKind | 'auto';
+}
+
+export interface TextScore extends Evaluation {
+  /** Characters in the scored part (the held-out text, or the whole text after maxlen). */
+  span: number;
+}
+
+/**
+ * The loss of a model on encoded text, with the protocol of the README's tables: each scored
+ * character predicted from the `maxlen` characters before it from a zero state (or, `stateful`,
+ * the scored part read as carried streams). With the split and step of a training run, this is
+ * exactly that run's reported validation loss.
+ */
+export async function scoreText(
+  params: Parameters,
+  tokens: Int32Array,
+  maxlen: number,
+  opts: ScoreTextOptions = {},
+): Promise<TextScore> {
+  const every = opts.every ?? 1;
+  const windows = opts.all
+    ? makeWindows(tokens, maxlen, every)
+    : splitWindows(tokens, { maxlen, step: every, valSplit: opts.valSplit ?? DEFAULT_VAL_SPLIT })
+        .val!;
+  if (windows.count === 0) {
+    throw new UserError(
+      `the text has ${tokens.length} characters: nothing to score after the first ${maxlen}`,
+    );
+  }
+  const span = windows.tokens.length - maxlen;
+  if (opts.stateful) {
+    // the scored part itself, as the carried streams of evaluateStateful
+    const e = await evaluateStateful(params, windows.tokens.subarray(maxlen), opts);
+    return { ...e, span };
+  }
+  return { ...(await evaluate(params, windows, opts)), span };
+}
+
+/** "every character", "every 3rd character": which characters a scoring stride scores. */
+export function everyNth(n: number): string {
+  if (n === 1) return 'every character';
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' }[n % 10] ?? 'th');
+  return `every ${n}${suffix} character`;
 }

@@ -24,6 +24,7 @@ import { Trainer, type TrainCallback, type TrainerState, type TrainMode } from '
 /** Everything that defines a run; stored in every checkpoint so that --resume needs nothing else. */
 export interface TrainRunConfig {
   corpus: string;
+  maxCorpusBytes?: number; // the largest corpus read (default CORPUS.maxBytes in defaults.ts)
   out?: string;
   epochs: number;
   batchSize: number;
@@ -151,7 +152,10 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     config = { ...resumed.config, ...override, out: opts.resume };
   }
 
-  const corpus = await loadCorpus(config.corpus, { lowercase: config.lowercase });
+  const corpus = await loadCorpus(config.corpus, {
+    lowercase: config.lowercase,
+    ...(config.maxCorpusBytes !== undefined && { maxBytes: config.maxCorpusBytes }),
+  });
   const corpusSha256 = createHash('sha256').update(corpus.text).digest('hex');
   if (resumed && resumed.corpusSha256 !== corpusSha256) {
     throw new UserError(

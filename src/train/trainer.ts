@@ -164,6 +164,8 @@ export class Trainer {
   private readonly callbacks: TrainCallback[];
   private engine: GradientEngine | undefined;
   private stopRequested = false;
+  private untimedDepth = 0; // nesting of untimed() calls in progress
+  private pausedAt = 0; // when the clock was stopped by untimed() (0: running)
   /** stateful mode: the streams, and the state carried between batches [batchSize][L][H] */
   readonly streams: Streams | undefined;
   readonly carried: { h: Float32Array; c: Float32Array } | undefined;
@@ -208,19 +210,31 @@ export class Trainer {
   /** Training time so far, all processes of this run together. */
   get trainSeconds(): number {
     return (
-      this.trainSecondsBefore + (this.startedAt ? (performance.now() - this.startedAt) / 1000 : 0)
+      this.trainSecondsBefore +
+      (this.startedAt ? ((this.pausedAt || performance.now()) - this.startedAt) / 1000 : 0)
     );
   }
 
   /**
    * Run `work` (an evaluation, say) off the training clock: its duration counts neither towards
-   * trainSeconds nor towards the time budget.
+   * trainSeconds nor towards the time budget. Nested calls (a callback's own untimed work inside
+   * the callbacks, which run untimed) stop the clock once.
    */
   async untimed<R>(work: () => Promise<R>): Promise<R> {
+    if (this.untimedDepth++ > 0) {
+      try {
+        return await work();
+      } finally {
+        this.untimedDepth--;
+      }
+    }
     const t0 = performance.now();
+    this.pausedAt = t0;
     try {
       return await work();
     } finally {
+      this.untimedDepth--;
+      this.pausedAt = 0;
       if (this.startedAt) this.startedAt += performance.now() - t0;
     }
   }
@@ -288,8 +302,14 @@ export class Trainer {
     );
   }
 
+  /**
+   * Run every callback, off the training clock: validation, samples, saving and checkpoints count
+   * neither towards trainSeconds nor towards the time budget, which measure training alone.
+   */
   private async emit(call: (cb: TrainCallback) => void | Promise<void> | undefined): Promise<void> {
-    for (const cb of this.callbacks) await call(cb);
+    await this.untimed(async () => {
+      for (const cb of this.callbacks) await call(cb);
+    });
   }
 
   private overBudget(): boolean {
