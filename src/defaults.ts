@@ -19,6 +19,15 @@ export const REFERENCE = {
  * says otherwise; also what `charlstm eval` scores of a model trained without a split. */
 export const DEFAULT_VAL_SPLIT = 0.1;
 
+/** Reading corpora (src/corpus/): bounds, so that no input can grow memory or hang forever. */
+export const CORPUS = {
+  // The largest corpus read, file or download (--max-corpus-bytes): 512 MiB, which is also about
+  // the longest string V8 can hold (2^29 - 24 UTF-16 units).
+  maxBytes: 512 * 1024 * 1024,
+  connectTimeoutMs: 30_000, // a download's server must answer (send its headers) within this
+  idleTimeoutMs: 60_000, // and then never go this long without sending a byte
+} as const;
+
 /** Where downloaded corpora and other caches live (`$CHARLSTM_HOME`, default ~/.cache/charlstm). */
 export const ENV_HOME = 'CHARLSTM_HOME';
 /** A folder searched first for `<name>.txt` when a built-in corpus is asked for. */

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { DEFAULT_VAL_SPLIT, REFERENCE } from '../defaults.ts';
+import { CORPUS, DEFAULT_VAL_SPLIT, REFERENCE } from '../defaults.ts';
 import type { TrainRunOptions } from '../train/run.ts';
 import {
   integerIn,
@@ -100,6 +100,11 @@ export function trainCommand(): Command {
       '-c, --corpus <spec>',
       'built-in name (nietzsche, moby-dick), text file or http(s) URL',
       'nietzsche',
+    )
+    .option(
+      '--max-corpus-bytes <n>',
+      `the largest corpus read, file, pipe or download (default ${CORPUS.maxBytes}: 512 MiB)`,
+      integerIn('The corpus size limit', 1, Number.MAX_SAFE_INTEGER),
     )
     .option(
       '-o, --out <dir>',
