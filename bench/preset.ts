@@ -68,7 +68,8 @@ function evaluate(which: string): Record<string, unknown> {
     encoding: 'utf8',
   });
   if (r.status !== 0) throw new Error(`charlstm eval failed: ${r.stderr}`);
-  const { model: _path, ...figures } = JSON.parse(r.stdout) as Record<string, unknown>;
+  const figures = JSON.parse(r.stdout) as Record<string, unknown>;
+  delete figures.model; // a temporary path
   return { command: `charlstm ${evalArgs.join(' ').replace(dir, '<out>')}`, ...figures };
 }
 
