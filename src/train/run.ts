@@ -2,18 +2,19 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { saveModel, type ModelMeta } from '../checkpoint/model-format.ts';
+import { acquireRunLock } from '../checkpoint/run-lock.ts';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
 import { loadCorpus } from '../corpus/corpus.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
-import { makeWindows, type Windows } from '../data/windows.ts';
+import { makeWindows, splitWindows } from '../data/windows.ts';
 import { SHARDS, resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
 import { UserError } from '../errors.ts';
 import { initParameters } from '../model/init.ts';
 import { Parameters, layerCount, lstmLayerName, type ModelShape } from '../model/params.ts';
 import { Rng, type RngState } from '../sampling/rng.ts';
 import { progressCallback, samplesCallback } from './callbacks.ts';
-import { evaluate, evaluateStateful } from './evaluate.ts';
+import { evaluate, evaluateStateful, everyNth } from './evaluate.ts';
 import type { Schedule } from './schedule.ts';
 import { Trainer, type TrainCallback, type TrainerState, type TrainMode } from './trainer.ts';
 
@@ -108,26 +109,6 @@ const out = (s: string): void => {
   process.stdout.write(s);
 };
 
-/** Training windows from the start of the text, held-out windows whose targets are its last `valSplit`. */
-export function splitWindows(
-  tokens: Int32Array,
-  cfg: { maxlen: number; step: number; valSplit: number },
-): { train: Windows; val: Windows | undefined } {
-  if (cfg.valSplit <= 0)
-    return { train: makeWindows(tokens, cfg.maxlen, cfg.step), val: undefined };
-  const cut = Math.floor(tokens.length * (1 - cfg.valSplit));
-  if (cut < cfg.maxlen + 1 || cut >= tokens.length) {
-    throw new UserError(
-      `--val-split ${cfg.valSplit} leaves too little text for training or validation (${tokens.length} characters)`,
-    );
-  }
-  return {
-    train: makeWindows(tokens.subarray(0, cut), cfg.maxlen, cfg.step),
-    // every held-out character is a target, read with its maxlen predecessors (which may lie before the cut)
-    val: makeWindows(tokens.subarray(cut - cfg.maxlen), cfg.maxlen, cfg.step),
-  };
-}
-
 export async function runTrain(opts: TrainRunOptions): Promise<void> {
   let resumed: RunState | undefined;
   let resumedParams: Float32Array | undefined;
@@ -176,7 +157,10 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   const { train, val } = splitWindows(tokens, config);
   if (val) {
     out(
-      `training windows: ${train.count}, validation windows: ${val.count} (the last ${Math.round(config.valSplit * 100)}% held out)\n`,
+      `training windows: ${train.count}, validation windows: ${val.count} (the last ${Math.round(config.valSplit * 100)}% held out)\n` +
+        `validation scores ${everyNth(config.step).replace('character', 'held-out character')} (--step), ` +
+        `${val.count} of ${val.tokens.length - config.maxlen}, each from the ${config.maxlen} before it; ` +
+        `\`charlstm eval\` scores every one\n`,
     );
   }
   const layers = config.layers ?? 1;
@@ -197,6 +181,9 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       `${dir} already holds a model; choose another --out folder, --resume ${dir} to continue it, or --overwrite to replace it`,
     );
   }
+  // from here to the exit the folder is this run's: a second run with the same --out is refused
+  const lock = acquireRunLock(dir);
+  if (lock.tookOver) process.stderr.write(`${dir}: ${lock.tookOver}\n`);
   const seed = resumed?.config.seed ?? config.seed ?? Math.floor(Math.random() * 2 ** 31);
   const runConfig = { ...config, out: dir, seed };
   out(
@@ -282,9 +269,11 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     });
   }
   callbacks.push(progressCallback(process.stderr));
+  // After an epoch, in this order, so that every state on disk is resumable: validation, the
+  // best model (best/), samples, the checkpoint, and only then the last model (model.json), so a
+  // kill between any two of them leaves a checkpoint at least as new as model.json.
   callbacks.push({
     async onEpochEnd(ev, t) {
-      await saveModel(dir, params, meta()); // the last epoch's model
       if (ev.valLoss !== undefined) {
         if (!best || ev.valLoss < best.valLoss) {
           best = { valLoss: ev.valLoss, epoch: ev.epoch };
@@ -328,6 +317,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     },
     async onEpochEnd() {
       await checkpoint();
+      await saveModel(dir, params, meta()); // the last epoch's model
     },
     onDivergence(ev) {
       process.stderr.write(
@@ -387,22 +377,29 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     sampleRng.setState(resumed.sampleRng);
   }
 
-  // Ctrl-C: finish the batch in flight, save a checkpoint and the model, exit cleanly.
+  // Ctrl-C, or SIGTERM (kill, systemd, Docker, CI): finish the batch in flight, save a checkpoint
+  // and the model, exit with 128 + the signal's number. A second signal quits at once.
   let interrupts = 0;
-  const onSigint = (): void => {
+  let signalExit = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
     interrupts++;
-    if (interrupts > 1) process.exit(130);
+    signalExit ||= signal === 'SIGTERM' ? 143 : 130;
+    if (interrupts > 1) process.exit(signalExit);
+    const again = signal === 'SIGINT' ? 'Ctrl-C' : 'a second signal';
     process.stderr.write(
-      `\nstopping after this batch and saving (Ctrl-C again to quit at once; the last checkpoint is kept)\n`,
+      `\n${signal === 'SIGINT' ? '' : `${signal}: `}stopping after this batch and saving (${again} to quit at once; the last checkpoint is kept)\n`,
     );
     trainer.requestStop();
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     await trainer.fit();
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await dashboard?.close();
+    lock.release();
   }
   const where =
     trainer.step > 0
@@ -418,7 +415,15 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     trainer.epoch < config.epochs &&
     !(config.earlyStop !== undefined && sinceBest >= config.earlyStop)
   ) {
-    out(`resume with: charlstm train --resume ${dir}\n`);
+    const budgetEnded =
+      config.timeBudget !== undefined &&
+      interrupts === 0 &&
+      trainer.trainSeconds >= config.timeBudget;
+    out(
+      budgetEnded
+        ? `resume with: charlstm train --resume ${dir} --time-budget SECONDS (more than the ${config.timeBudget} s spent: the budget counts the whole run)\n`
+        : `resume with: charlstm train --resume ${dir}\n`,
+    );
   }
-  if (interrupts > 0) process.exitCode = 130;
+  if (interrupts > 0) process.exitCode = signalExit;
 }
