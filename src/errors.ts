@@ -17,3 +17,21 @@ export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   return String(value);
 }
+
+/**
+ * A failed write of `file` as one user-facing line: a full disk, a quota, permissions or a
+ * read-only file system are the user's to fix (exit 2), and the message says what is kept.
+ * Anything else is returned as it is (a bug, or a fault we cannot name).
+ */
+export function writeFailure(err: unknown, file: string, kept: string): unknown {
+  const code = (err as { code?: string } | null)?.code;
+  const why: Record<string, string> = {
+    ENOSPC: 'the disk is full',
+    EDQUOT: 'the disk quota is exhausted',
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EROFS: 'the file system is read-only',
+  };
+  if (code === undefined || !Object.hasOwn(why, code)) return err;
+  return new UserError(`cannot save ${file}: ${why[code]} (${code}); ${kept}`);
+}

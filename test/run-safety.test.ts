@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import os from 'node:os';
 import path from 'node:path';
 import { LOCK_NAME } from '../src/checkpoint/run-lock.ts';
-import { charlstm, mobyDick, spawnCharlstm } from './helpers/cli.ts';
+import { CLI, REPO, charlstm, cliEnv, mobyDick, spawnCharlstm } from './helpers/cli.ts';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-safety-'));
 const corpus = path.join(tmp, 'corpus.txt');
@@ -118,3 +118,43 @@ test('an output folder that cannot be used is refused before the first batch', (
   }
   assert.equal(readFileSync(file, 'utf8'), 'keep me');
 });
+
+// A small tmpfs in a private mount namespace (unshare: no real mount, gone with the process).
+const canMount =
+  spawnSync('unshare', ['-rm', 'sh', '-c', 'mount -t tmpfs -o size=64k tmpfs /mnt'], {
+    stdio: 'ignore',
+  }).status === 0;
+
+test(
+  'a full disk: the file is named, exit code 2, no temporary file left, the last save intact',
+  { skip: canMount ? false : 'needs unshare -rm and tmpfs (a private mount namespace)' },
+  () => {
+    const mnt = path.join(tmp, 'small-disk');
+    mkdirSync(mnt);
+    const out = path.join(mnt, 'model');
+    const args = [...LONG, '--epochs', '6', '--checkpoint-every', '5', '--out', out];
+    const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+    // 150 kB: the first epoch's model, best/ and checkpoint fit (about 90 kB), later ones do not
+    const script =
+      `mount -t tmpfs -o size=150k tmpfs ${q(mnt)} && ` +
+      `${[process.execPath, ...CLI, ...args].map(q).join(' ')}; code=$?; ` +
+      // what is on the small disk when the run has ended, and whether it still loads
+      `ls -a ${q(out)}; ${[process.execPath, ...CLI, 'eval', '--model', out, '--corpus', corpus, '--json'].map(q).join(' ')} >/dev/null && echo model-loads; exit $code`;
+    const r = spawnSync('unshare', ['-rm', 'sh', '-c', script], {
+      cwd: REPO,
+      encoding: 'utf8',
+      env: cliEnv(),
+      timeout: 120_000,
+    });
+    assert.equal(r.status, 2, r.stderr);
+    const error = r.stderr.trim().split('\n').at(-1)!;
+    assert.match(
+      error,
+      /^charlstm: error: cannot save .*small-disk\/model\/\S+: the disk is full \(ENOSPC\); the (previous checkpoint|model saved before) is kept$/,
+    );
+    const files = r.stdout.split('\n');
+    assert.ok(!files.some((f) => /\.tmp/.test(f)), `a temporary file was left: ${files.join(' ')}`);
+    assert.ok(files.includes('checkpoint.ckpt'), files.join(' '));
+    assert.ok(files.includes('model-loads'), 'the model saved before still loads');
+  },
+);

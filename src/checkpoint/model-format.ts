@@ -30,7 +30,7 @@ import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { UserError } from '../errors.ts';
+import { UserError, writeFailure } from '../errors.ts';
 import {
   Parameters,
   layerCount,
@@ -378,18 +378,18 @@ async function writeFileAtomic(
 ): Promise<void> {
   const target = path.join(dir, name);
   const temp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await fs.open(
-    temp,
-    fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
-    0o644,
-  );
+  const fh = await fs
+    .open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644)
+    .catch((err: unknown) => {
+      throw writeFailure(err, target, 'the model saved before is kept');
+    });
   try {
     await fh.writeFile(data);
     await fh.sync();
   } catch (err) {
     await fh.close().catch(() => {});
-    await fs.rm(temp, { force: true });
-    throw err;
+    await fs.rm(temp, { force: true }); // a partial file would only eat the space that is left
+    throw writeFailure(err, target, 'the model saved before is kept');
   }
   await fh.close();
   try {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { UserError } from '../errors.ts';
+import { UserError, writeFailure } from '../errors.ts';
 
 // A training checkpoint: everything needed to continue a run bit for bit — weights, optimizer
 // state, generator states, the position in the epoch, the whole configuration — in one file:
@@ -114,18 +114,24 @@ export async function saveCheckpoint(dir: string, data: CheckpointData): Promise
   const file = path.join(dir, CHECKPOINT_FILE);
   const tmp = path.join(dir, `.${CHECKPOINT_FILE}.${process.pid}.tmp`);
   const bytes = encodeCheckpoint(data);
-  const fh = await open(tmp, 'w');
   try {
-    if (++saves === killDuringSave) {
-      // fault injection for the tests: die with the new checkpoint half written
-      await fh.write(bytes.subarray(0, bytes.length >> 1));
+    const fh = await open(tmp, 'w');
+    try {
+      if (++saves === killDuringSave) {
+        // fault injection for the tests: die with the new checkpoint half written
+        await fh.write(bytes.subarray(0, bytes.length >> 1));
+        await fh.sync();
+        process.kill(process.pid, 'SIGKILL');
+      }
+      await fh.writeFile(bytes);
       await fh.sync();
-      process.kill(process.pid, 'SIGKILL');
+    } finally {
+      await fh.close();
     }
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
+  } catch (err) {
+    // a half-written temporary file would only eat the space that is left
+    await rm(tmp, { force: true });
+    throw writeFailure(err, file, 'the previous checkpoint is kept');
   }
   // keep the last good checkpoint until the new one is in place
   await rename(file, path.join(dir, PREVIOUS_CHECKPOINT_FILE)).catch((e: NodeJS.ErrnoException) => {
