@@ -28,6 +28,8 @@ const RUN = [
   '20',
   '--checkpoint-every',
   '7',
+  '--batch-size',
+  '32', // about 3 s of training, so that a kill up to 1.5 s after the first checkpoint lands mid-run
 ];
 // the modes beyond the reference: masks and the carried state must resume exactly too
 const STACKED = [
@@ -60,10 +62,15 @@ function charlstm(args: string[], env: Record<string, string> = {}): ReturnType<
   return run(args, { env, timeout: 120_000 });
 }
 
-/** Start a run and SIGKILL it `afterMs` after its first checkpoint appears. */
+/**
+ * Start a run and SIGKILL it `afterMs` after its first checkpoint appears; asserts that it was the
+ * kill that ended it (a run that finished first would make the resume test prove nothing).
+ */
 async function killAfterFirstCheckpoint(dir: string, afterMs: number, args = RUN): Promise<void> {
   const child = spawnCharlstm([...args, '--out', dir], { stdio: 'ignore' });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+    child.on('exit', (_code, signal) => resolve(signal)),
+  );
   const deadline = Date.now() + 60_000;
   while (
     !existsSync(path.join(dir, 'checkpoint.ckpt')) &&
@@ -74,7 +81,7 @@ async function killAfterFirstCheckpoint(dir: string, afterMs: number, args = RUN
   }
   await new Promise((r) => setTimeout(r, afterMs));
   child.kill('SIGKILL');
-  await exited;
+  assert.equal(await exited, 'SIGKILL', `the run ended before the kill ${afterMs} ms in`);
 }
 
 const reference = path.join(tmp, 'uninterrupted');
@@ -90,6 +97,7 @@ test('SIGKILL at a random moment, then --resume: bit-identical final weights', a
   await killAfterFirstCheckpoint(dir, delay);
   const r = charlstm(['train', '--resume', dir]);
   assert.equal(r.code, 0, `resume after a kill ${delay} ms past the first checkpoint: ${r.stderr}`);
+  assert.match(r.stderr, /Epoch 3\/3: loss/, 'the resumed process trained');
   const [a, b] = await Promise.all([loadModel(reference), loadModel(dir)]);
   assert.deepEqual(
     b.params.flat,
