@@ -36,6 +36,21 @@ for (const { name, shape, B, T } of SHAPES) {
   });
 }
 
+// The native engine against the oracle itself, not only against the WebAssembly engine.
+const { nativeAvailable, nativeUnavailableReason } = await import('../src/engine/native.ts');
+for (const { name, shape, B, T } of SHAPES) {
+  test(
+    `native engine: forward and gradients equal TF.js: ${name}`,
+    { skip: nativeAvailable() ? false : `native engine unavailable: ${nativeUnavailableReason()}` },
+    async () => {
+      const rng = new Rng(43);
+      const params = randomParams(shape, rng);
+      const { x, y } = randomBatch(rng, shape.vocabSize, B, T);
+      await assertMatchesTfjs(params, x, y, B, T, 'native');
+    },
+  );
+}
+
 test('gradients match central finite differences of the loss (tiny model)', async () => {
   const shape = { vocabSize: 5, units: 4 };
   const B = 3;

@@ -1,6 +1,6 @@
 // Comparing our engine with a reference (TensorFlow.js, another engine) within a tolerance.
 import assert from 'node:assert/strict';
-import { InlineEngine } from '../../src/engine/gradient-engine.ts';
+import { InlineEngine, createKernels, type EngineKind } from '../../src/engine/gradient-engine.ts';
 import { LstmCore } from '../../src/engine/lstm-core.ts';
 import { Parameters } from '../../src/model/params.ts';
 import { tfForward, tfLossAndGrads } from './tfjs-oracle.ts';
@@ -19,7 +19,8 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /**
  * Our forward pass (inference core) and our loss and every weight's gradient (training engine,
- * the reference mode: the character after each window) equal TF.js's within 1e-4 relative.
+ * the reference mode: the character after each window) equal TF.js's within 1e-4 relative, on
+ * the WebAssembly kernels or (engine 'native') the native addon's.
  */
 export async function assertMatchesTfjs(
   params: Parameters,
@@ -27,17 +28,22 @@ export async function assertMatchesTfjs(
   y: Int32Array,
   B: number,
   T: number,
+  engine: EngineKind = 'wasm',
 ): Promise<void> {
   const { shape } = params;
-  const core = new LstmCore(shape, { maxB: B, maxT: T, training: false });
+  const core = new LstmCore(
+    shape,
+    { maxB: B, maxT: T, training: false },
+    await createKernels(engine),
+  );
   core.setParams(params.flat);
   const ours = core.predict(x, B, T).slice();
   const theirs = await tfForward(params, x, B, T);
   assert.ok(relErr(ours, theirs) < 1e-4, `probabilities differ: ${relErr(ours, theirs)}`);
 
-  const engine = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0 });
+  const training = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0, engine });
   const grads = new Parameters(shape);
-  const loss = await engine.lossAndGrads(params.flat, x, y, B, T, grads.flat);
+  const loss = await training.lossAndGrads(params.flat, x, y, B, T, grads.flat);
   const ref = await tfLossAndGrads(params, x, y, B, T);
   assert.ok(Math.abs(loss - ref.loss) / ref.loss < 1e-4, `loss ${loss} vs ${ref.loss}`);
   const names = ['kernel', 'recurrent kernel', 'bias'];
