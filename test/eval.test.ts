@@ -187,3 +187,69 @@ test('the training clock and the time budget count training alone, not the callb
   assert.ok(trainer.trainSeconds < 0.3 + 0.25, `${trainer.trainSeconds} s of training`);
   assert.equal(untimedInside, 0);
 });
+
+test('a diverging batch is undone whole: weights, moments, iteration count and its share of the loss', async () => {
+  const tokens = Vocabulary.fromText(text).encode(text);
+  const V = new Set(text).size;
+  // A stand-in engine: the loss is a function of the batch's tokens and of the weights' first
+  // entry (so a step that "diverges" can be recognised), the gradient a fixed small vector.
+  function fakeEngine(nanAtCall: number | undefined, calls: { iteration: number; x0: number }[]) {
+    return {
+      threads: 0,
+      engine: 'wasm' as const,
+      async lossAndGrads(
+        p: Float32Array,
+        x: Int32Array,
+        _y: Int32Array,
+        n: number,
+        T: number,
+        out: Float32Array,
+      ) {
+        calls.push({ iteration: trainer.optimizer.iterations, x0: x[0]! * 1000 + x[1]! });
+        out.fill(0.01);
+        if (calls.length === nanAtCall) return NaN;
+        let sum = 0;
+        for (let i = 0; i < n * T; i++) sum += x[i]!;
+        return 1 + sum / (n * T * V) + 0 * p[0]!;
+      },
+      async close() {},
+    };
+  }
+  let trainer!: Trainer;
+  const run = async (nanAtCall?: number) => {
+    const calls: { iteration: number; x0: number }[] = [];
+    trainer = new Trainer({
+      params: initParameters({ vocabSize: V, units: 4 }, new Rng(1)),
+      windows: makeWindows(tokens, 20, 50),
+      shuffleRng: new Rng(2),
+      config: {
+        batchSize: 16,
+        epochs: 1,
+        learningRate: 0.01,
+        rho: 0.9,
+        epsilon: 1e-7,
+        threads: 0,
+        optimizer: 'adam',
+      },
+      engine: fakeEngine(nanAtCall, calls),
+    });
+    const history = await trainer.fit();
+    return {
+      calls,
+      history,
+      iterations: trainer.optimizer.iterations,
+      scale: trainer.learningRateScale,
+    };
+  };
+  const clean = await run();
+  const diverged = await run(6); // the 6th batch's loss is NaN: the 5th batch's step is undone
+  assert.equal(diverged.scale, 0.5);
+  assert.equal(diverged.calls.length, clean.calls.length + 2); // the 5th batch, then the 6th, again
+  // the 5th batch comes again, at the iteration count it had the first time (Adam's bias correction)
+  assert.deepEqual(diverged.calls[6], clean.calls[4]);
+  assert.deepEqual(diverged.calls[7], clean.calls[5]);
+  assert.equal(diverged.iterations, clean.iterations);
+  // each batch counts once in the epoch's loss, whatever was undone
+  assert.equal(diverged.history[0]!.loss, clean.history[0]!.loss);
+  assert.equal(diverged.history[0]!.sequences, clean.history[0]!.sequences);
+});

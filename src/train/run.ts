@@ -235,7 +235,14 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       trainSeconds: Math.round(trainer.trainSeconds),
     },
   });
+  // Every save after training steps goes through here first (the checkpoint is written before
+  // model.json), so this is where weights that are no longer finite are refused, not saved.
   const checkpoint = async (): Promise<void> => {
+    if (!params.flat.every(Number.isFinite)) {
+      throw new UserError(
+        `the weights are no longer finite (epoch ${trainer.epoch + (trainer.step > 0 ? 1 : 0)}, batch ${trainer.step}); nothing was saved over the last good model and checkpoint in ${dir}; try a lower --lr or --clip`,
+      );
+    }
     const state: RunState = {
       config: runConfig,
       corpusSha256,

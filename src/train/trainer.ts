@@ -338,10 +338,16 @@ export class Trainer {
     const grads = new Float32Array(this.params.flat.length);
     const order = new Int32Array(count);
     const steps = this.stepsPerEpoch;
-    // the last state known to give a finite loss, for the divergence guard
+    // The divergence guard's snapshot: the whole state before the last batch whose loss was finite
+    // (its weights gave that finite loss; the step taken from them may be what diverged). Rolling
+    // back undoes that batch entirely (weights, moments, iteration count, its share of the epoch's
+    // loss, the carried state) so that it is trained again, at the lower rate.
     const goodParams = this.params.flat.slice();
     const goodMs = this.optimizer.state.slice();
+    const good = { epoch: this.epoch, step: this.step, lossSum: 0, seen: 0, iterations: 0 };
+    good.iterations = this.optimizer.iterations;
     const goodCarried = carried && { h: carried.h.slice(), c: carried.c.slice() };
+    const batchCarried = carried && { h: carried.h.slice(), c: carried.c.slice() }; // before this batch
     this.startedAt = performance.now();
     let stopped = false;
     try {
@@ -382,9 +388,9 @@ export class Trainer {
                 y,
                 everyStep,
               );
-          if (goodCarried) {
-            goodCarried.h.set(carried!.h);
-            goodCarried.c.set(carried!.c);
+          if (batchCarried) {
+            batchCarried.h.set(carried!.h);
+            batchCarried.c.set(carried!.c);
           }
           const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads, everyStep, {
             ...(dropout > 0 && {
@@ -397,12 +403,21 @@ export class Trainer {
           });
           const norm = gradNorm(grads);
           if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-            // roll back to the last good weights and optimizer state, halve the learning rate
+            const failedStep = this.step + 1;
+            // roll back to before the last good batch, halve the learning rate
             this.params.flat.set(goodParams);
             this.optimizer.state.set(goodMs);
-            if (goodCarried) {
-              carried!.h.set(goodCarried.h);
-              carried!.c.set(goodCarried.c);
+            this.optimizer.iterations = good.iterations;
+            const sameEpoch = good.epoch === this.epoch; // never undo across an epoch's end
+            if (sameEpoch) {
+              this.step = good.step;
+              this.lossSum = good.lossSum;
+              this.seen = good.seen;
+            }
+            const restore = sameEpoch ? goodCarried : batchCarried;
+            if (restore) {
+              carried!.h.set(restore.h);
+              carried!.c.set(restore.c);
             }
             this.learningRateScale /= 2;
             if (this.learningRateScale < 1e-6) {
@@ -412,15 +427,26 @@ export class Trainer {
             }
             const event = {
               epoch,
-              step: this.step + 1,
+              step: failedStep,
               loss,
               learningRateScale: this.learningRateScale,
             };
             await this.emit((cb) => cb.onDivergence?.(event, this));
-            continue; // the same batch again, from the good state at the lower rate
+            continue; // from the snapshot's batch again, at the lower rate
           }
           goodParams.set(this.params.flat);
           goodMs.set(this.optimizer.state);
+          Object.assign(good, {
+            epoch: this.epoch,
+            step: this.step,
+            lossSum: this.lossSum,
+            seen: this.seen,
+            iterations: this.optimizer.iterations,
+          });
+          if (goodCarried) {
+            goodCarried.h.set(batchCarried!.h);
+            goodCarried.c.set(batchCarried!.c);
+          }
           if (clip !== undefined && norm > clip) {
             const s = clip / norm;
             for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! * s;
