@@ -229,15 +229,24 @@ describe('saveModel / loadModel', () => {
     let files = (await fs.readdir(dir)).sort();
     assert.equal(files.length, 2, files.join(', '));
     const p2 = randomParams(shape, 2);
-    // Leftovers of an interrupted save: a temp file and an orphaned weights file.
-    await fs.writeFile(path.join(dir, 'weights.0123456789ab.bin.tmp-123-deadbeef'), 'x');
-    await fs.writeFile(path.join(dir, 'model.json.tmp-123-deadbeef'), '{');
+    // Leftovers of an interrupted save by a process no longer running: temp files. A weights
+    // file no model of ours listed is not ours to remove (see the last test).
+    await fs.writeFile(path.join(dir, 'weights.0123456789ab.bin.tmp-99999999-deadbeef'), 'x');
+    await fs.writeFile(path.join(dir, 'model.json.tmp-99999999-deadbeef'), '{');
     await fs.writeFile(path.join(dir, 'weights.0123456789ab.bin'), 'x');
     await fs.writeFile(path.join(dir, 'notes.txt'), 'mine');
     await saveModel(dir, p2, metaFor(7, 5, 10));
     files = (await fs.readdir(dir)).sort();
     const json = await readJson(dir);
-    assert.deepEqual(files, [json.weightsManifest[0].paths[0], 'model.json', 'notes.txt'].sort());
+    assert.deepEqual(
+      files,
+      [
+        json.weightsManifest[0].paths[0],
+        'model.json',
+        'notes.txt',
+        'weights.0123456789ab.bin',
+      ].sort(),
+    );
     assert.deepEqual(bits((await loadModel(dir)).params.flat), bits(p2.flat));
   });
 
@@ -499,5 +508,27 @@ describe('TF.js reads the saved model', () => {
       loadModel(dir),
       (e: unknown) => e instanceof UserError && /expected 5 weights/.test((e as Error).message),
     );
+  });
+
+  it('a save removes only the files the replaced model lists, never a foreign weights file', async () => {
+    // issue 11 item 2: `mkdir d; echo keep > d/weights.deadbeef0000.bin; charlstm train … --out d`
+    const dir = freshDir();
+    const foreign = path.join(dir, 'weights.deadbeef0000.bin');
+    await fs.mkdir(dir, { recursive: true });
+    await fs.writeFile(foreign, 'keep\n');
+    const shape = { vocabSize: 7, units: 5 };
+    await saveModel(dir, randomParams(shape, 1), metaFor(7, 5, 10)); // a folder with no model
+    assert.equal(await fs.readFile(foreign, 'utf8'), 'keep\n');
+    const first = (await readJson(dir)).weightsManifest[0].paths[0] as string;
+
+    await saveModel(dir, randomParams(shape, 2), metaFor(7, 5, 10)); // replaces that model
+    const second = (await readJson(dir)).weightsManifest[0].paths[0] as string;
+    assert.notEqual(second, first);
+    assert.deepEqual(
+      (await fs.readdir(dir)).sort(),
+      ['model.json', second, 'weights.deadbeef0000.bin'].sort(),
+      "the replaced model's own weights file is gone, the foreign one stays",
+    );
+    assert.equal(await fs.readFile(foreign, 'utf8'), 'keep\n');
   });
 });

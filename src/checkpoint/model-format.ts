@@ -85,7 +85,7 @@ const KERAS_WEIGHT: Record<WeightName, string> = {
 };
 
 const WEIGHTS_FILE_RE = /^weights\.[0-9a-f]{12}\.bin$/;
-const TEMP_FILE_RE = /\.tmp-\d+-[0-9a-f]{8}$/;
+const TEMP_FILE_RE = /\.tmp-(\d+)-[0-9a-f]{8}$/;
 
 /** The weights file name for these bytes: `weights.<first 12 hex of sha256>.bin`. */
 export function weightsFileName(sha256Hex: string): string {
@@ -425,7 +425,10 @@ async function fsyncDir(dir: string): Promise<void> {
  * Save a model to `dir` (created if missing) so that a kill at any moment leaves either the old
  * model or the new one, never a broken one: the weights go to a new content-named file (temp +
  * fsync + rename), then `model.json` is replaced by rename (the commit point), the folder is
- * fsynced, and weights files that `model.json` no longer names are deleted. One writer per folder.
+ * fsynced, and the weights files the replaced `model.json` listed in its manifest (and the new one
+ * does not) are deleted. Nothing else is removed: a `weights.<hex>.bin` this folder held that no
+ * model of ours listed stays, and so does a temporary file of a save still running elsewhere
+ * (only those of this process or of a process no longer alive go). One writer per folder.
  */
 export async function saveModel(
   dir: string,
@@ -439,18 +442,55 @@ export async function saveModel(
   const text = JSON.stringify(json, null, 1) + '\n';
 
   await fs.mkdir(dir, { recursive: true });
+  const replaced = await manifestWeightFiles(dir); // what the model being replaced uses
   await writeFileAtomic(dir, weightsName, bytes);
   await fsyncDir(dir); // the weights file's name is durable before model.json can point at it
   await writeFileAtomic(dir, MODEL_JSON, text);
   await fsyncDir(dir);
 
-  // Clean up: weights files no longer referenced, and temp files left by an interrupted save.
+  // Clean up: the replaced model's weights files, and temp files left by an interrupted save.
+  for (const name of replaced) {
+    if (name !== weightsName) await fs.rm(path.join(dir, name), { force: true });
+  }
   for (const entry of await fs.readdir(dir)) {
-    const stale =
-      (WEIGHTS_FILE_RE.test(entry) && entry !== weightsName) ||
-      (TEMP_FILE_RE.test(entry) &&
-        (entry.startsWith('weights.') || entry.startsWith(`${MODEL_JSON}.`)));
-    if (stale) await fs.rm(path.join(dir, entry), { force: true });
+    const m = TEMP_FILE_RE.exec(entry);
+    const ours = entry.startsWith('weights.') || entry.startsWith(`${MODEL_JSON}.`);
+    if (m && ours && !processAlive(Number(m[1]))) {
+      await fs.rm(path.join(dir, entry), { force: true });
+    }
+  }
+}
+
+/**
+ * The weights files named by the manifest of `dir/model.json` (charlstm's own
+ * `weights.<12 hex>.bin` names only), or none when there is no readable model there.
+ */
+async function manifestWeightFiles(dir: string): Promise<string[]> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await fs.readFile(path.join(dir, MODEL_JSON), 'utf8'));
+  } catch {
+    return []; // no model.json, or not one we can read: nothing of a model to replace
+  }
+  const names: string[] = [];
+  const manifest = isObject(json) ? json.weightsManifest : undefined;
+  if (!Array.isArray(manifest)) return names;
+  for (const group of manifest) {
+    if (!isObject(group) || !Array.isArray(group.paths)) continue;
+    for (const p of group.paths)
+      if (typeof p === 'string' && WEIGHTS_FILE_RE.test(p)) names.push(p);
+  }
+  return names;
+}
+
+/** Whether process `pid` (on this machine) still runs; this process counts as not running. */
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return false; // our own leftovers: no save of ours is in flight here
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
   }
 }
 

@@ -3,8 +3,12 @@ import type { KernelExports } from './kernels.ts';
 // Lays out buffers in one wasm instance's memory. All reservations happen first, then the
 // memory grows once; typed-array views are made afterwards (growing memory detaches them).
 
-const ALIGN = 64; // cache-line alignment for every buffer
-const BASE = 65536; // the first page belongs to the module's own (unused) static data
+/** Cache-line alignment for every buffer. */
+export const ARENA_ALIGN = 64;
+/** The first page belongs to the module's own (unused) static data. */
+export const ARENA_BASE = 65536;
+const ALIGN = ARENA_ALIGN;
+const BASE = ARENA_BASE;
 
 export class Arena {
   private top = BASE;
@@ -16,6 +20,11 @@ export class Arena {
     const ptr = this.top;
     this.top += Math.ceil((n * 4) / ALIGN) * ALIGN;
     return ptr;
+  }
+
+  /** Bytes laid out so far (the first free address). */
+  get bytes(): number {
+    return this.top;
   }
 
   /** Grow the memory to hold everything reserved so far. */

@@ -2,6 +2,7 @@ import type { ModelShape } from '../model/params.ts';
 import { UserError } from '../errors.ts';
 import { instantiate, kernelModule, type KernelExports } from './kernels.ts';
 import { LstmCore, type PassOptions } from './lstm-core.ts';
+import { checkCoreFits } from './memory.ts';
 import { layerCount } from '../model/params.ts';
 
 // Loss and gradients of one training batch, data-parallel over a FIXED number of shards.
@@ -50,6 +51,21 @@ export interface EngineOptions {
   threads: number; // 0: no worker threads; otherwise the number of worker threads
   /** 'wasm' (the default), 'native' (an error when unavailable) or 'auto' (native when available). */
   engine?: EngineKind | 'auto';
+}
+
+/**
+ * Throw a UserError when the cores of a training engine with these options would not fit in a
+ * kernel instance's memory (each core holds one shard of the batch); see checkCoreFits.
+ */
+export function checkEngineFits(opts: EngineOptions): void {
+  checkCoreFits(
+    opts.shape,
+    { maxB: shardCapacity(opts.maxBatch), maxT: opts.maxT, training: true },
+    {
+      batchSize: opts.maxBatch,
+      advice: 'lower --batch-size, --maxlen, --units or --layers',
+    },
+  );
 }
 
 /** The engine an EngineOptions.engine choice gives on this machine. */
@@ -169,6 +185,7 @@ export class InlineEngine implements GradientEngine {
   }
 
   static async create(opts: EngineOptions): Promise<InlineEngine> {
+    checkEngineFits(opts);
     await kernelModule(); // compiled on this thread whatever the engine, as before (CharModel uses it)
     const engine = await resolveEngine(opts.engine);
     const kernels = await createKernels(engine);

@@ -2,6 +2,7 @@ import { Parameters, layerCount, type ModelShape } from '../model/params.ts';
 import { Arena } from './arena.ts';
 import { dropoutMask } from './dropout.ts';
 import { instantiate, type KernelExports } from './kernels.ts';
+import { checkCoreFits, coreBytes } from './memory.ts';
 
 // L stacked LSTM(H) layers + Dense(V, softmax) on one kernel instance (wasm or native): forward
 // and backward through time for a batch of up to maxB windows of up to maxT steps, plus single
@@ -102,6 +103,7 @@ export class LstmCore {
   constructor(shape: ModelShape, cap: CoreCapacity, kernels: KernelExports = instantiate()) {
     const { vocabSize: V, units: H } = shape;
     if (H % 4 !== 0) throw new RangeError(`units must be a multiple of 4, got ${H}`);
+    checkCoreFits(shape, cap); // before any memory is taken (callers check with better words)
     this.shape = shape;
     this.cap = cap;
     this.k = kernels;
@@ -161,6 +163,11 @@ export class LstmCore {
     this.pLogits = a.reserve(headRows * V);
     this.pDlogits = a.reserve(headRows * V);
     this.pExt = cap.training ? a.reserve(B * T * H) : 0;
+    if (a.bytes !== coreBytes(shape, cap)) {
+      throw new Error(
+        `LstmCore laid out ${a.bytes} bytes, coreBytes counts ${coreBytes(shape, cap)}`,
+      );
+    }
     a.commit();
     this.params = a.f32(this.pParams, this.P);
     this.grads = a.f32(this.pGrads, this.P);

@@ -12,6 +12,7 @@ import {
   type GradientEngine,
   type ShardJob,
   type ShardResult,
+  checkEngineFits,
 } from './gradient-engine.ts';
 
 // Shards of each batch computed on worker threads, each with its own wasm instance. Shard s runs
@@ -53,20 +54,74 @@ export interface WorkerSetup {
   maxT: number;
 }
 
+/**
+ * A worker thread stopped while the engine still needed it (it exited, was killed, for example
+ * for lack of memory, or threw): the batch it was computing, and every later one, is rejected
+ * with this error instead of being waited for forever.
+ */
+export class WorkerExitError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkerExitError';
+  }
+}
+
+interface Pending {
+  resolve(reply: WorkerReply): void;
+  reject(err: Error): void;
+}
+
 export class WorkerEngine implements GradientEngine {
   readonly threads: number;
   readonly engine: EngineKind;
   private readonly workers: Worker[];
   private readonly stateFloatsPerRow: number; // L·H: one row's h (or c) in a carried state
+  private readonly pending: (Pending | undefined)[]; // each worker's request in flight
+  private failure: WorkerExitError | undefined; // set once a worker has stopped unexpectedly
+  private closing = false;
 
   private constructor(workers: Worker[], engine: EngineKind, shape: EngineOptions['shape']) {
     this.workers = workers;
     this.stateFloatsPerRow = (shape.layers ?? 1) * shape.units;
     this.threads = workers.length;
     this.engine = engine;
+    this.pending = workers.map(() => undefined);
+    workers.forEach((w, i) => {
+      w.on('message', (reply: WorkerReply) => {
+        const p = this.pending[i];
+        this.pending[i] = undefined;
+        p?.resolve(reply);
+      });
+      w.on('error', (err: Error) => {
+        this.fail(`training worker thread ${i + 1} of ${workers.length} failed: ${err.message}`);
+      });
+      w.on('exit', (code: number) => {
+        if (this.closing) return;
+        this.fail(
+          `training worker thread ${i + 1} of ${workers.length} stopped unexpectedly ` +
+            `(exit code ${code}; a thread killed for lack of memory ends this way); ` +
+            'the batch in progress was not computed',
+        );
+      });
+    });
+  }
+
+  /** Reject every request in flight and every later one: the engine cannot go on. */
+  private fail(message: string): void {
+    this.failure ??= new WorkerExitError(message);
+    for (const [i, p] of this.pending.entries()) {
+      this.pending[i] = undefined;
+      p?.reject(this.failure);
+    }
+  }
+
+  /** @internal For tests: stop worker `i` from outside, as the system would kill it. */
+  async terminateWorkerForTest(i: number): Promise<void> {
+    await this.workers[i]!.terminate();
   }
 
   static async create(opts: EngineOptions): Promise<WorkerEngine> {
+    checkEngineFits(opts); // here, as a UserError: a worker's own check would arrive as a plain error
     const module = await kernelModule(); // compiled on this thread whatever the engine, as before
     // with the native engine each worker loads the addon itself (and ignores the module)
     const engine = await resolveEngine(opts.engine);
@@ -79,16 +134,28 @@ export class WorkerEngine implements GradientEngine {
       maxT: opts.maxT,
     };
     const workers = Array.from({ length: threads }, () => spawnWorker(setup));
-    // surface a worker that fails to start instead of hanging on the first batch
-    await Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<void>((resolve, reject) => {
-            w.once('message', () => resolve());
-            w.once('error', reject);
-          }),
-      ),
-    );
+    // surface a worker that fails to start, or stops while starting, instead of hanging
+    try {
+      await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((resolve, reject) => {
+              w.once('message', () => resolve());
+              w.once('error', reject);
+              w.once('exit', (code: number) =>
+                reject(
+                  new WorkerExitError(
+                    `a training worker thread stopped while starting (exit code ${code})`,
+                  ),
+                ),
+              );
+            }),
+        ),
+      );
+    } catch (err) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw err;
+    }
     return new WorkerEngine(workers, engine, opts.shape);
   }
 
@@ -107,10 +174,10 @@ export class WorkerEngine implements GradientEngine {
     const perWorker: ShardJob[][] = this.workers.map(() => []);
     jobs.forEach((job, s) => perWorker[s % this.workers.length]!.push(job));
     const replies = await Promise.all(
-      this.workers.map((w, i) =>
+      this.workers.map((_, i) =>
         perWorker[i]!.length === 0
           ? Promise.resolve<WorkerReply>({ results: [] })
-          : this.call(w, {
+          : this.call(i, {
               params,
               x: x.subarray(0, n * T),
               y: y.subarray(0, everyStep ? n * T : n),
@@ -139,23 +206,17 @@ export class WorkerEngine implements GradientEngine {
     return combineShards(results, out, scored);
   }
 
-  private call(w: Worker, req: WorkerRequest): Promise<WorkerReply> {
+  private call(i: number, req: WorkerRequest): Promise<WorkerReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new Error('the engine was closed'));
     return new Promise((resolve, reject) => {
-      const onMessage = (reply: WorkerReply): void => {
-        w.off('error', onError);
-        resolve(reply);
-      };
-      const onError = (err: Error): void => {
-        w.off('message', onMessage);
-        reject(err);
-      };
-      w.once('message', onMessage);
-      w.once('error', onError);
-      w.postMessage(req);
+      this.pending[i] = { resolve, reject };
+      this.workers[i]!.postMessage(req);
     });
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

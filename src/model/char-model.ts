@@ -1,9 +1,10 @@
-import { loadModel, type ModelMeta } from '../checkpoint/model-format.ts';
+import { MODEL_JSON, loadModel, type ModelMeta } from '../checkpoint/model-format.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
 import { instantiate, kernelModule, type KernelExports } from '../engine/kernels.ts';
 import { resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
 import { LstmCore } from '../engine/lstm-core.ts';
+import { checkCoreFits } from '../engine/memory.ts';
 import { UserError } from '../errors.ts';
 import { Parameters, layerCount } from './params.ts';
 
@@ -32,7 +33,7 @@ export class CharModel {
   private stepOwner: StatefulStepper | undefined; // whose state the step core holds
   private zeroProbs: Float32Array | undefined; // the distribution at the zero state, softmax(dense bias)
 
-  private constructor(params: Parameters, meta: ModelMeta) {
+  private constructor(params: Parameters, meta: ModelMeta, where?: string) {
     const { vocabSize: V, units: H } = params.shape;
     if (meta.vocab.length !== V) {
       throw new RangeError(
@@ -50,6 +51,13 @@ export class CharModel {
     if (!(Number.isInteger(meta.maxlen) && meta.maxlen > 0)) {
       throw new RangeError(`model metadata maxlen must be a positive integer, got ${meta.maxlen}`);
     }
+    // the first inference core must fit (a UserError naming the sizes and the limit, not a
+    // failed allocation later)
+    checkCoreFits(
+      params.shape,
+      { maxB: DEFAULT_MAX_BATCH, maxT: meta.maxlen, training: false },
+      { where, advice: 'this model cannot be run here: its maxlen, units or layers are too large' },
+    );
     this.params = params;
     this.meta = meta;
     this.vocab = new Vocabulary(meta.vocab);
@@ -63,7 +71,7 @@ export class CharModel {
    */
   static async load(dir: string, opts: { engine?: EngineKind | 'auto' } = {}): Promise<CharModel> {
     const [{ params, meta }] = await Promise.all([loadModel(dir), kernelModule()]);
-    const model = new CharModel(params, meta);
+    const model = new CharModel(params, meta, `${dir}/${MODEL_JSON}`);
     if ((await resolveEngine(opts.engine ?? 'auto')) === 'native') {
       const { requireNativeKernels } = await import('../engine/native.ts');
       model.kernels = requireNativeKernels;
