@@ -8,7 +8,13 @@ import { loadCorpus } from '../corpus/corpus.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
 import { makeWindows, splitWindows } from '../data/windows.ts';
-import { SHARDS, resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
+import {
+  SHARDS,
+  checkEngineFits,
+  resolveEngine,
+  type EngineKind,
+} from '../engine/gradient-engine.ts';
+import { WorkerExitError } from '../engine/worker-engine.ts';
 import { UserError } from '../errors.ts';
 import { initParameters } from '../model/init.ts';
 import { Parameters, layerCount, lstmLayerName, type ModelShape } from '../model/params.ts';
@@ -170,6 +176,8 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     units: config.units,
     ...(layers > 1 && { layers }),
   };
+  // a shape that cannot fit the engine's memory is refused now, before the weights are drawn
+  checkEngineFits({ shape, maxBatch: config.batchSize, maxT: config.maxlen, threads: 0 });
   if (opts.dryRun) {
     out(`\n${modelSummary(shape, config.maxlen, dropout)}\n`);
     return;
@@ -402,6 +410,18 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   process.on('SIGTERM', onSignal);
   try {
     await trainer.fit();
+  } catch (err) {
+    // a worker thread that died (killed for memory, say) took only the batch in flight with it:
+    // keep everything before that batch, resumable, and say so
+    if (err instanceof WorkerExitError && (trainer.epoch > 0 || trainer.step > 0)) {
+      await checkpoint();
+      await saveModel(dir, params, meta());
+      throw new UserError(
+        `${err.message}; the work before that batch is saved: resume with charlstm train --resume ${dir}`,
+        1,
+      );
+    }
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
