@@ -1,49 +1,71 @@
-// npm run bench [-- --json] [--quick] [--no-tfjs-cpu]
+// npm run bench [-- --write] [--json] [--quick] [--no-tfjs] [--no-tfjs-cpu] [--no-rss]
 //
 // Measures, in one process run so that every figure shares the machine's state:
-//   - training throughput of our engine (reference shapes: batch 128, 60 steps, 128 units,
-//     57 characters) at 1 and 2 worker threads: the median of several timed windows after a warm-up;
-//   - the same model on TensorFlow.js's WebAssembly and pure-JS backends (short runs);
-//   - reference-style generation (re-reading the 60-character window for every character), the
-//     four temperatures advanced together as one batch, and TF.js's generation for comparison;
-//   - GFLOP/s reached, against our kernel's single-thread GFLOP/s on the recurrent product shape;
-//   - peak resident memory of a real `charlstm train` process on the reference configuration.
+//   - the matrix product of one shard's recurrent step, [64×128]·[128×512], one thread, on the
+//     WebAssembly kernels and on the native addon, B packed (as training runs it) and unpacked;
+//   - training throughput on the reference shapes (batch 128, 60 steps, 128 units, 57 characters)
+//     on each engine at 1 and 2 worker threads: the median of several timed windows after a
+//     warm-up; and the same model on TensorFlow.js's WebAssembly and pure-JS backends;
+//   - one batch of the ten-minute model (2 × LSTM(256), dropout 0.3, every position scored);
+//   - generation (bench/generate-bench.ts): one window-mode stream on each engine against
+//     TF.js's one stream, the four sample temperatures as one batch, one stateful stream;
+//   - a real `charlstm train` process through a whole epoch and its end (bench/train-rss.ts):
+//     peak resident memory, the epoch's time and speed.
 // The machine is shared and noisy: compare ratios measured in the same run, and quote medians.
+//
+// Without --write it prints the README's Performance table (bench/render.ts) and changes nothing;
+// --json prints the figures instead. --write also writes docs/bench-latest.json and rewrites the
+// README's marked blocks from it.
 
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { REFERENCE } from '../src/defaults.ts';
 import {
   createEngine,
+  createKernels,
   resolveEngine,
   SHARDS,
   type EngineKind,
 } from '../src/engine/gradient-engine.ts';
-import { instantiate, kernelModule } from '../src/engine/kernels.ts';
+import type { KernelExports } from '../src/engine/kernels.ts';
 import { initParameters } from '../src/model/init.ts';
-import { CharModel } from '../src/model/char-model.ts';
-import { generateWindow } from '../src/generate/window.ts';
+import type { ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
-import { Sampler } from '../src/sampling/sampler.ts';
 import { RmsProp } from '../src/train/rmsprop.ts';
-import { REFERENCE } from '../src/defaults.ts';
+import { benchFourTemperatures, benchStream } from './generate-bench.ts';
+import {
+  renderBlocks,
+  renderPerformance,
+  replaceBlocks,
+  type BenchResults,
+  type EnginePair,
+  type Rate,
+} from './render.ts';
+import { benchCorpusChoice, measureTrainProcess } from './train-rss.ts';
 
 const { values: args } = parseArgs({
   options: {
+    write: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     'no-tfjs-cpu': { type: 'boolean', default: false },
     'no-tfjs': { type: 'boolean', default: false },
     'no-rss': { type: 'boolean', default: false },
+    /** characters of the corpus the train process learns (default: all of nietzsche; quick: 100,000) */
+    'train-chars': { type: 'string' },
   },
 });
+const quick = args.quick;
+const REPO = fileURLToPath(new URL('..', import.meta.url));
 
 const V = 57;
 const H = REFERENCE.units;
 const T = REFERENCE.maxlen;
 const B = REFERENCE.batchSize;
-/** multiply-adds of one training sequence ×2: forward h·Wh, backward dz·Whᵀ and hᵀ·dz, every step */
+/** FLOP of one training sequence's products: h·Wh, dz·Whᵀ and hᵀ·dz every step, the head's three */
 const FLOP_PER_SEQ = 3 * 2 * H * 4 * H * T + 3 * 2 * H * V;
 
 const median = (xs: number[]): number => {
@@ -51,18 +73,31 @@ const median = (xs: number[]): number => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-const log = (msg: string): void => {
-  if (!args.json) process.stderr.write(msg + '\n');
-};
+const log = (msg: string): void => void process.stderr.write(msg + '\n');
 
-async function benchTrain(
+interface TrainShape {
+  shape: ModelShape;
+  /** score every position (sequence mode) */
+  everyStep?: boolean;
+  dropout?: number;
+}
+
+/** A training configuration ready to time: one batch at a time, after its warm-up. */
+interface Timed {
+  /** batches per timed window */
+  perWindow: number;
+  batch(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function trainer(
   engineKind: EngineKind,
   threads: number,
-  windows: number,
-  batchesPerWindow: number,
-): Promise<number> {
+  perWindow: number,
+  model: TrainShape = { shape: { vocabSize: V, units: H } },
+): Promise<Timed> {
   const rng = new Rng(1);
-  const params = initParameters({ vocabSize: V, units: H }, rng);
+  const params = initParameters(model.shape, rng);
   const opt = new RmsProp(params.flat.length, { learningRate: 0.01, rho: 0.9, epsilon: 1e-7 });
   const engine = await createEngine({
     shape: params.shape,
@@ -72,245 +107,268 @@ async function benchTrain(
     engine: engineKind,
   });
   const x = Int32Array.from({ length: B * T }, () => rng.int(V));
-  const y = Int32Array.from({ length: B }, () => rng.int(V));
+  const y = Int32Array.from({ length: model.everyStep ? B * T : B }, () => rng.int(V));
   const grads = new Float32Array(params.flat.length);
+  let key = 0;
   const batch = async (): Promise<void> => {
-    await engine.lossAndGrads(params.flat, x, y, B, T, grads);
+    const opts = model.dropout ? { dropout: { rate: model.dropout, key: ++key } } : {};
+    await engine.lossAndGrads(params.flat, x, y, B, T, grads, model.everyStep ?? false, opts);
     opt.step(params.flat, grads);
   };
   for (let i = 0; i < 3; i++) await batch(); // warm-up: JIT tiers, page faults
-  const rates: number[] = [];
+  return { perWindow, batch, close: () => engine.close() };
+}
+
+/**
+ * Median ms per batch of each configuration over `windows` timed windows, the configurations
+ * taken in turn window by window, so that a change in the machine's load falls on all of them.
+ */
+async function interleave(configs: Timed[], windows: number): Promise<number[]> {
+  const ms = configs.map((): number[] => []);
   for (let w = 0; w < windows; w++) {
-    const t0 = performance.now();
-    for (let i = 0; i < batchesPerWindow; i++) await batch();
-    rates.push((batchesPerWindow * B * 1000) / (performance.now() - t0));
+    for (const [i, c] of configs.entries()) {
+      const t0 = performance.now();
+      for (let j = 0; j < c.perWindow; j++) await c.batch();
+      ms[i]!.push((performance.now() - t0) / c.perWindow);
+    }
   }
-  await engine.close();
-  return median(rates);
+  for (const c of configs) await c.close();
+  return ms.map(median);
 }
 
-function benchKernelPeak(): number {
-  // our gemm on the recurrent product's shape, one thread: [64×128]·[128×512]
-  const k = instantiate();
-  k.memory.grow(64);
-  const M = 64;
-  const K = H;
-  const N = 4 * H;
-  const f = new Float32Array(k.memory.buffer);
-  for (let i = 16384; i < f.length; i++) f[i] = ((i % 13) - 6) * 0.01;
-  const a = 65536;
-  const b = a + M * K * 4;
-  const c = b + K * N * 4;
-  const rates: number[] = [];
-  for (let r = 0; r < 15; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < 100; i++) k.gemmNN(a, K, b, N, c, N, M, N, K);
-    rates.push((2 * M * N * K * 100) / ((performance.now() - t0) * 1e6));
-  }
-  return median(rates);
-}
-
-async function benchGenerate(chars: number, engineKind: EngineKind): Promise<number> {
-  await kernelModule();
-  const rng = new Rng(3);
-  const vocab = Array.from({ length: V }, (_, i) => String.fromCodePoint(32 + i));
-  const params = initParameters({ vocabSize: V, units: H }, rng);
-  const kernels =
-    engineKind === 'native'
-      ? (await import('../src/engine/native.ts')).requireNativeKernels
-      : undefined;
-  const model = CharModel.fromParts(
-    params,
-    {
-      formatVersion: 1,
-      vocab,
-      lowercase: true,
-      maxlen: T,
-      step: 3,
-      units: H,
-      training: {},
-    },
-    kernels,
-  );
-  const seed = vocab.join('').slice(0, T);
-  const temps = REFERENCE.temperatures;
-  const run = (n: number): number => {
-    const t0 = performance.now();
-    generateWindow(model, {
-      seeds: temps.map(() => seed),
-      samplers: temps.map((temperature) => new Sampler({ temperature })),
-      length: n,
-      rng,
-    });
-    return (n * temps.length * 1000) / (performance.now() - t0);
-  };
-  run(20);
-  return median([run(chars), run(chars), run(chars)]);
-}
-
-function benchTrainRss(): { maxRssMB: number; seqPerSec: number } | undefined {
-  // a real CLI training process on the reference configuration, stopped after a few hundred steps
-  const repo = fileURLToPath(new URL('..', import.meta.url));
-  const res = spawnSync(process.execPath, ['--import', 'tsx', 'bench/train-rss.ts'], {
-    cwd: repo,
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
-  if (res.status !== 0) {
-    log(`  (peak RSS run failed: ${res.stderr.trim().split('\n').pop()})`);
-    return undefined;
-  }
-  return JSON.parse(res.stdout.trim().split('\n').pop()!) as {
-    maxRssMB: number;
-    seqPerSec: number;
-  };
-}
-
-const quick = args.quick;
-const results: Record<string, unknown> = {
-  machine: {
-    cpus: os.cpus().length,
-    model: os.cpus()[0]?.model,
-    node: process.version,
-    date: new Date().toISOString(),
-  },
-  shapes: { batch: B, steps: T, units: H, vocab: V, shards: SHARDS },
+const rate = (msPerBatch: number): Rate => {
+  const seqPerSec = (B * 1000) / msPerBatch;
+  return { seqPerSec, gflops: (seqPerSec * FLOP_PER_SEQ) / 1e9 };
 };
 
-log('charlstm bench — reference configuration (batch 128, 60 steps, 128 units, 57 characters)');
-await kernelModule();
-const kernelGflops = benchKernelPeak();
-log(`kernel: gemm 64×128·128×512, one thread: ${kernelGflops.toFixed(1)} GFLOP/s`);
-const windows = quick ? 3 : 5;
-const perWindow = quick ? 3 : 6;
-const wasm1 = await benchTrain('wasm', 1, windows, perWindow);
-log(`charlstm wasm, 1 thread: ${wasm1.toFixed(0)} seq/s`);
-const wasm2 = await benchTrain('wasm', 2, windows, perWindow);
-log(`charlstm wasm, 2 threads: ${wasm2.toFixed(0)} seq/s`);
-const hasNative = (await resolveEngine('auto')) === 'native';
-const native1 = hasNative ? await benchTrain('native', 1, windows, perWindow * 2) : undefined;
-if (native1) log(`charlstm native, 1 thread: ${native1.toFixed(0)} seq/s`);
-const native2 = hasNative ? await benchTrain('native', 2, windows, perWindow * 2) : undefined;
-if (native2) log(`charlstm native, 2 threads: ${native2.toFixed(0)} seq/s`);
-// the default engine's figures
-const ours1 = native1 ?? wasm1;
-const ours2 = native2 ?? wasm2;
-const genWasm = await benchGenerate(quick ? 100 : 400, 'wasm');
-log(
-  `charlstm generation, WebAssembly (window mode, 4 temperatures as one batch): ${genWasm.toFixed(0)} chars/s`,
-);
-const genNative = hasNative ? await benchGenerate(quick ? 100 : 400, 'native') : undefined;
-if (genNative) log(`charlstm generation, native: ${genNative.toFixed(0)} chars/s`);
-const gen = genNative ?? genWasm;
-const { benchStateful } = await import('./generate-bench.ts');
-const stateful = await benchStateful();
-log(`charlstm stateful generation, one stream: ${stateful.toFixed(0)} chars/s`);
+/**
+ * A timer of one shard's recurrent product, [64×128]·[128×512], on one kernel instance (one
+ * thread), B packed into column panels or not: each call returns GFLOP/s of 100 products.
+ */
+function kernelTimer(k: KernelExports, packed: boolean): () => number {
+  const M = B / SHARDS;
+  const K = H;
+  const N = 4 * H;
+  k.memory.grow(64);
+  const f = new Float32Array(k.memory.buffer);
+  const a = 65536;
+  const b = a + M * K * 4;
+  const bp = b + K * N * 4;
+  const c = bp + K * N * 4;
+  for (let i = a / 4; i < (c + M * N * 4) / 4; i++) f[i] = ((i % 13) - 6) * 0.01;
+  k.packB(b, N, bp, K, N);
+  const calls = 100;
+  const once = (): number => {
+    const t0 = performance.now();
+    if (packed) for (let i = 0; i < calls; i++) k.gemmNNPacked(a, K, bp, b, N, c, N, M, N, K);
+    else for (let i = 0; i < calls; i++) k.gemmNN(a, K, b, N, c, N, M, N, K);
+    return (2 * M * N * K * calls) / ((performance.now() - t0) * 1e6);
+  };
+  for (let r = 0; r < 3; r++) once(); // warm-up
+  return once;
+}
 
-let tfWasm: number | undefined;
-let tfCpu: number | undefined;
-let tfGen: number | undefined;
-if (!args['no-tfjs']) {
-  const { benchTfjs, benchTfjsGenerate } = await import('./tfjs-train.ts');
-  tfWasm = (await benchTfjs({ backend: 'wasm', batches: quick ? 1 : 3 })).seqPerSec;
-  log(`TF.js wasm: ${tfWasm.toFixed(1)} seq/s`);
-  tfGen = (await benchTfjsGenerate({ backend: 'wasm', chars: quick ? 20 : 50 })).charsPerSec;
-  log(`TF.js wasm generation: ${tfGen.toFixed(0)} chars/s`);
-  if (!args['no-tfjs-cpu']) {
-    tfCpu = (await benchTfjs({ backend: 'cpu', batches: 1 })).seqPerSec;
-    log(`TF.js cpu: ${tfCpu.toFixed(1)} seq/s`);
+function cpuInfo(): { cpuFamily?: number; avx2: boolean; fma: boolean } {
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const family = /^cpu family\s*:\s*(\d+)/m.exec(info);
+    const flags = /^flags\s*:(.*)$/m.exec(info)?.[1]?.split(/\s+/) ?? [];
+    return {
+      ...(family && { cpuFamily: Number(family[1]) }),
+      avx2: flags.includes('avx2'),
+      fma: flags.includes('fma'),
+    };
+  } catch {
+    return { avx2: false, fma: false };
   }
 }
-const rss = args['no-rss'] ? undefined : benchTrainRss();
-if (rss)
+
+async function main(): Promise<void> {
+  const loadStart = os.loadavg();
+  const date = new Date().toISOString();
   log(
-    `charlstm train process: peak RSS ${rss.maxRssMB.toFixed(0)} MB (${rss.seqPerSec.toFixed(0)} seq/s)`,
+    `charlstm bench${quick ? ' --quick' : ''}: load average ${loadStart.map((x) => x.toFixed(2)).join(' ')}`,
+  );
+  const hasNative = (await resolveEngine('auto')) === 'native';
+  const nativeUnavailable = hasNative
+    ? undefined
+    : (await import('../src/engine/native.ts')).nativeUnavailableReason();
+
+  // kernels: every variant timed in turn, round by round; medians
+  const kinds: EngineKind[] = hasNative ? ['wasm', 'native'] : ['wasm'];
+  const timers: { kind: EngineKind; packed: boolean; once: () => number }[] = [];
+  for (const kind of kinds)
+    for (const p of [true, false])
+      timers.push({ kind, packed: p, once: kernelTimer(await createKernels(kind), p) });
+  const kRates = timers.map((): number[] => []);
+  for (let round = 0; round < (quick ? 7 : 15); round++)
+    for (const [i, t] of timers.entries()) kRates[i]!.push(t.once());
+  const gf = (kind: EngineKind, p: boolean): number =>
+    median(kRates[timers.findIndex((t) => t.kind === kind && t.packed === p)]!);
+  const packed: EnginePair = {
+    wasm: gf('wasm', true),
+    ...(hasNative && { native: gf('native', true) }),
+  };
+  const unpacked: EnginePair = {
+    wasm: gf('wasm', false),
+    ...(hasNative && { native: gf('native', false) }),
+  };
+  log(
+    `gemm [64×128]·[128×512], one thread, packed B: ${packed.native?.toFixed(1) ?? '—'} GFLOP/s native, ${packed.wasm.toFixed(1)} wasm; unpacked: ${unpacked.native?.toFixed(1) ?? '—'}, ${unpacked.wasm.toFixed(1)}`,
   );
 
-const epochSeconds = (rate: number): number => 200278 / rate;
-Object.assign(results, {
-  train: {
-    wasm1: { seqPerSec: wasm1, gflops: (wasm1 * FLOP_PER_SEQ) / 1e9 },
-    wasm2: { seqPerSec: wasm2, gflops: (wasm2 * FLOP_PER_SEQ) / 1e9 },
-    native1: native1 && { seqPerSec: native1, gflops: (native1 * FLOP_PER_SEQ) / 1e9 },
-    native2: native2 && { seqPerSec: native2, gflops: (native2 * FLOP_PER_SEQ) / 1e9 },
-    defaultEngine: hasNative ? 'native' : 'wasm',
-    charlstm1: { seqPerSec: ours1, gflops: (ours1 * FLOP_PER_SEQ) / 1e9 },
-    charlstm2: {
-      seqPerSec: ours2,
-      gflops: (ours2 * FLOP_PER_SEQ) / 1e9,
-      epochSeconds: epochSeconds(ours2),
-    },
-    threadScaling: ours2 / ours1,
-    tfjsWasm: tfWasm,
-    tfjsCpu: tfCpu,
-    speedupVsTfjsWasm: tfWasm ? ours2 / tfWasm : undefined,
-    speedupVsTfjsCpu: tfCpu ? ours2 / tfCpu : undefined,
-  },
-  kernel: { gemmGflopsOneThread: kernelGflops, peakTwoThreads: 2 * kernelGflops },
-  generate: {
-    windowWasm: genWasm,
-    windowNative: genNative,
-    charlstmCharsPerSec: gen,
-    statefulOneStream: stateful,
-    tfjsWasmCharsPerSec: tfGen,
-  },
-  memory: rss,
-});
-
-if (args.json) {
-  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
-} else {
-  const fmt = (v: number | undefined, d = 0): string => (v === undefined ? '—' : v.toFixed(d));
-  const gf = (r: number | undefined): string =>
-    r === undefined ? '' : `${fmt((r * FLOP_PER_SEQ) / 1e9, 1)} GFLOP/s`;
-  const rows: [string, string, string][] = [
-    ['training, WebAssembly, 1 thread', `${fmt(wasm1)} seq/s`, gf(wasm1)],
-    [
-      'training, WebAssembly, 2 threads',
-      `${fmt(wasm2)} seq/s`,
-      `${gf(wasm2)}; ${fmt(wasm2 / wasm1, 2)}× 1 thread; ${tfWasm ? `${fmt(wasm2 / tfWasm)}× TF.js wasm` : ''}`,
-    ],
-    ['training, native AVX2, 1 thread', `${fmt(native1)} seq/s`, gf(native1)],
-    [
-      'training, native AVX2, 2 threads',
-      `${fmt(native2)} seq/s`,
-      native2
-        ? `${gf(native2)}; ${fmt(native2 / native1!, 2)}× 1 thread; epoch ${fmt(epochSeconds(native2))} s`
-        : '',
-    ],
-    [
-      'training, TF.js wasm',
-      `${fmt(tfWasm, 1)} seq/s`,
-      tfWasm ? `charlstm is ${fmt(ours2 / tfWasm)}×` : '',
-    ],
-    [
-      'training, TF.js cpu',
-      `${fmt(tfCpu, 1)} seq/s`,
-      tfCpu ? `charlstm is ${fmt(ours2 / tfCpu)}×` : '',
-    ],
-    [
-      'kernel gemm 64×128·128×512',
-      `${fmt(kernelGflops, 1)} GFLOP/s`,
-      'one thread; ×2 for two cores',
-    ],
-    ['generation, window mode, 4 temps batched, wasm', `${fmt(genWasm)} chars/s`, ''],
-    ['generation, window mode, 4 temps batched, native', `${fmt(genNative)} chars/s`, ''],
-    ['generation, stateful, one stream', `${fmt(stateful)} chars/s`, ''],
-    [
-      'generation, TF.js wasm',
-      `${fmt(tfGen)} chars/s`,
-      tfGen ? `charlstm is ${fmt(gen / tfGen)}×` : '',
-    ],
-    ['peak RSS, charlstm train', rss ? `${fmt(rss.maxRssMB)} MB` : '—', ''],
+  // training: the four configurations timed in turn, window by window
+  const windows = quick ? 3 : 9;
+  const perWindow = quick ? 3 : 6;
+  const configs = [
+    await trainer('wasm', 1, perWindow),
+    await trainer('wasm', 2, perWindow),
+    ...(hasNative
+      ? [await trainer('native', 1, perWindow * 2), await trainer('native', 2, perWindow * 2)]
+      : []),
   ];
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  process.stdout.write(
-    `\n| ${'measure'.padEnd(w0)} | ${'value'.padEnd(w1)} | notes |\n|${'-'.repeat(w0 + 2)}|${'-'.repeat(w1 + 2)}|---|\n`,
+  const ms = await interleave(configs, windows);
+  const [wasm1, wasm2, native1, native2] = ms.map(rate) as [Rate, Rate, Rate?, Rate?];
+  for (const [name, r] of [
+    ['wasm, 1 thread', wasm1],
+    ['wasm, 2 threads', wasm2],
+    ['native, 1 thread', native1],
+    ['native, 2 threads', native2],
+  ] as const) {
+    if (r)
+      log(`training, ${name}: ${r.seqPerSec.toFixed(0)} seq/s, ${r.gflops.toFixed(1)} GFLOP/s`);
+  }
+  const defaultEngine: EngineKind = hasNative ? 'native' : 'wasm';
+
+  // the ten-minute preset's model (src/cli/train-command.ts): 2 × LSTM(256), dropout 0.3, sequence mode
+  const tm = { layers: 2, units: 256, dropout: 0.3 };
+  const tenModel = await trainer(defaultEngine, 2, quick ? 1 : 2, {
+    shape: { vocabSize: V, units: tm.units, layers: tm.layers },
+    everyStep: true,
+    dropout: tm.dropout,
+  });
+  const [tenMs] = (await interleave([tenModel], quick ? 3 : 5)) as [number];
+  log(`ten-minute model, one batch, ${defaultEngine}, 2 threads: ${tenMs.toFixed(0)} ms`);
+
+  // generation
+  const windowChars = quick ? 100 : 400;
+  const statefulChars = quick ? 20_000 : 100_000;
+  const genPair = async (f: (kind: EngineKind) => Promise<number>): Promise<EnginePair> => ({
+    wasm: await f('wasm'),
+    ...(hasNative && { native: await f('native') }),
+  });
+  const oneStream = await genPair((kind) => benchStream('window', kind, windowChars));
+  log(
+    `generation, window mode, one stream: ${oneStream.native?.toFixed(0) ?? '—'} chars/s native, ${oneStream.wasm.toFixed(0)} wasm`,
   );
-  for (const [a, b, c] of rows)
-    process.stdout.write(`| ${a.padEnd(w0)} | ${b.padEnd(w1)} | ${c} |\n`);
+  const fourTemperatures = await genPair((kind) => benchFourTemperatures(kind, windowChars));
+  log(
+    `generation, window mode, 4 temperatures batched: ${fourTemperatures.native?.toFixed(0) ?? '—'} chars/s native, ${fourTemperatures.wasm.toFixed(0)} wasm`,
+  );
+  const stateful = await genPair((kind) => benchStream('stateful', kind, statefulChars));
+  log(
+    `generation, stateful, one stream: ${stateful.native?.toFixed(0) ?? '—'} chars/s native, ${stateful.wasm.toFixed(0)} wasm`,
+  );
+
+  // the baseline
+  let tfjs: BenchResults['tfjs'];
+  if (!args['no-tfjs']) {
+    const { benchTfjs, benchTfjsGenerate, TFJS_VERSION } = await import('./tfjs-train.ts');
+    const tw = await benchTfjs({ backend: 'wasm', batches: quick ? 1 : 5 });
+    log(`TF.js ${TFJS_VERSION} wasm (${tw.threads} thread): ${tw.seqPerSec.toFixed(1)} seq/s`);
+    const tg = await benchTfjsGenerate({ backend: 'wasm', chars: quick ? 20 : 100 });
+    log(`TF.js wasm generation, one stream: ${tg.charsPerSec.toFixed(0)} chars/s`);
+    let trainCpu: number | undefined;
+    if (!args['no-tfjs-cpu']) {
+      trainCpu = (await benchTfjs({ backend: 'cpu', batches: 1 })).seqPerSec;
+      log(`TF.js cpu: ${trainCpu.toFixed(1)} seq/s`);
+    }
+    tfjs = {
+      version: TFJS_VERSION,
+      wasmThreads: tw.threads,
+      trainWasm: tw.seqPerSec,
+      ...(trainCpu !== undefined && { trainCpu }),
+      generateWasmOneStream: tg.charsPerSec,
+    };
+  }
+
+  // a real train process
+  let trainProcess: BenchResults['trainProcess'];
+  if (!args['no-rss']) {
+    // default: nietzsche whole (600,893 characters), or as many of Moby-Dick's; quick: 100,000
+    const chars =
+      args['train-chars'] !== undefined ? Number(args['train-chars']) : quick ? 100_000 : 600_893;
+    if (!(Number.isInteger(chars) && chars >= 1000))
+      throw new Error(`--train-chars must be an integer >= 1000, got ${args['train-chars']}`);
+    const choice = benchCorpusChoice();
+    if (choice.fallback) log(`train process: ${choice.fallback}`);
+    log(
+      `train process: charlstm train on at most ${chars} characters of ${choice.name}, 1 epoch …`,
+    );
+    trainProcess = await measureTrainProcess({ chars, epochs: 1 });
+    log(
+      `train process: peak RSS ${trainProcess.maxRssMiB.toFixed(0)} MiB; epoch ${trainProcess.epochSeconds.join(', ')} s at ${trainProcess.seqPerSec.join(', ')} seq/s; ${trainProcess.wallSeconds.toFixed(0)} s in all`,
+    );
+  }
+
+  const cpus = os.cpus();
+  const results: BenchResults = {
+    format: 1,
+    command: `npm run bench -- --write${quick ? ' --quick' : ''}`,
+    quick,
+    machine: {
+      cpus: cpus.length,
+      model: cpus[0]?.model.trim() ?? 'unknown',
+      ...cpuInfo(),
+      node: process.version,
+      date,
+      loadAverage: { start: loadStart, end: os.loadavg() },
+    },
+    shapes: { batch: B, steps: T, units: H, vocab: V, shards: SHARDS },
+    ...(nativeUnavailable !== undefined && { nativeUnavailable }),
+    kernel: { M: B / SHARDS, K: H, N: 4 * H, packed, unpacked },
+    train: {
+      flopPerSeq: FLOP_PER_SEQ,
+      defaultEngine,
+      wasm1,
+      wasm2,
+      ...(native1 && { native1 }),
+      ...(native2 && { native2 }),
+    },
+    ...(tfjs && { tfjs }),
+    generate: { oneStream, fourTemperatures, stateful },
+    tenMinuteModel: {
+      engine: defaultEngine,
+      threads: 2,
+      ...tm,
+      batch: B,
+      steps: T,
+      msPerBatch: tenMs,
+    },
+    ...(trainProcess && { trainProcess }),
+  };
+  log(
+    `load average at the end: ${results.machine.loadAverage.end.map((x) => x.toFixed(2)).join(' ')}`,
+  );
+
+  const blocks = renderBlocks(results); // renders (and checks) before anything is written
+  if (args.write) {
+    const jsonPath = `${REPO}docs/bench-latest.json`;
+    const readmePath = `${REPO}README.md`;
+    const readme = replaceBlocks(readFileSync(readmePath, 'utf8'), blocks);
+    writeFileSync(jsonPath, JSON.stringify(results, null, 2) + '\n');
+    writeFileSync(readmePath, readme);
+    log(`wrote docs/bench-latest.json and README.md's bench blocks`);
+  }
   process.stdout.write(
-    `\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}\n`,
+    args.json ? JSON.stringify(results, null, 2) + '\n' : renderPerformance(results) + '\n',
   );
 }
+
+// Errors end here, as one message: TF.js's wasm module rethrows uncaught ones with its whole source.
+main().catch((err: unknown) => {
+  process.stderr.write(
+    `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exitCode = 1;
+});

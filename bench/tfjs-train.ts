@@ -27,6 +27,9 @@ import { Rng } from '../src/sampling/rng.ts';
 
 export type TfjsBackend = 'wasm' | 'cpu';
 
+/** The TF.js release measured (the umbrella package's version). */
+export const TFJS_VERSION: string = tf.version.tfjs;
+
 export interface TfjsModelOptions {
   T?: number; // window length, default 60
   V?: number; // vocabulary size, default 57

@@ -1,0 +1,380 @@
+// The README's benchmark figures, rendered from docs/bench-latest.json: one source, no number
+// typed by hand. `npm run bench -- --write` measures, writes the JSON, and replaces the README's
+// marked blocks with renderBlocks() of it:
+//
+//   <!-- bench:intro:start --> … <!-- bench:intro:end -->              the intro's one sentence
+//   <!-- bench:performance:start --> … <!-- bench:performance:end -->  the Performance table
+//
+// Everything here is pure (test/bench-render.test.ts); ratios are derived from the measured
+// figures, never stored.
+
+/** Throughput of a training configuration; gflops counts the matrix products only (see flopPerSeq). */
+export interface Rate {
+  seqPerSec: number;
+  gflops: number;
+}
+
+/** A figure on each engine; native is absent where the addon is unavailable. */
+export interface EnginePair {
+  wasm: number;
+  native?: number;
+}
+
+/** A real `charlstm train` process (bench/train-rss.ts). */
+export interface TrainProcessResult {
+  /** the command as a user would type it (temporary paths elided) */
+  command: string;
+  /** 'compiled': bin/charlstm.js on dist/ compiled from src/; 'tsx': src/ under tsx's loader */
+  runner: 'compiled' | 'tsx';
+  corpus: { name: string; chars: number; whole: boolean; fallback?: string };
+  epochs: number;
+  valSplit: number;
+  trainingWindows: number;
+  validationWindows: number;
+  batchSize: number;
+  /** what the CLI printed, e.g. "native (AVX2/FMA), 2 threads" */
+  engine: string;
+  /** each epoch's training time and speed as the CLI printed them */
+  epochSeconds: number[];
+  seqPerSec: number[];
+  /** the whole process: start, corpus, every epoch and its end, exit */
+  wallSeconds: number;
+  maxRssMiB: number;
+  rssMethod: string;
+  /** the parts of an epoch's end the run was checked to have done */
+  covered: string[];
+}
+
+export interface BenchResults {
+  format: 1;
+  /** the command that wrote the file */
+  command: string;
+  /** a --quick run: shorter timed runs, a smaller train process */
+  quick: boolean;
+  machine: {
+    cpus: number;
+    model: string;
+    cpuFamily?: number;
+    avx2: boolean;
+    fma: boolean;
+    node: string;
+    date: string;
+    /** os.loadavg() (1, 5, 15 minutes) when the run began and when it ended */
+    loadAverage: { start: number[]; end: number[] };
+  };
+  shapes: { batch: number; steps: number; units: number; vocab: number; shards: number };
+  /** why the native engine was not measured, when it was not */
+  nativeUnavailable?: string;
+  kernel: {
+    /** the product timed: one shard's recurrent step, [M×K]·[K×N] */
+    M: number;
+    K: number;
+    N: number;
+    /** GFLOP/s, one thread; packed: B in column panels (packB), as training runs it */
+    packed: EnginePair;
+    unpacked: EnginePair;
+  };
+  train: {
+    /** FLOP of one training sequence's matrix products (forward, backward, weight gradient) */
+    flopPerSeq: number;
+    defaultEngine: 'native' | 'wasm';
+    wasm1: Rate;
+    wasm2: Rate;
+    native1?: Rate;
+    native2?: Rate;
+  };
+  /** the baseline; absent with --no-tfjs */
+  tfjs?: {
+    version: string;
+    /** threads the wasm backend computes with in Node */
+    wasmThreads: number;
+    trainWasm: number;
+    /** absent with --no-tfjs-cpu */
+    trainCpu?: number;
+    /** chars/s, one stream, window mode: model.predict on a [1, 60, 57] one-hot per character */
+    generateWasmOneStream: number;
+  };
+  /** chars/s on the reference shape (bench/generate-bench.ts) */
+  generate: {
+    /** one stream, window mode (every character from the last 60, re-read from a zero state) */
+    oneStream: EnginePair;
+    /** the four sample temperatures advanced as one batch, window mode; all streams' characters */
+    fourTemperatures: EnginePair;
+    /** one stream, the state carried from character to character */
+    stateful: EnginePair;
+  };
+  /** one batch of the --preset ten-minutes model on the default engine, two threads */
+  tenMinuteModel: {
+    engine: 'native' | 'wasm';
+    threads: number;
+    layers: number;
+    units: number;
+    dropout: number;
+    batch: number;
+    steps: number;
+    msPerBatch: number;
+  };
+  /** absent with --no-rss */
+  trainProcess?: TrainProcessResult;
+}
+
+export const BLOCK_NAMES = ['intro', 'performance'] as const;
+export type BlockName = (typeof BLOCK_NAMES)[number];
+
+const finite = (v: number): number => {
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new RangeError(`bench figure is not a finite number: ${String(v)}`);
+  return v;
+};
+
+/** 4311.4 → "4,311" */
+export function int(v: number): string {
+  const s = String(Math.round(finite(v)));
+  return s.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
+/** Two significant figures at most below 10, whole numbers above: 1.567 → "1.6", 85.2 → "85". */
+export function gflops(v: number): string {
+  return finite(v) >= 10 ? int(v) : v.toFixed(1);
+}
+
+/** A ratio: 1.567 → "1.57×", 3.14 → "3.1×", 88.4 → "88×". */
+export function times(v: number): string {
+  finite(v);
+  return `${v >= 10 ? int(v) : v >= 2 ? v.toFixed(1) : v.toFixed(2)}×`;
+}
+
+const day = (iso: string): string => iso.slice(0, 10);
+
+/** "5,760 chars/s (native), 2,035 (WebAssembly)" or, without native, "2,035 chars/s (WebAssembly)" */
+function pair(p: EnginePair, unit: string): string {
+  return p.native !== undefined
+    ? `${int(p.native)} ${unit} (native), ${int(p.wasm)} (WebAssembly)`
+    : `${int(p.wasm)} ${unit} (WebAssembly)`;
+}
+
+function corpusWords(tp: TrainProcessResult): string {
+  return tp.corpus.whole
+    ? tp.corpus.name
+    : `the first ${int(tp.corpus.chars)} characters of ${tp.corpus.name}`;
+}
+
+function epochWords(tp: TrainProcessResult): string {
+  const s = tp.epochSeconds.map((x) => int(x)).join(', ');
+  const r = tp.seqPerSec.map((x) => int(x)).join(', ');
+  return `${s} s of training at ${r} seq/s`;
+}
+
+/** The intro's sentence. */
+export function renderIntro(r: BenchResults): string {
+  const t = r.train;
+  const parts: string[] = [];
+  if (r.tfjs) {
+    const vs = `TensorFlow.js's WebAssembly backend (${r.tfjs.version})`;
+    parts.push(
+      t.native2
+        ? `training the reference model runs ${times(t.wasm2.seqPerSec / r.tfjs.trainWasm)} as fast as ${vs} on the WebAssembly engine and ${times(t.native2.seqPerSec / r.tfjs.trainWasm)} on the native one`
+        : `training the reference model runs ${times(t.wasm2.seqPerSec / r.tfjs.trainWasm)} as fast as ${vs} on the WebAssembly engine`,
+    );
+  } else {
+    parts.push(
+      `training the reference model runs at ${int(t.wasm2.seqPerSec)} sequences a second on the WebAssembly engine${t.native2 ? ` and ${int(t.native2.seqPerSec)} on the native one` : ''}`,
+    );
+  }
+  const tp = r.trainProcess;
+  if (tp) {
+    parts.push(
+      `${tp.epochs === 1 ? 'one epoch' : 'each epoch'} of a real \`charlstm train\` on ${corpusWords(tp)} took ${epochWords(tp)}`,
+    );
+  }
+  return (
+    `On the ${r.machine.cpus}-core development machine, ${parts.join('; ')} ` +
+    `([Performance](#performance) has the figures and how they were measured).`
+  );
+}
+
+/** The Performance section's measured part: what was run, the table, what the ratios say. */
+export function renderPerformance(r: BenchResults): string {
+  const m = r.machine;
+  const t = r.train;
+  const tf = r.tfjs;
+  const load = (xs: number[]): string => finite(xs[0]!).toFixed(2);
+  const isa = [m.avx2 && 'AVX2', m.fma && 'FMA'].filter(Boolean).join('/');
+  const lines: string[] = [];
+  lines.push(
+    `Measured by \`npm run bench -- --write\`${r.quick ? ' (a `--quick` run: shorter timed runs)' : ''}, which wrote ` +
+      `[\`docs/bench-latest.json\`](docs/bench-latest.json) and this section from it, on ${day(m.date)}: ` +
+      `${m.cpus} × ${m.model}${m.cpuFamily !== undefined ? ` (CPU family ${m.cpuFamily}${isa ? `, ${isa}` : ''})` : isa ? ` (${isa})` : ''}, ` +
+      `Node ${m.node.replace(/^v/, '')}; load average ${load(m.loadAverage.start)} when it began and ` +
+      `${load(m.loadAverage.end)} when it ended. The machine is shared, so read the ratios: they ` +
+      `compare figures taken in the same run. Reference configuration: batch ${r.shapes.batch}, ` +
+      `${r.shapes.steps} steps, LSTM(${r.shapes.units}), ${r.shapes.vocab} characters; each speed is ` +
+      `the median of several timed runs after a warm-up. \`npm run bench\` alone prints the table ` +
+      `without writing anything (\`--json\` prints the figures, \`--quick\` makes it shorter).`,
+  );
+  if (r.nativeUnavailable)
+    lines.push('', `The native engine was not measured: ${r.nativeUnavailable}.`);
+  lines.push('', '| measure | value | notes |', '| --- | --- | --- |');
+  const row = (a: string, b: string, c = ''): void => void lines.push(`| ${a} | ${b} | ${c} |`);
+  const vsTf = (rate: number): string =>
+    tf ? `; ${times(rate / tf.trainWasm)} TF.js WebAssembly` : '';
+  const native = t.native1 && t.native2 ? { one: t.native1, two: t.native2 } : undefined;
+  if (native) {
+    row(
+      `training, native AVX2 engine, 2 threads${t.defaultEngine === 'native' ? ' (the default here)' : ''}`,
+      `**${int(native.two.seqPerSec)} seq/s**`,
+      `${gflops(native.two.gflops)} GFLOP/s; ${times(native.two.seqPerSec / native.one.seqPerSec)} one thread${vsTf(native.two.seqPerSec)}`,
+    );
+    row(
+      'training, native AVX2 engine, 1 thread',
+      `${int(native.one.seqPerSec)} seq/s`,
+      `${gflops(native.one.gflops)} GFLOP/s`,
+    );
+  }
+  row(
+    `training, WebAssembly engine, 2 threads${t.defaultEngine === 'wasm' ? ' (the default here)' : ''}`,
+    native ? `${int(t.wasm2.seqPerSec)} seq/s` : `**${int(t.wasm2.seqPerSec)} seq/s**`,
+    `${gflops(t.wasm2.gflops)} GFLOP/s; ${times(t.wasm2.seqPerSec / t.wasm1.seqPerSec)} one thread${vsTf(t.wasm2.seqPerSec)}`,
+  );
+  row(
+    'training, WebAssembly engine, 1 thread',
+    `${int(t.wasm1.seqPerSec)} seq/s`,
+    `${gflops(t.wasm1.gflops)} GFLOP/s`,
+  );
+  if (tf) {
+    row(
+      `training, TensorFlow.js ${tf.version}, WebAssembly backend`,
+      `${int(tf.trainWasm)} seq/s`,
+      `${tf.wasmThreads === 1 ? 'one thread: the backend has no threads in Node' : `${tf.wasmThreads} threads`}; \`trainOnBatch\` on one-hot input`,
+    );
+    if (tf.trainCpu !== undefined)
+      row(
+        `training, TensorFlow.js ${tf.version}, pure-JS backend`,
+        `${int(tf.trainCpu)} seq/s`,
+        'one thread',
+      );
+  }
+  const k = r.kernel;
+  const kShape = `[${k.M}×${k.K}]·[${k.K}×${k.N}]`;
+  row(
+    `matrix product ${kShape} (one shard's recurrent step), one thread`,
+    k.packed.native !== undefined
+      ? `${gflops(k.packed.native)} GFLOP/s (native), ${gflops(k.packed.wasm)} (WebAssembly)`
+      : `${gflops(k.packed.wasm)} GFLOP/s (WebAssembly)`,
+    `B packed into column panels, as training runs it; unpacked: ${k.unpacked.native !== undefined ? `${gflops(k.unpacked.native)} and ${gflops(k.unpacked.wasm)}` : gflops(k.unpacked.wasm)}`,
+  );
+  const g = r.generate;
+  const best = (p: EnginePair): number => p.native ?? p.wasm;
+  row(
+    'generation, window mode, one stream',
+    pair(g.oneStream, 'chars/s'),
+    tf
+      ? `TF.js WebAssembly, one stream the same way: ${int(tf.generateWasmOneStream)} chars/s; charlstm ${g.oneStream.native !== undefined ? 'native' : 'WebAssembly'} is ${times(best(g.oneStream) / tf.generateWasmOneStream)} as fast`
+      : '',
+  );
+  row(
+    'generation, window mode, the 4 sample temperatures as one batch',
+    pair(g.fourTemperatures, 'chars/s'),
+    `the four streams' characters together; ${times(best(g.fourTemperatures) / best(g.oneStream))} one stream`,
+  );
+  row(
+    'generation, stateful, one stream',
+    pair(g.stateful, 'chars/s'),
+    'the state carried from character to character',
+  );
+  const tm = r.tenMinuteModel;
+  const scored = (tm.batch * tm.steps * 1000) / finite(tm.msPerBatch);
+  row(
+    `one batch of the ten-minute model (${tm.layers} × LSTM(${tm.units}), dropout ${tm.dropout}, every position scored, batch ${tm.batch})`,
+    `${int(tm.msPerBatch)} ms`,
+    `${tm.engine === 'native' ? 'native' : 'WebAssembly'}, ${tm.threads} threads: ${int(scored)} scored characters a second`,
+  );
+  const tp = r.trainProcess;
+  if (tp) {
+    row(
+      `peak resident memory of \`${tp.command}\``,
+      `${int(tp.maxRssMiB)} MiB`,
+      `the whole process (both worker threads) through ${tp.epochs === 1 ? 'one epoch' : `${tp.epochs} epochs`} and ${tp.epochs === 1 ? 'its end' : 'their ends'}: ${tp.covered.join(', ')}; ${tp.rssMethod}${tp.runner === 'tsx' ? '; run under tsx, which adds its loader' : ''}`,
+    );
+    row(
+      'the same run',
+      epochWords(tp),
+      `${int(tp.trainingWindows)} training and ${int(tp.validationWindows)} validation windows; ${int(tp.wallSeconds)} s for the whole process; engine: ${tp.engine}`,
+    );
+  }
+  lines.push('');
+  const prose: string[] = [];
+  if (k.packed.native !== undefined) {
+    prose.push(
+      `On the same product WebAssembly reaches ${Math.round((100 * k.packed.wasm) / k.packed.native)}% of the native ` +
+        `rate: SIMD128 has 128-bit vectors and no fused multiply-add, the native kernel uses 256-bit FMA.`,
+    );
+    if (native)
+      prose.push(
+        `Two threads train ${times(native.two.seqPerSec / native.one.seqPerSec)} as fast as one (native) and ` +
+          `${times(t.wasm2.seqPerSec / t.wasm1.seqPerSec)} (WebAssembly), not 2×.`,
+      );
+  } else {
+    prose.push(
+      `Two threads train ${times(t.wasm2.seqPerSec / t.wasm1.seqPerSec)} as fast as one, not 2×.`,
+    );
+  }
+  prose.push(
+    `GFLOP/s count the matrix products of a training sequence (${int(t.flopPerSeq / 1e6)} MFLOP: forward, ` +
+      `backward and weight gradient of the recurrent and output layers).`,
+  );
+  if (tp?.corpus.fallback)
+    prose.push(`The train run used ${tp.corpus.name}: ${tp.corpus.fallback}.`);
+  lines.push(prose.join(' '));
+  return lines.join('\n');
+}
+
+export function renderBlocks(r: BenchResults): Record<BlockName, string> {
+  if (r.format !== 1)
+    throw new Error(
+      `bench results in format ${String(r.format)}, not 1: run npm run bench -- --write`,
+    );
+  const blocks = { intro: renderIntro(r), performance: renderPerformance(r) };
+  for (const [name, text] of Object.entries(blocks)) {
+    if (/\bundefined\b|\bNaN\b/.test(text))
+      throw new Error(`bench block ${name} rendered an undefined figure:\n${text}`);
+  }
+  return blocks;
+}
+
+const marker = (name: string, end: 'start' | 'end'): string => `<!-- bench:${name}:${end} -->`;
+
+/**
+ * `readme` with the text between each block's markers replaced. Every block must appear exactly
+ * once, its start before its end, and the README may hold no other bench block.
+ */
+export function replaceBlocks(readme: string, blocks: Record<string, string>): string {
+  const found = [...readme.matchAll(/<!-- bench:([a-z-]+):start -->/g)].map((m) => m[1]!);
+  const unknown = found.filter((n) => !Object.hasOwn(blocks, n));
+  if (unknown.length > 0) throw new Error(`README has unknown bench blocks: ${unknown.join(', ')}`);
+  let out = readme;
+  for (const [name, text] of Object.entries(blocks)) {
+    const start = marker(name, 'start');
+    const end = marker(name, 'end');
+    const count = (s: string): number => out.split(s).length - 1;
+    if (count(start) !== 1 || count(end) !== 1)
+      throw new Error(`README must hold ${start} and ${end} once each`);
+    const a = out.indexOf(start) + start.length;
+    const b = out.indexOf(end);
+    if (b < a) throw new Error(`README has ${end} before ${start}`);
+    out = `${out.slice(0, a)}\n${text}\n${out.slice(b)}`;
+  }
+  return out;
+}
+
+/** The text between a block's markers, as replaceBlocks writes it (for checking a README). */
+export function readBlock(readme: string, name: string): string | undefined {
+  const start = marker(name, 'start');
+  const a = readme.indexOf(start);
+  const b = readme.indexOf(marker(name, 'end'));
+  if (a < 0 || b < 0) return undefined;
+  return readme
+    .slice(a + start.length, b)
+    .replace(/^\n/, '')
+    .replace(/\n$/, '');
+}

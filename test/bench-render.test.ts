@@ -1,0 +1,199 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+
+import {
+  gflops,
+  int,
+  readBlock,
+  renderBlocks,
+  renderIntro,
+  renderPerformance,
+  replaceBlocks,
+  times,
+  type BenchResults,
+} from '../bench/render.ts';
+
+// bench/render.ts turns docs/bench-latest.json into the README's bench blocks; these tests feed
+// it a small fixture (test/fixtures/bench-results.json) whose figures are known.
+
+const fixture = (): BenchResults =>
+  JSON.parse(
+    readFileSync(new URL('./fixtures/bench-results.json', import.meta.url), 'utf8'),
+  ) as BenchResults;
+
+test('numbers are grouped and ratios rounded the same way everywhere', () => {
+  assert.equal(int(4311.4), '4,311');
+  assert.equal(int(1234567.5), '1,234,568');
+  assert.equal(int(58.3), '58');
+  assert.equal(gflops(101.9), '102');
+  assert.equal(gflops(8.26), '8.3');
+  assert.equal(times(4311.4 / 2752.1), '1.57×');
+  assert.equal(times(3.14), '3.1×');
+  assert.equal(times(4311.4 / 49), '88×');
+  assert.throws(() => int(Number.NaN), RangeError);
+  assert.throws(() => times(undefined as unknown as number), RangeError);
+});
+
+test('the Performance block shows every measured figure, with ratios derived from them', () => {
+  const md = renderPerformance(fixture());
+  // what measured it, where the figures are, and how busy the machine was
+  assert.match(md, /`npm run bench -- --write`/);
+  assert.match(md, /\[`docs\/bench-latest\.json`\]\(docs\/bench-latest\.json\)/);
+  assert.match(md, /on 2026-11-27: 2 × AMD EPYC \(CPU family 26, AVX2\/FMA\), Node 20\.20\.2/);
+  assert.match(md, /load average 0\.52 when it began and 1\.96 when it ended/);
+  // training, each engine, and the ratios
+  assert.match(
+    md,
+    /\| training, native AVX2 engine, 2 threads \(the default here\) \| \*\*4,311 seq\/s\*\* \| 102 GFLOP\/s; 1\.57× one thread; 88× TF\.js WebAssembly \|/,
+  );
+  assert.match(md, /\| training, native AVX2 engine, 1 thread \| 2,752 seq\/s \| 65 GFLOP\/s \|/);
+  assert.match(
+    md,
+    /\| training, WebAssembly engine, 2 threads \| 1,360 seq\/s \| 32 GFLOP\/s; 1\.40× one thread; 28× TF\.js WebAssembly \|/,
+  );
+  assert.match(md, /TensorFlow\.js 4\.22\.0, WebAssembly backend \| 49 seq\/s/);
+  assert.match(md, /TensorFlow\.js 4\.22\.0, pure-JS backend \| 10 seq\/s/);
+  // the native kernel is timed, not assumed
+  assert.match(
+    md,
+    /\[64×128\]·\[128×512\].* \| 85 GFLOP\/s \(native\), 32 \(WebAssembly\) \| .*unpacked: 70 and 18/,
+  );
+  assert.match(md, /WebAssembly reaches 37% of the native rate/);
+  // generation like for like: one stream against TF.js's one stream; the batch separately
+  assert.match(
+    md,
+    /\| generation, window mode, one stream \| 1,631 chars\/s \(native\), 1,421 \(WebAssembly\) \| TF\.js WebAssembly, one stream the same way: 58 chars\/s; charlstm native is 28× as fast \|/,
+  );
+  assert.match(
+    md,
+    /4 sample temperatures as one batch \| 5,760 chars\/s \(native\), 2,035 \(WebAssembly\) \| .*3\.5× one stream/,
+  );
+  assert.match(md, /stateful, one stream \| 65,649 chars\/s \(native\), 62,616 \(WebAssembly\)/);
+  assert.match(
+    md,
+    /ten-minute model .* \| 300 ms \| native, 2 threads: 25,600 scored characters a second/,
+  );
+  // the real train process
+  assert.match(
+    md,
+    /peak resident memory of `charlstm train --corpus nietzsche --epochs 1 --seed 1 --out <temporary folder>` \| 322 MiB \| .*validation, samples, memorisation report, model saved, best model saved/,
+  );
+  assert.match(
+    md,
+    /\| the same run \| 43 s of training at 4,185 seq\/s \| 180,250 training and 20,028 validation windows; 48 s for the whole process/,
+  );
+  assert.doesNotMatch(md, /a `--quick` run|undefined|NaN/);
+});
+
+test('the intro sentence quotes the same run', () => {
+  const intro = renderIntro(fixture());
+  assert.equal(
+    intro,
+    "On the 2-core development machine, training the reference model runs 28× as fast as TensorFlow.js's WebAssembly backend (4.22.0) on the WebAssembly engine and 88× on the native one; one epoch of a real `charlstm train` on nietzsche took 43 s of training at 4,185 seq/s ([Performance](#performance) has the figures and how they were measured).",
+  );
+});
+
+test('a machine without the native engine, a run without TF.js or the train process, renders what was measured', () => {
+  const r = fixture();
+  delete r.train.native1;
+  delete r.train.native2;
+  delete r.kernel.packed.native;
+  delete r.kernel.unpacked.native;
+  delete r.generate.oneStream.native;
+  delete r.generate.fourTemperatures.native;
+  delete r.generate.stateful.native;
+  delete r.tfjs;
+  delete r.trainProcess;
+  r.train.defaultEngine = 'wasm';
+  r.tenMinuteModel.engine = 'wasm';
+  r.nativeUnavailable = 'disabled by CHARLSTM_NO_NATIVE';
+  r.quick = true;
+  const { intro, performance } = renderBlocks(r);
+  assert.doesNotMatch(performance, /native AVX2|\(native\)|TensorFlow|peak resident/);
+  assert.match(performance, /The native engine was not measured: disabled by CHARLSTM_NO_NATIVE\./);
+  assert.match(
+    performance,
+    /\| training, WebAssembly engine, 2 threads \(the default here\) \| \*\*1,360 seq\/s\*\* \| 32 GFLOP\/s; 1\.40× one thread \|/,
+  );
+  assert.match(performance, /a `--quick` run/);
+  assert.match(performance, /Two threads train 1\.40× as fast as one, not 2×\./);
+  assert.match(intro, /runs at 1,360 sequences a second on the WebAssembly engine \(/);
+});
+
+test('a train run on the fallback corpus says so', () => {
+  const r = fixture();
+  r.trainProcess!.corpus = {
+    name: 'moby-dick',
+    chars: 100000,
+    whole: false,
+    fallback: 'nietzsche.txt is not in /nowhere; Moby-Dick from its npm package instead',
+  };
+  const { intro, performance } = renderBlocks(r);
+  assert.match(
+    intro,
+    /one epoch of a real `charlstm train` on the first 100,000 characters of moby-dick took/,
+  );
+  assert.match(
+    performance,
+    /The train run used moby-dick: nietzsche\.txt is not in \/nowhere; Moby-Dick from its npm package instead\./,
+  );
+});
+
+test('a figure missing from the JSON is an error, not a blank or "undefined" in the README', () => {
+  const r = fixture();
+  delete (r.train.wasm2 as Partial<BenchResults['train']['wasm2']>).seqPerSec;
+  assert.throws(() => renderBlocks(r), RangeError);
+  const s = fixture();
+  (s.tenMinuteModel as { msPerBatch?: number }).msPerBatch = undefined;
+  assert.throws(() => renderBlocks(s), RangeError);
+});
+
+test('replaceBlocks rewrites only what lies between the markers, and refuses a broken README', () => {
+  const readme = [
+    '# x',
+    'before',
+    '<!-- bench:intro:start -->',
+    'old intro',
+    '<!-- bench:intro:end -->',
+    'middle',
+    '<!-- bench:performance:start -->',
+    'old table',
+    '| 1 | 2 |',
+    '<!-- bench:performance:end -->',
+    'after',
+    '',
+  ].join('\n');
+  const blocks = { intro: 'NEW INTRO', performance: 'NEW\nTABLE' };
+  const out = replaceBlocks(readme, blocks);
+  assert.equal(
+    out,
+    [
+      '# x',
+      'before',
+      '<!-- bench:intro:start -->',
+      'NEW INTRO',
+      '<!-- bench:intro:end -->',
+      'middle',
+      '<!-- bench:performance:start -->',
+      'NEW',
+      'TABLE',
+      '<!-- bench:performance:end -->',
+      'after',
+      '',
+    ].join('\n'),
+  );
+  assert.equal(replaceBlocks(out, blocks), out, 'idempotent');
+  assert.equal(readBlock(out, 'performance'), 'NEW\nTABLE');
+  const without = readme.replace('<!-- bench:intro:end -->\n', '');
+  assert.throws(() => replaceBlocks(without, blocks), /bench:intro:end/);
+  const twice = readme + '<!-- bench:intro:start -->\n';
+  assert.throws(() => replaceBlocks(twice, blocks), /once each/);
+  const reversed = readme
+    .replace('<!-- bench:intro:start -->', '@@')
+    .replace('<!-- bench:intro:end -->', '<!-- bench:intro:start -->')
+    .replace('@@', '<!-- bench:intro:end -->');
+  assert.throws(() => replaceBlocks(reversed, blocks), /before/);
+  const unknown = readme + '<!-- bench:other:start -->\n<!-- bench:other:end -->\n';
+  assert.throws(() => replaceBlocks(unknown, blocks), /unknown bench blocks: other/);
+});
