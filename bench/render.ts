@@ -7,6 +7,13 @@
 //
 // Everything here is pure (test/bench-render.test.ts); ratios are derived from the measured
 // figures, never stored.
+//
+//   node --import tsx bench/render.ts [--check]
+// re-renders the README's blocks from the committed docs/bench-latest.json without measuring
+// anything (after a change to this file), or with --check exits 1 when they differ.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 /** Throughput of a training configuration; gflops counts the matrix products only (see flopPerSeq). */
 export interface Rate {
@@ -319,6 +326,12 @@ export function renderPerformance(r: BenchResults): string {
       `Two threads train ${times(t.wasm2.seqPerSec / t.wasm1.seqPerSec)} as fast as one, not 2×.`,
     );
   }
+  const busiest = Math.max(finite(m.loadAverage.start[0]!), finite(m.loadAverage.end[0]!));
+  if (busiest >= m.cpus)
+    prose.push(
+      `The load average reached ${busiest.toFixed(2)} on ${m.cpus} cores: other work was running, ` +
+        `so a second thread shared its core with it.`,
+    );
   prose.push(
     `GFLOP/s count the matrix products of a training sequence (${int(t.flopPerSeq / 1e6)} MFLOP: forward, ` +
       `backward and weight gradient of the recurrent and output layers).`,
@@ -377,4 +390,22 @@ export function readBlock(readme: string, name: string): string | undefined {
     .slice(a + start.length, b)
     .replace(/^\n/, '')
     .replace(/\n$/, '');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const readmeUrl = new URL('../README.md', import.meta.url);
+  const readme = readFileSync(readmeUrl, 'utf8');
+  const latest = JSON.parse(
+    readFileSync(new URL('../docs/bench-latest.json', import.meta.url), 'utf8'),
+  ) as BenchResults;
+  const out = replaceBlocks(readme, renderBlocks(latest));
+  if (process.argv.includes('--check')) {
+    if (out !== readme) {
+      process.stderr.write("README.md's bench blocks differ from docs/bench-latest.json\n");
+      process.exitCode = 1;
+    }
+  } else if (out !== readme) {
+    writeFileSync(readmeUrl, out);
+    process.stderr.write("rewrote README.md's bench blocks from docs/bench-latest.json\n");
+  }
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
 import {
+  BLOCK_NAMES,
   gflops,
   int,
   readBlock,
@@ -83,7 +84,7 @@ test('the Performance block shows every measured figure, with ratios derived fro
     md,
     /\| the same run \| 43 s of training at 4,185 seq\/s \| 180,250 training and 20,028 validation windows; 48 s for the whole process/,
   );
-  assert.doesNotMatch(md, /a `--quick` run|undefined|NaN/);
+  assert.doesNotMatch(md, /a `--quick` run|load average reached|undefined|NaN/);
 });
 
 test('the intro sentence quotes the same run', () => {
@@ -109,6 +110,7 @@ test('a machine without the native engine, a run without TF.js or the train proc
   r.tenMinuteModel.engine = 'wasm';
   r.nativeUnavailable = 'disabled by CHARLSTM_NO_NATIVE';
   r.quick = true;
+  r.machine.loadAverage.end = [3.1, 2, 1];
   const { intro, performance } = renderBlocks(r);
   assert.doesNotMatch(performance, /native AVX2|\(native\)|TensorFlow|peak resident/);
   assert.match(performance, /The native engine was not measured: disabled by CHARLSTM_NO_NATIVE\./);
@@ -117,6 +119,7 @@ test('a machine without the native engine, a run without TF.js or the train proc
     /\| training, WebAssembly engine, 2 threads \(the default here\) \| \*\*1,360 seq\/s\*\* \| 32 GFLOP\/s; 1\.40× one thread \|/,
   );
   assert.match(performance, /a `--quick` run/);
+  assert.match(performance, /The load average reached 3\.10 on 2 cores: other work was running/);
   assert.match(performance, /Two threads train 1\.40× as fast as one, not 2×\./);
   assert.match(intro, /runs at 1,360 sequences a second on the WebAssembly engine \(/);
 });
@@ -196,4 +199,18 @@ test('replaceBlocks rewrites only what lies between the markers, and refuses a b
   assert.throws(() => replaceBlocks(reversed, blocks), /before/);
   const unknown = readme + '<!-- bench:other:start -->\n<!-- bench:other:end -->\n';
   assert.throws(() => replaceBlocks(unknown, blocks), /unknown bench blocks: other/);
+});
+test("the README's bench blocks are exactly what docs/bench-latest.json renders to", () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const latest = JSON.parse(
+    readFileSync(new URL('../docs/bench-latest.json', import.meta.url), 'utf8'),
+  ) as BenchResults;
+  const blocks = renderBlocks(latest);
+  for (const name of BLOCK_NAMES) {
+    assert.equal(
+      readBlock(readme, name),
+      blocks[name],
+      `README's bench:${name} block differs from docs/bench-latest.json: run npm run bench -- --write`,
+    );
+  }
 });
