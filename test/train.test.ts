@@ -93,12 +93,16 @@ test('bad input: one line, exit code 2, nothing overwritten', () => {
     [['train', '--corpus', small, '--bogus'], /bogus/],
     [['train', '--corpus', small, '--layers', '0'], /'0'.*layers|layers.*'0'|count/],
     [['train', '--corpus', small, '--layers', '9'], /'9'.*1 to 8/],
+    [
+      ['train', '--corpus', small, '--batch-size', '100000'],
+      /needs 21\.1 GiB of engine memory, more than its limit of 4 GiB/,
+    ],
     [['train', '--corpus', small, '--dropout', '1'], /'1'.*fraction/],
     [['train', '--corpus', small, '--dropout', '-0.2'], /'-0.2'/],
     [['train', '--corpus', small, '--mode', 'bogus'], /'bogus'.*last, sequence, stateful/],
     [
-      ['train', '--corpus', small, '--mode', 'stateful', '--batch-size', '100000'],
-      /stateful mode needs at least 100000 × 60 \+ 1 training characters/,
+      ['train', '--corpus', small, '--mode', 'stateful', '--batch-size', '200'],
+      /stateful mode needs at least 200 × 60 \+ 1 training characters/,
     ],
   ];
   const tiny = path.join(tmp, 'tiny.txt');
