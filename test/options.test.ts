@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 
@@ -13,12 +11,12 @@ import { integerIn, parseFraction, parsePort, parsePositive } from '../src/cli/o
 import { predictCommand } from '../src/cli/predict-command.ts';
 import { serveCommand } from '../src/cli/serve-command.ts';
 import { trainCommand } from '../src/cli/train-command.ts';
+import { charlstm } from './helpers/cli.ts';
 
 // One strict reading of every number on the command line: hex, binary, empty and blank values,
 // fractions where a whole number is wanted, and out-of-range values are refused by every option,
 // the same way (issue 11, item 10).
 
-const REPO = fileURLToPath(new URL('..', import.meta.url));
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-options-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -119,27 +117,8 @@ describe('integer options', () => {
     const corpus = path.join(tmp, 'small.txt');
     writeFileSync(corpus, 'the quick brown fox jumps over the lazy dog. '.repeat(20));
     for (const value of ['0x10', '']) {
-      const r = spawnSync(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'src/cli/main.ts',
-          'train',
-          '--corpus',
-          corpus,
-          '--dry-run',
-          '--threads',
-          value,
-        ],
-        {
-          cwd: REPO,
-          env: { ...process.env, CHARLSTM_DEBUG: '', CHARLSTM_HOME: tmp },
-          encoding: 'utf8',
-          timeout: 60_000,
-        },
-      );
-      assert.equal(r.status, 2, `--threads ${JSON.stringify(value)}: ${r.stdout}${r.stderr}`);
+      const r = charlstm(['train', '--corpus', corpus, '--dry-run', '--threads', value]);
+      assert.equal(r.code, 2, `--threads ${JSON.stringify(value)}: ${r.stdout}${r.stderr}`);
       assert.equal(r.stdout, '');
       assert.equal(
         r.stderr,
