@@ -1,35 +1,20 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 
-import { FORMAT_VERSION, type ModelMeta } from '../src/checkpoint/model-format.ts';
 import { kernelModule } from '../src/engine/kernels.ts';
 import { UserError } from '../src/errors.ts';
 import { generateText, generateWindow } from '../src/generate/window.ts';
 import { CharModel } from '../src/model/char-model.ts';
-import { Parameters } from '../src/model/params.ts';
 import { argmax } from '../src/sampling/processors.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler } from '../src/sampling/sampler.ts';
+import { randomCharModel } from './helpers/models.ts';
 
 const VOCAB = [...' .abcdefgh'];
 const MAXLEN = 10;
 
-/** Weights larger than Keras's initialisers give, so that distributions are peaked and differ. */
 function makeModel(seed = 1, lowercase = true): CharModel {
-  const shape = { vocabSize: VOCAB.length, units: 8 };
-  const params = new Parameters(shape);
-  const rng = new Rng(seed);
-  for (let i = 0; i < params.flat.length; i++) params.flat[i] = rng.uniform(-1.5, 1.5);
-  const meta: ModelMeta = {
-    formatVersion: FORMAT_VERSION,
-    vocab: VOCAB,
-    lowercase,
-    maxlen: MAXLEN,
-    step: 3,
-    units: 8,
-    training: {},
-  };
-  return CharModel.fromParts(params, meta);
+  return randomCharModel({ vocab: VOCAB, units: 8, maxlen: MAXLEN, seed, lowercase });
 }
 
 /** Remembers every uniform draw, in order. */

@@ -3,15 +3,13 @@ import { describe, it } from 'node:test';
 
 import { InvalidArgumentError } from 'commander';
 
-import { FORMAT_VERSION } from '../src/checkpoint/model-format.ts';
 import { kernelModule } from '../src/engine/kernels.ts';
 import { parseSeed } from '../src/cli/options.ts';
 import { UserError } from '../src/errors.ts';
 import { generate } from '../src/generate/generate.ts';
-import { CharModel } from '../src/model/char-model.ts';
-import { Parameters } from '../src/model/params.ts';
 import { MAX_SEED, Rng } from '../src/sampling/rng.ts';
 import { buildServer } from '../src/server/app.ts';
+import { randomCharModel } from './helpers/models.ts';
 
 // Seeds are 0 … 2^32 − 1 everywhere, and within that range no two give the same run: -1 used to
 // give the run of 0, and 2^32 that of 1, while the other seed was printed (issue 11, item 9).
@@ -60,19 +58,7 @@ describe('seeds', () => {
 
   it('generate() takes every seed of the range and refuses the others', async () => {
     await kernelModule();
-    const vocab = [...' .abcdefgh'];
-    const params = new Parameters({ vocabSize: vocab.length, units: 8 });
-    const r = new Rng(5);
-    for (let i = 0; i < params.flat.length; i++) params.flat[i] = r.uniform(-1.5, 1.5);
-    const model = CharModel.fromParts(params, {
-      formatVersion: FORMAT_VERSION,
-      vocab,
-      lowercase: true,
-      maxlen: 10,
-      step: 3,
-      units: 8,
-      training: {},
-    });
+    const model = randomCharModel({ vocab: [...' .abcdefgh'], units: 8, maxlen: 10, seed: 5 });
     const text = async (seed: number): Promise<string> => {
       let out = '';
       for await (const c of generate(model, { prompt: 'abc', length: 60, temperature: 1.5, seed }))

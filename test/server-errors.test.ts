@@ -6,12 +6,10 @@ import { after, before, describe, it } from 'node:test';
 
 import type { FastifyInstance, InjectOptions } from 'fastify';
 
-import { FORMAT_VERSION } from '../src/checkpoint/model-format.ts';
 import { kernelModule } from '../src/engine/kernels.ts';
 import { CharModel } from '../src/model/char-model.ts';
-import { Parameters } from '../src/model/params.ts';
-import { Rng } from '../src/sampling/rng.ts';
 import { buildServer } from '../src/server/app.ts';
+import { randomCharModel } from './helpers/models.ts';
 
 // The HTTP API's answers to odd requests (issue 11, item 11): a number too large for a double,
 // a body in a content type other than JSON, a known path asked with the wrong method.
@@ -22,19 +20,7 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-server-errors-'));
 
 before(async () => {
   await kernelModule();
-  const vocab = [...' .abcdefgh'];
-  const params = new Parameters({ vocabSize: vocab.length, units: 8 });
-  const rng = new Rng(3);
-  for (let i = 0; i < params.flat.length; i++) params.flat[i] = rng.uniform(-1, 1);
-  model = CharModel.fromParts(params, {
-    formatVersion: FORMAT_VERSION,
-    vocab,
-    lowercase: true,
-    maxlen: 10,
-    step: 3,
-    units: 8,
-    training: {},
-  });
+  model = randomCharModel({ vocab: [...' .abcdefgh'], units: 8, maxlen: 10, seed: 3, scale: 1 });
 });
 
 after(async () => {

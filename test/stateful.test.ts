@@ -6,39 +6,25 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { FORMAT_VERSION, saveModel, type ModelMeta } from '../src/checkpoint/model-format.ts';
+import { saveModel } from '../src/checkpoint/model-format.ts';
 import { kernelModule } from '../src/engine/kernels.ts';
 import { UserError } from '../src/errors.ts';
 import { generate, type GenerateOptions } from '../src/generate/generate.ts';
 import { Drawer, generateStateful } from '../src/generate/stateful.ts';
 import { generateText } from '../src/generate/window.ts';
 import { CharModel } from '../src/model/char-model.ts';
-import { Parameters } from '../src/model/params.ts';
 import { argmax, type Probs } from '../src/sampling/processors.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler, type SamplerOptions } from '../src/sampling/sampler.ts';
 import { cliEnv } from './helpers/cli.ts';
+import { randomCharModel } from './helpers/models.ts';
 
 const VOCAB = [...' .abcdefgh'];
 const MAXLEN = 10;
 const UNITS = 12;
 
-/** Weights larger than Keras's initialisers give, so that distributions are peaked and differ. */
 function makeModel(seed = 1): CharModel {
-  const shape = { vocabSize: VOCAB.length, units: UNITS };
-  const params = new Parameters(shape);
-  const rng = new Rng(seed);
-  for (let i = 0; i < params.flat.length; i++) params.flat[i] = rng.uniform(-1.5, 1.5);
-  const meta: ModelMeta = {
-    formatVersion: FORMAT_VERSION,
-    vocab: VOCAB,
-    lowercase: true,
-    maxlen: MAXLEN,
-    step: 3,
-    units: UNITS,
-    training: {},
-  };
-  return CharModel.fromParts(params, meta);
+  return randomCharModel({ vocab: VOCAB, units: UNITS, maxlen: MAXLEN, seed });
 }
 
 async function collect(chunks: AsyncIterable<string>): Promise<string[]> {
