@@ -24,6 +24,12 @@ export function show(value: unknown): string {
  * Anything else is returned as it is (a bug, or a fault we cannot name).
  */
 export function writeFailure(err: unknown, file: string, kept: string): unknown {
+  const why = diskProblem(err);
+  return why === undefined ? err : new UserError(`cannot save ${file}: ${why}; ${kept}`);
+}
+
+/** The words for a file-system error the user can fix ("the disk is full (ENOSPC)"), else undefined. */
+export function diskProblem(err: unknown): string | undefined {
   const code = (err as { code?: string } | null)?.code;
   const why: Record<string, string> = {
     ENOSPC: 'the disk is full',
@@ -32,6 +38,5 @@ export function writeFailure(err: unknown, file: string, kept: string): unknown 
     EPERM: 'permission denied',
     EROFS: 'the file system is read-only',
   };
-  if (code === undefined || !Object.hasOwn(why, code)) return err;
-  return new UserError(`cannot save ${file}: ${why[code]} (${code}); ${kept}`);
+  return code !== undefined && Object.hasOwn(why, code) ? `${why[code]} (${code})` : undefined;
 }

@@ -18,7 +18,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 
-import { UserError } from '../errors.ts';
+import { UserError, diskProblem } from '../errors.ts';
 
 export const LOCK_NAME = '.charlstm.lock';
 
@@ -47,10 +47,7 @@ function alive(pid: number): boolean {
 
 function why(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
-  if (e.code === 'EACCES' || e.code === 'EPERM') return 'permission denied';
-  if (e.code === 'EROFS') return 'read-only file system';
-  if (e.code === 'ENOSPC') return 'the disk is full';
-  return e.code ?? e.message;
+  return diskProblem(err) ?? e.code ?? e.message;
 }
 
 /** Check that `dir` is (or can be made) a writable folder, and take its lock. */
