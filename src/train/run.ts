@@ -265,6 +265,11 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       ms: trainer.optimizer.state,
     });
   };
+  // the checkpoint first, then model.json: every state a kill can leave on disk is resumable
+  const saveResumable = async (): Promise<void> => {
+    await checkpoint();
+    await saveModel(dir, params, meta());
+  };
 
   const callbacks: TrainCallback[] = [];
   if (val) {
@@ -331,8 +336,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
         await checkpoint();
     },
     async onEpochEnd() {
-      await checkpoint();
-      await saveModel(dir, params, meta()); // the last epoch's model
+      await saveResumable(); // the checkpoint, then the last epoch's model
     },
     onDivergence(ev) {
       process.stderr.write(
@@ -354,8 +358,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
             await saveModel(path.join(dir, 'best'), params, meta());
           }
         }
-        await checkpoint();
-        await saveModel(dir, params, meta());
+        await saveResumable();
       }
     },
   });
@@ -414,8 +417,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     // a worker thread that died (killed for memory, say) took only the batch in flight with it:
     // keep everything before that batch, resumable, and say so
     if (err instanceof WorkerExitError && (trainer.epoch > 0 || trainer.step > 0)) {
-      await checkpoint();
-      await saveModel(dir, params, meta());
+      await saveResumable();
       throw new UserError(
         `${err.message}; the work before that batch is saved: resume with charlstm train --resume ${dir}`,
         1,
