@@ -106,7 +106,7 @@ export async function benchFourTemperatures(
   const once = (n: number): number => {
     const t0 = performance.now();
     generateWindow(model, {
-      seeds: temps.map(() => PROMPT),
+      prompts: temps.map(() => PROMPT),
       samplers: temps.map((temperature) => new Sampler({ temperature })),
       length: n,
       rng,

@@ -165,7 +165,7 @@ for (const key of args.from ? [] : args.modes.split(',')) {
       threads: 2,
       engine: 'auto',
       mode: setting.mode,
-      timeBudgetSec: budget,
+      timeBudget: budget,
       ...(setting.schedule && { schedule: setting.schedule }),
       ...(setting.clip && { clip: setting.clip }),
       ...(setting.dropout && { dropout: setting.dropout, dropoutSeed: 3 }),

@@ -41,3 +41,16 @@ export const SERVER = {
   maxStreams: 64, // generations running at once, streamed or not; one more gets 429
   bodyLimit: 64 * 1024, // the largest request body accepted (bytes); larger ones get 413
 } as const;
+
+/** Generation when the caller names no temperature: the CLI's `generate`, the HTTP API and the
+ * web app agree on it (the middle of the reference's four, 0.2, 0.5, 1.0 and 1.2). The library's
+ * Sampler with no options keeps the model's own distribution (temperature 1). */
+export const GENERATE = {
+  temperature: 0.5,
+} as const;
+
+/** The live training view (`charlstm train --dashboard`). */
+export const DASHBOARD = {
+  port: 8081,
+  host: '127.0.0.1', // loopback only unless asked
+} as const;

@@ -24,7 +24,7 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 const DATA = {
   state: { epoch: 3, note: 'x' },
   params: Float32Array.from([1, 2, 3, 4, 5]),
-  ms: Float32Array.from([0.1, 0.2, 0.3, 0.4, 0.5]),
+  optimizerState: Float32Array.from([0.1, 0.2, 0.3, 0.4, 0.5]),
 };
 const GOOD = encodeCheckpoint(DATA);
 
@@ -43,7 +43,7 @@ describe('corrupt checkpoints', () => {
   it('a good checkpoint decodes', () => {
     const d = decodeCheckpoint(GOOD, 'c.ckpt');
     assert.deepEqual(d.params, DATA.params);
-    assert.deepEqual(d.ms, DATA.ms);
+    assert.deepEqual(d.optimizerState, DATA.optimizerState);
     assert.equal(d.state.epoch, 3);
   });
 

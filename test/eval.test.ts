@@ -162,7 +162,7 @@ test('the training clock and the time budget count training alone, not the callb
       rho: 0.9,
       epsilon: 1e-7,
       threads: 0,
-      timeBudgetSec: 0.3,
+      timeBudget: 0.3,
     },
     callbacks: [
       {

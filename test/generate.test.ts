@@ -77,7 +77,7 @@ describe('generateWindow', () => {
     const model = makeModel();
     const run = (seed: number) =>
       generateWindow(model, {
-        seeds,
+        prompts: seeds,
         samplers: temps([0.2, 0.5, 1.0, 1.2]),
         length: 60,
         rng: new Rng(seed),
@@ -102,7 +102,7 @@ describe('generateWindow', () => {
     const rng = new RecordingRng(9);
     const chars: string[][] = [];
     const together = generateWindow(model, {
-      seeds: mixed,
+      prompts: mixed,
       samplers: [...temps(ts.slice(0, 5)), new Sampler({ temperature: 1, topK: 3 })],
       length,
       rng,
@@ -117,7 +117,7 @@ describe('generateWindow', () => {
       const own = rng.draws.filter((_, j) => j % S === s);
       const sampler = s < 5 ? temps([ts[s]!])[0]! : new Sampler({ temperature: 1, topK: 3 });
       const alone = generateWindow(model, {
-        seeds: [mixed[s]!],
+        prompts: [mixed[s]!],
         samplers: [sampler],
         length,
         rng: new ReplayRng(own),
@@ -133,14 +133,14 @@ describe('generateWindow', () => {
     const twoSeeds = ['gh. abc defgh. ab', 'ab'];
     const length = 40;
     const greedy = generateWindow(model, {
-      seeds: twoSeeds,
+      prompts: twoSeeds,
       samplers: [new Sampler({ greedy: true }), new Sampler({ greedy: true })],
       length,
       rng: new Rng(0),
     });
     const rng = new RecordingRng(5);
     const [drawn] = generateWindow(model, {
-      seeds: [twoSeeds[0]!],
+      prompts: [twoSeeds[0]!],
       samplers: [new Sampler({ temperature: 1 })],
       length,
       rng,
@@ -174,21 +174,21 @@ describe('generateWindow', () => {
     const model = makeModel();
     const opts = { samplers: temps([1, 1]), length: 5, rng: new Rng(1) };
     assert.throws(
-      () => generateWindow(model, { ...opts, seeds: ['abc', ''] }),
+      () => generateWindow(model, { ...opts, prompts: ['abc', ''] }),
       (err: unknown) => err instanceof UserError && /seed 2 is empty/.test(err.message),
     );
     assert.throws(
-      () => generateWindow(model, { ...opts, seeds: ['abc', 'aXb'] }),
+      () => generateWindow(model, { ...opts, prompts: ['abc', 'aXb'] }),
       (err: unknown) => err instanceof UserError && /seed 2 .*"X"/.test(err.message),
     );
-    assert.throws(() => generateWindow(model, { ...opts, seeds: ['abc'] }), RangeError);
+    assert.throws(() => generateWindow(model, { ...opts, prompts: ['abc'] }), RangeError);
     for (const length of [-1, 2.5, 1e12, NaN]) {
       assert.throws(
-        () => generateWindow(model, { ...opts, seeds: ['a', 'b'], length }),
+        () => generateWindow(model, { ...opts, prompts: ['a', 'b'], length }),
         (err: unknown) => err instanceof UserError && err.message.includes(String(length)),
       );
     }
-    assert.deepEqual(generateWindow(model, { ...opts, seeds: ['a', 'b'], length: 0 }), ['', '']);
+    assert.deepEqual(generateWindow(model, { ...opts, prompts: ['a', 'b'], length: 0 }), ['', '']);
   });
 });
 
@@ -206,7 +206,7 @@ describe('generateText', () => {
     assert.equal(pieces.join(''), a);
     assert.equal(pieces.length, 30);
     const [b] = generateWindow(model, {
-      seeds: ['abc'],
+      prompts: ['abc'],
       samplers: temps([0.5]),
       length: 30,
       rng: new Rng(7),

@@ -604,7 +604,7 @@ describe('web app in Chromium', { skip: browserSkip }, () => {
           const m = CharModel.fromParts(tr.params, { formatVersion: 1, ...metaFor(s, 20, 1) });
           const seed = TEXT.slice(ev.epoch * 7, ev.epoch * 7 + 20);
           const texts = generateWindow(m, {
-            seeds: temps.map(() => seed),
+            prompts: temps.map(() => seed),
             samplers: temps.map((temperature) => new Sampler({ temperature })),
             length: 120,
             rng: new Rng(ev.epoch),

@@ -24,7 +24,7 @@ export interface CheckpointData {
   state: Record<string, unknown>;
   params: Float32Array;
   /** the optimizer's state: a whole number of parameter-sized slots */
-  ms: Float32Array;
+  optimizerState: Float32Array;
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -37,7 +37,7 @@ async function fsyncDir(dir: string): Promise<void> {
 }
 
 export function encodeCheckpoint(data: CheckpointData): Buffer {
-  const slots = data.ms.length / data.params.length;
+  const slots = data.optimizerState.length / data.params.length;
   if (!(Number.isInteger(slots) && slots >= 1))
     throw new RangeError('the optimizer state is not a whole number of parameter-sized slots');
   const json = Buffer.from(
@@ -54,7 +54,11 @@ export function encodeCheckpoint(data: CheckpointData): Buffer {
     json,
     Buffer.alloc(pad, 0x20), // spaces: still valid JSON when parsed with the padding
     Buffer.from(data.params.buffer, data.params.byteOffset, data.params.byteLength),
-    Buffer.from(data.ms.buffer, data.ms.byteOffset, data.ms.byteLength),
+    Buffer.from(
+      data.optimizerState.buffer,
+      data.optimizerState.byteOffset,
+      data.optimizerState.byteLength,
+    ),
   ]);
   return Buffer.concat([body, createHash('sha256').update(body).digest()]);
 }
@@ -102,7 +106,11 @@ export function decodeCheckpoint(buf: Buffer, file: string): CheckpointData {
   const floats = new Float32Array(
     body.buffer.slice(body.byteOffset + 16 + jsonLen, body.byteOffset + body.length),
   );
-  return { state, params: floats.slice(0, size), ms: floats.slice(size, (1 + slots) * size) };
+  return {
+    state,
+    params: floats.slice(0, size),
+    optimizerState: floats.slice(size, (1 + slots) * size),
+  };
 }
 
 // Tests set CHARLSTM_TEST_KILL_DURING_SAVE=N to SIGKILL the process in the middle of its Nth save.

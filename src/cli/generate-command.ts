@@ -2,12 +2,9 @@ import { once } from 'node:events';
 
 import { Command, Option } from 'commander';
 
-import { REFERENCE } from '../defaults.ts';
+import { GENERATE, REFERENCE } from '../defaults.ts';
 import { parseLength, parseSeed, parseTemperature, parseTopK, parseTopP } from './options.ts';
 import { OutputClosed, writeOut } from './output.ts';
-
-/** The CLI's default temperature: the middle of the reference's four (0.2, 0.5, 1.0, 1.2). */
-export const DEFAULT_TEMPERATURE = 0.5;
 
 /**
  * Characters per write: stdout gets one write per few KB (or per 16 ms of generation, whichever
@@ -37,7 +34,7 @@ export function generateCommand(): Command {
     .requiredOption('-m, --model <dir>', 'model folder')
     .requiredOption('-p, --prompt <text>', 'text to continue (lowercased first if the model is)')
     .option('-n, --length <n>', 'characters to generate', parseLength, REFERENCE.sampleLength)
-    .option('-t, --temperature <t>', 'sampling temperature', parseTemperature, DEFAULT_TEMPERATURE)
+    .option('-t, --temperature <t>', 'sampling temperature', parseTemperature, GENERATE.temperature)
     .option('--top-k <k>', 'draw only from the k most probable characters', parseTopK)
     .option('--top-p <p>', 'draw only from the smallest set reaching probability p', parseTopP)
     .option('--greedy', 'always take the most probable character')

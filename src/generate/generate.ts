@@ -157,7 +157,7 @@ function windowChunks(
 ): () => AsyncGenerator<string, void, undefined> {
   return async function* () {
     signal?.throwIfAborted();
-    const steps = windowSteps(model, { seeds: [prompt], samplers: [sampler], length, rng });
+    const steps = windowSteps(model, { prompts: [prompt], samplers: [sampler], length, rng });
     let done = 0;
     while (done < length) {
       const deadline = performance.now() + chunkMs;

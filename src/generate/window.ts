@@ -12,8 +12,8 @@ import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
 export const MAX_GENERATE_LENGTH = 10_000_000;
 
 export interface WindowOptions {
-  /** One seed text per stream, already prepared (lowercased when the model is); at least one character each. */
-  seeds: string[];
+  /** One prompt per stream, already prepared (lowercased when the model is); at least one character each. */
+  prompts: string[];
   /** One sampler per stream. */
   samplers: Sampler[];
   /** Characters to generate per stream. */
@@ -100,16 +100,19 @@ export function windowSteps(
   model: CharModel,
   opts: Omit<WindowOptions, 'onChars'>,
 ): IterableIterator<string[]> {
-  const { seeds, samplers, rng } = opts;
+  const { prompts, samplers, rng } = opts;
   const length = checkLength(opts.length);
-  const S = seeds.length;
+  const S = prompts.length;
   if (S === 0) throw new RangeError('generation needs at least one stream');
   if (samplers.length !== S) {
-    throw new RangeError(`generation got ${S} seeds but ${samplers.length} samplers`);
+    throw new RangeError(`generation got ${S} prompts but ${samplers.length} samplers`);
   }
-  const windows = seeds.map(
-    (seed, s) =>
-      new TokenWindow(model.maxlen, encodeSeed(model, seed, S === 1 ? 'prompt' : `seed ${s + 1}`)),
+  const windows = prompts.map(
+    (prompt, s) =>
+      new TokenWindow(
+        model.maxlen,
+        encodeSeed(model, prompt, S === 1 ? 'prompt' : `seed ${s + 1}`),
+      ),
   );
   return steps(model, windows, samplers, rng, length);
 }
@@ -159,7 +162,7 @@ function* steps(
  * its seed); `onChars` sees every step's characters as they come. See windowSteps.
  */
 export function generateWindow(model: CharModel, opts: WindowOptions): string[] {
-  const out = new Array<string>(opts.seeds.length).fill('');
+  const out = new Array<string>(opts.prompts.length).fill('');
   for (const chars of windowSteps(model, opts)) {
     for (let s = 0; s < chars.length; s++) out[s] += chars[s]!;
     opts.onChars?.(chars);
@@ -191,7 +194,7 @@ export function textSteps(
   const sampler = samplerFrom(opts);
   const seed = opts.seed ?? randomSeed();
   const it = windowSteps(model, {
-    seeds: [model.prepareText(opts.prompt)],
+    prompts: [model.prepareText(opts.prompt)],
     samplers: [sampler],
     length: opts.length,
     rng: new Rng(seed),

@@ -123,7 +123,7 @@ export function samplesCallback(opts: SampleOptions): TrainCallback {
       const temps = opts.temperatures;
       opts.write(`------ temperature: ${temps[0]}\n${seed}`);
       const texts = generateWindow(model, {
-        seeds: temps.map(() => seed),
+        prompts: temps.map(() => seed),
         samplers: temps.map((temperature) => new Sampler({ temperature })),
         length: opts.length,
         rng: opts.rng,

@@ -18,9 +18,10 @@ import { WorkerExitError } from '../engine/worker-engine.ts';
 import { UserError } from '../errors.ts';
 import { initParameters } from '../model/init.ts';
 import { Parameters, layerCount, lstmLayerName, type ModelShape } from '../model/params.ts';
-import { Rng, type RngState } from '../sampling/rng.ts';
+import type { RngState } from '../sampling/rng.ts';
 import { progressCallback, samplesCallback } from './callbacks.ts';
 import { evaluate, evaluateStateful, everyNth } from './evaluate.ts';
+import { seedStreams, trainedModelMeta, type RunDescription } from './run-setup.ts';
 import type { Schedule } from './schedule.ts';
 import { Trainer, type TrainCallback, type TrainerState, type TrainMode } from './trainer.ts';
 
@@ -118,13 +119,13 @@ const out = (s: string): void => {
 export async function runTrain(opts: TrainRunOptions): Promise<void> {
   let resumed: RunState | undefined;
   let resumedParams: Float32Array | undefined;
-  let resumedMs: Float32Array | undefined;
+  let resumedOptimizerState: Float32Array | undefined;
   let config: TrainRunConfig = opts;
   if (opts.resume) {
     const ckpt = await loadCheckpoint(opts.resume);
     resumed = ckpt.state as unknown as RunState;
     resumedParams = ckpt.params;
-    resumedMs = ckpt.ms;
+    resumedOptimizerState = ckpt.optimizerState;
     // the stored configuration, except what the user overrides now
     const override: Partial<TrainRunConfig> = {};
     for (const key of [
@@ -199,12 +200,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       ? `resuming ${dir} at epoch ${resumed.trainer.epoch + 1}, batch ${resumed.trainer.step + 1} (seed ${seed})\n`
       : `seed: ${seed}\n`,
   );
-  // one root seed → independent streams for the initial weights, the shuffles and the samples
-  const root = new Rng(seed);
-  const initRng = new Rng(root.nextU32());
-  const shuffleRng = new Rng(root.nextU32());
-  const sampleRng = new Rng(root.nextU32());
-  const dropoutSeed = root.nextU32();
+  const { init: initRng, shuffle: shuffleRng, sample: sampleRng, dropoutSeed } = seedStreams(seed);
   const params = resumedParams
     ? new Parameters(shape, resumedParams)
     : initParameters(shape, initRng);
@@ -217,32 +213,25 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   let best = resumed?.best ?? null;
   let sinceBest = resumed?.sinceBest ?? 0;
 
-  const meta = (): Omit<ModelMeta, 'formatVersion' | 'weightsSha256'> => ({
-    vocab: [...vocab.chars],
+  const description: RunDescription = {
+    corpus: corpus.name,
+    source: corpus.source,
+    vocab,
     lowercase: config.lowercase,
     maxlen: config.maxlen,
-    step: config.step,
+    stride: config.step,
     units: config.units,
-    ...(layers > 1 && { layers }),
-    training: {
-      corpus: corpus.name,
-      source: corpus.source,
-      epochs: trainer.epoch,
-      batchSize: config.batchSize,
-      optimizer: config.optimizer ?? 'rmsprop',
-      learningRate: config.lr,
-      rho: REFERENCE.rho,
-      epsilon: REFERENCE.epsilon,
-      seed,
-      valSplit: config.valSplit,
-      mode: config.mode ?? 'last',
-      dropout,
-      loss: trainer.history.map((h) => h.loss),
-      valLoss: trainer.history.map((h) => h.valLoss ?? null),
-      seqPerSec: trainer.history.map((h) => Math.round(h.seqPerSec)),
-      trainSeconds: Math.round(trainer.trainSeconds),
-    },
-  });
+    layers,
+    batchSize: config.batchSize,
+    optimizer: config.optimizer ?? 'rmsprop',
+    learningRate: config.lr,
+    seed,
+    valSplit: config.valSplit,
+    mode: config.mode ?? 'last',
+    dropout,
+  };
+  const meta = (): Omit<ModelMeta, 'formatVersion' | 'weightsSha256'> =>
+    trainedModelMeta(description, trainer);
   // Every save after training steps goes through here first (the checkpoint is written before
   // model.json), so this is where weights that are no longer finite are refused, not saved.
   const checkpoint = async (): Promise<void> => {
@@ -262,7 +251,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     await saveCheckpoint(dir, {
       state: state as unknown as Record<string, unknown>,
       params: params.flat,
-      ms: trainer.optimizer.state,
+      optimizerState: trainer.optimizer.state,
     });
   };
   // the checkpoint first, then model.json: every state a kill can leave on disk is resumable
@@ -378,7 +367,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       engine,
       ...(config.clip !== undefined && { clip: config.clip }),
       ...(config.schedule !== undefined && { schedule: config.schedule }),
-      ...(config.timeBudget !== undefined && { timeBudgetSec: config.timeBudget }),
+      ...(config.timeBudget !== undefined && { timeBudget: config.timeBudget }),
       mode: config.mode ?? 'last',
       dropout,
       dropoutSeed,
@@ -386,12 +375,12 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     },
     callbacks,
   });
-  if (resumed && resumedMs) {
+  if (resumed && resumedOptimizerState) {
     trainer.setState(resumed.trainer);
-    if (resumedMs.length !== trainer.optimizer.state.length) {
+    if (resumedOptimizerState.length !== trainer.optimizer.state.length) {
       throw new UserError(`the checkpoint in ${opts.resume} holds optimizer state of another size`);
     }
-    trainer.optimizer.state.set(resumedMs);
+    trainer.optimizer.state.set(resumedOptimizerState);
     sampleRng.setState(resumed.sampleRng);
   }
 

@@ -32,7 +32,7 @@ export interface TrainerConfig extends RmsPropConfig {
   engine?: EngineKind | 'auto';
   clip?: number; // clip the gradient's global L2 norm to this (none when undefined)
   schedule?: Schedule; // learning-rate schedule (constant when undefined)
-  timeBudgetSec?: number; // stop after this much training time (this process)
+  timeBudget?: number; // stop after this much training time (this process)
   /**
    * 'last' (the reference): score the character after each window; 'sequence': every position;
    * 'stateful': every position of contiguous streams, the state carried between batches.
@@ -288,7 +288,7 @@ export class Trainer {
   learningRate(): number {
     const total = this.config.epochs * this.stepsPerEpoch;
     const done = this.epoch * this.stepsPerEpoch + this.step;
-    const budget = this.config.timeBudgetSec;
+    const budget = this.config.timeBudget;
     const progress = budget ? this.trainSeconds / budget : done / total;
     return (
       this.learningRateScale *
@@ -313,7 +313,7 @@ export class Trainer {
   }
 
   private overBudget(): boolean {
-    const budget = this.config.timeBudgetSec;
+    const budget = this.config.timeBudget;
     return budget !== undefined && this.trainSeconds >= budget;
   }
 

@@ -247,7 +247,7 @@ async function train(s: TrainSettings): Promise<void> {
             const start = sampleRng.int(tokens.length - s.maxlen);
             const seed = vocab.decode(tokens.subarray(start, start + s.maxlen));
             const [out] = generateWindow(m, {
-              seeds: [seed],
+              prompts: [seed],
               samplers: [new Sampler({ temperature: SAMPLE_TEMPERATURE })],
               length: s.sampleLength,
               rng: sampleRng,
