@@ -164,6 +164,11 @@ export class Trainer {
   private readonly callbacks: TrainCallback[];
   private engine: GradientEngine | undefined;
   private stopRequested = false;
+  /**
+   * Why the last fit() ended before its `epochs`: 'requested' (requestStop(), an early stop
+   * included) or 'budget' (the time budget ran out); undefined when it ran every epoch.
+   */
+  stopReason: 'budget' | 'requested' | undefined;
   private untimedDepth = 0; // nesting of untimed() calls in progress
   private pausedAt = 0; // when the clock was stopped by untimed() (0: running)
   /** stateful mode: the streams, and the state carried between batches [batchSize][L][H] */
@@ -349,12 +354,15 @@ export class Trainer {
     const goodCarried = carried && { h: carried.h.slice(), c: carried.c.slice() };
     const batchCarried = carried && { h: carried.h.slice(), c: carried.c.slice() }; // before this batch
     this.startedAt = performance.now();
-    let stopped = false;
+    this.stopReason = undefined;
+    const stop = (): void => {
+      this.stopReason = this.stopRequested ? 'requested' : 'budget';
+    };
     try {
       await this.emit((cb) => cb.onTrainBegin?.(this));
       while (this.epoch < epochs) {
         if (this.stopRequested || this.overBudget()) {
-          stopped = true;
+          stop();
           break;
         }
         const epoch = this.epoch + 1;
@@ -473,7 +481,7 @@ export class Trainer {
           await this.emit((cb) => cb.onBatchEnd?.(event, this));
         }
         if (this.step < steps) {
-          stopped = true; // stopped mid-epoch: the epoch does not count as done
+          stop(); // stopped mid-epoch: the epoch does not count as done
           break;
         }
         const seconds = (performance.now() - start) / 1000;
@@ -491,7 +499,7 @@ export class Trainer {
         this.history.push(event);
         await this.emit((cb) => cb.onEpochEnd?.(event, this));
       }
-      await this.emit((cb) => cb.onTrainEnd?.(this.history, this, stopped));
+      await this.emit((cb) => cb.onTrainEnd?.(this.history, this, this.stopReason !== undefined));
     } finally {
       this.trainSecondsBefore = this.trainSeconds;
       this.startedAt = 0;
