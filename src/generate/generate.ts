@@ -139,11 +139,29 @@ export function generate(model: CharModel, opts: GenerateOptions = {}): Generati
   };
 }
 
-/** Let other work run (I/O, timers, other streams) before the next chunk. */
-const turn: () => Promise<void> =
+/**
+ * Let other work run (I/O, timers, other streams, a Web Worker's incoming messages) before the
+ * next chunk. Browsers have no setImmediate, and nested setTimeout(0) waits at least 4 ms, so
+ * there a message to a MessageChannel of our own is the macrotask (made at first use).
+ */
+export const nextTurn: () => Promise<void> =
   typeof setImmediate === 'function'
     ? () => new Promise((resolve) => setImmediate(resolve))
-    : () => new Promise((resolve) => setTimeout(resolve, 0)); // browsers (a Web Worker)
+    : channelTurn();
+
+function channelTurn(): () => Promise<void> {
+  let channel: MessageChannel | undefined;
+  const waiting: (() => void)[] = [];
+  return () =>
+    new Promise((resolve) => {
+      if (!channel) {
+        channel = new MessageChannel();
+        channel.port1.onmessage = () => waiting.shift()?.();
+      }
+      waiting.push(resolve);
+      channel.port2.postMessage(null);
+    });
+}
 
 function windowChunks(
   model: CharModel,
@@ -170,7 +188,7 @@ function windowChunks(
         if (performance.now() >= deadline) break;
       }
       yield text;
-      await turn();
+      await nextTurn();
       signal?.throwIfAborted();
     }
   };
@@ -193,14 +211,14 @@ function statefulChunks(
     try {
       // a long prompt is fed in slices too, so that it cannot hold the event loop either
       while (!stream.prime(performance.now() + chunkMs)) {
-        await turn();
+        await nextTurn();
         signal?.throwIfAborted();
       }
       const out = new Int32Array(chunkChars);
       while (stream.remaining > 0) {
         const n = stream.take(out, chunkChars, performance.now() + chunkMs);
         yield text.decode(out, n);
-        await turn();
+        await nextTurn();
         signal?.throwIfAborted();
       }
     } finally {
