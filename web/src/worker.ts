@@ -1,22 +1,22 @@
 import {
   FORMAT_VERSION,
-  modelJson,
-  parseModelJson,
-  weightsFileName,
+  jsonFromText,
+  modelFiles,
+  readModel,
   type ModelMeta,
-} from '../../src/checkpoint/model-format.ts';
+} from '../../src/checkpoint/model-json.ts';
 import { Vocabulary } from '../../src/data/vocabulary.ts';
 import { makeWindows } from '../../src/data/windows.ts';
 import { REFERENCE } from '../../src/defaults.ts';
 import { InlineEngine } from '../../src/engine/gradient-engine.ts';
 import { kernelModule } from '../../src/engine/kernels.ts';
 import { UserError } from '../../src/errors.ts';
-import { generateWindow, textSteps } from '../../src/generate/window.ts';
+import { generate as generateText, nextTurn } from '../../src/generate/generate.ts';
+import { generateWindow } from '../../src/generate/window.ts';
 import { CharModel } from '../../src/model/char-model.ts';
 import { initParameters } from '../../src/model/init.ts';
-import { Parameters } from '../../src/model/params.ts';
-import { Rng } from '../../src/sampling/rng.ts';
 import { Sampler } from '../../src/sampling/sampler.ts';
+import { seedStreams, trainedModelMeta, type RunDescription } from '../../src/train/run-setup.ts';
 import { Trainer } from '../../src/train/trainer.ts';
 import type {
   FromWorker,
@@ -27,9 +27,11 @@ import type {
 } from './worker-protocol.ts';
 
 // The engine in the page: a Web Worker that loads a saved model (model.json + weights chosen by
-// the user), trains a small model on pasted text (the library's Trainer on an InlineEngine: the
-// same WebAssembly kernels as in Node, on this one thread), and generates. Long loops pause every
-// ~50 ms for one macrotask so that a "stop" message gets through.
+// the user; the library's readModel checks them), trains a small model on pasted text (the
+// library's Trainer on an InlineEngine: the same WebAssembly kernels as in Node, on this one
+// thread), generates (the library's generate(), stopped through an AbortSignal) and saves (the
+// library's modelFiles). Long loops pause every ~50 ms for one macrotask so that a "stop" message
+// gets through.
 
 const scope = self as unknown as {
   postMessage(message: FromWorker, options?: { transfer?: Transferable[] }): void;
@@ -40,22 +42,13 @@ const post = (m: FromWorker, transfer: Transferable[] = []): void =>
 
 const BREATHE_MS = 50;
 const SAMPLE_TEMPERATURE = 0.5;
-
-// A macrotask without setTimeout's clamping: lets queued messages (stop) be handled.
-const channel = new MessageChannel();
-const waiting: (() => void)[] = [];
-channel.port1.onmessage = () => waiting.shift()?.();
-const breathe = (): Promise<void> =>
-  new Promise((resolve) => {
-    waiting.push(resolve);
-    channel.port2.postMessage(null);
-  });
+const CHUNK_CHARS = 4096; // chunks end by time (BREATHE_MS / 2), this only bounds them
 
 let model: CharModel | undefined;
 let source = '';
 let busy: 'train' | 'generate' | undefined;
 let trainer: Trainer | undefined;
-let stopGeneration = false;
+let generation: AbortController | undefined;
 
 function info(m: CharModel, from: string): ModelInfo {
   return {
@@ -68,67 +61,25 @@ function info(m: CharModel, from: string): ModelInfo {
   };
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-function floatsFromBytes(bytes: Uint8Array): Float32Array {
-  const out = new Float32Array(bytes.length / 4);
-  if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes);
-  else {
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let i = 0; i < out.length; i++) out[i] = dv.getFloat32(i * 4, true);
-  }
-  return out;
-}
-
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string | undefined> {
-  if (!globalThis.crypto?.subtle) return undefined; // not a secure context: no check possible
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
 async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
-  let json: unknown;
-  try {
-    json = JSON.parse(msg.json);
-  } catch (err) {
-    throw new UserError(`${msg.jsonName}: not valid JSON (${(err as Error).message})`);
-  }
-  const { meta, shape, weightPaths } = parseModelJson(json, msg.jsonName);
   const byName = new Map(msg.files.map((f) => [f.name, f.bytes]));
-  const parts = weightPaths.map((p) => {
-    // one weights file chosen under another name still fits a model that names one file
-    const bytes =
-      byName.get(p) ??
-      (weightPaths.length === 1 && msg.files.length === 1 ? msg.files[0]!.bytes : undefined);
-    if (!bytes)
-      throw new UserError(
-        `${msg.jsonName} needs the weights file ${p}: choose it together with ${msg.jsonName}`,
-      );
-    return new Uint8Array(bytes);
+  const { params, meta } = await readModel(jsonFromText(msg.json, msg.jsonName), {
+    where: msg.jsonName,
+    weights: (paths) =>
+      paths.map((p) => {
+        // one weights file chosen under another name still fits a model that names one file
+        const bytes =
+          byName.get(p) ??
+          (paths.length === 1 && msg.files.length === 1 ? msg.files[0]!.bytes : undefined);
+        if (!bytes)
+          throw new UserError(
+            `${msg.jsonName} needs the weights file ${p}: choose it together with ${msg.jsonName}`,
+          );
+        return { name: p, bytes: new Uint8Array(bytes) };
+      }),
   });
-  const size = parts.reduce((n, p) => n + p.length, 0);
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    bytes.set(p, at);
-    at += p.length;
-  }
-  const expected = Parameters.size(shape) * 4;
-  if (size !== expected) {
-    throw new UserError(
-      `weights file ${weightPaths.join(' + ')} has the wrong size: expected ${expected} bytes (V=${shape.vocabSize}, H=${shape.units}), got ${size}`,
-    );
-  }
-  if (meta.weightsSha256 !== undefined) {
-    const sha = await sha256Hex(bytes);
-    if (sha !== undefined && sha !== meta.weightsSha256) {
-      throw new UserError(
-        `weights file ${weightPaths.join(' + ')} is corrupt: its sha256 is ${sha}, ${msg.jsonName} expects ${meta.weightsSha256}`,
-      );
-    }
-  }
   await kernelModule();
-  model = CharModel.fromParts(new Parameters(shape, floatsFromBytes(bytes)), meta);
+  model = CharModel.fromParts(params, meta);
   source = msg.jsonName;
   post({ type: 'loaded', info: info(model, source) });
 }
@@ -160,10 +111,7 @@ async function train(s: TrainSettings): Promise<void> {
   const windows = makeWindows(tokens, s.maxlen, s.step);
   const shape = { vocabSize: vocab.size, units: s.units };
   // one root seed → the initial weights, the shuffles and the samples, as `charlstm train` does
-  const root = new Rng(s.seed);
-  const initRng = new Rng(root.nextU32());
-  const shuffleRng = new Rng(root.nextU32());
-  const sampleRng = new Rng(root.nextU32());
+  const { init: initRng, shuffle: shuffleRng, sample: sampleRng } = seedStreams(s.seed);
   const params = initParameters(shape, initRng);
   post({
     type: 'corpus',
@@ -178,26 +126,20 @@ async function train(s: TrainSettings): Promise<void> {
     maxT: s.maxlen,
     threads: 0,
   });
-  const meta = (): ModelMeta => ({
-    formatVersion: FORMAT_VERSION,
-    vocab: [...vocab.chars],
+  const run: RunDescription = {
+    corpus: 'text given in the browser',
+    vocab,
     lowercase: s.lowercase,
     maxlen: s.maxlen,
-    step: s.step,
+    stride: s.step,
     units: s.units,
-    training: {
-      corpus: 'text given in the browser',
-      epochs: t.epoch,
-      batchSize: s.batchSize,
-      optimizer: 'rmsprop',
-      learningRate: s.learningRate,
-      rho: REFERENCE.rho,
-      epsilon: REFERENCE.epsilon,
-      seed: s.seed,
-      loss: t.history.map((h) => h.loss),
-      seqPerSec: t.history.map((h) => Math.round(h.seqPerSec)),
-    },
-  });
+    layers: 1,
+    batchSize: s.batchSize,
+    optimizer: 'rmsprop',
+    learningRate: s.learningRate,
+    seed: s.seed,
+  };
+  const meta = (): ModelMeta => ({ formatVersion: FORMAT_VERSION, ...trainedModelMeta(run, t) });
   let lastPost = -Infinity;
   let lastBreath = performance.now();
   let lastSeqPerSec = 0;
@@ -236,7 +178,7 @@ async function train(s: TrainSettings): Promise<void> {
             });
           }
           if (now - lastBreath >= BREATHE_MS) {
-            await breathe();
+            await nextTurn();
             lastBreath = performance.now();
           }
         },
@@ -287,59 +229,54 @@ async function train(s: TrainSettings): Promise<void> {
 async function generate(g: GenerateSettings): Promise<void> {
   if (!model) throw new UserError('no model yet: load a saved model or train one first');
   const t0 = performance.now();
-  const steps = textSteps(model, {
+  const stop = new AbortController();
+  const chunks = generateText(model, {
     prompt: g.prompt,
     length: g.length,
     temperature: g.temperature,
-    ...(g.topK !== undefined ? { topK: g.topK } : {}),
-    ...(g.topP !== undefined ? { topP: g.topP } : {}),
+    topK: g.topK,
+    topP: g.topP,
     seed: g.seed,
+    signal: stop.signal,
+    chunkChars: CHUNK_CHARS,
+    chunkMs: BREATHE_MS / 2,
   });
-  stopGeneration = false;
-  let chunk = '';
+  generation = stop;
   let n = 0;
-  let last = performance.now();
-  for (const ch of steps) {
-    chunk += ch;
-    n++;
-    const now = performance.now();
-    if (now - last >= BREATHE_MS / 2) {
-      post({ type: 'text', id: g.id, text: chunk });
-      chunk = '';
-      await breathe();
-      last = performance.now();
-      if (stopGeneration) break;
+  try {
+    for await (const text of chunks) {
+      n += [...text].length; // characters, not UTF-16 units
+      post({ type: 'text', id: g.id, text });
     }
+  } catch (err) {
+    if (!stop.signal.aborted) throw err;
+  } finally {
+    generation = undefined;
   }
-  if (chunk) post({ type: 'text', id: g.id, text: chunk });
   post({
     type: 'generated',
     id: g.id,
     characters: n,
     seconds: (performance.now() - t0) / 1000,
-    stopped: stopGeneration,
+    stopped: stop.signal.aborted,
   });
 }
 
 async function exportModel(): Promise<void> {
   if (!model) throw new UserError('no model to save: train one first');
-  const bytes = new Uint8Array(model.params.flat.slice().buffer); // little-endian on every browser platform
-  const sha = await sha256Hex(bytes);
-  const weightsName = sha ? weightsFileName(sha) : 'weights.bin';
-  const meta: ModelMeta = { ...model.meta };
-  delete meta.weightsSha256; // a loaded model's checksum was of its own file
-  if (sha) meta.weightsSha256 = sha;
-  const json = modelJson(model.params, meta, weightsName);
-  const jsonBytes = new TextEncoder().encode(JSON.stringify(json, null, 1) + '\n').buffer;
+  const files = await modelFiles(model.params, model.meta);
+  const weights = files.weights.slice().buffer; // a copy: the transfer detaches what it sends
+
+  const json = new TextEncoder().encode(files.json).buffer;
   post(
     {
       type: 'exported',
       files: [
-        { name: 'model.json', bytes: jsonBytes },
-        { name: weightsName, bytes: bytes.buffer },
+        { name: 'model.json', bytes: json },
+        { name: files.weightsName, bytes: weights },
       ],
     },
-    [jsonBytes, bytes.buffer],
+    [json, weights],
   );
 }
 
@@ -373,7 +310,7 @@ scope.onmessage = (e: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case 'stop':
       trainer?.requestStop();
-      stopGeneration = true;
+      generation?.abort();
       return;
     case 'load':
       run('load', () => load(msg));
