@@ -1,6 +1,7 @@
 import type { ModelMeta } from '../checkpoint/model-format.ts';
 import type { Vocabulary } from '../data/vocabulary.ts';
 import { REFERENCE } from '../defaults.ts';
+import { UserError } from '../errors.ts';
 import { Rng } from '../sampling/rng.ts';
 import type { Trainer, TrainMode } from './trainer.ts';
 
@@ -22,6 +23,23 @@ export function seedStreams(seed: number): SeedStreams {
   const shuffle = new Rng(root.nextU32());
   const sample = new Rng(root.nextU32());
   return { init, shuffle, sample, dropoutSeed: root.nextU32() };
+}
+
+/**
+ * Training needs one window and the character after it: `what` (the corpus as the user knows
+ * it) has `characters` characters, and `maxlenName` is the window length's name where it was set.
+ */
+export function checkTextLength(
+  what: string,
+  characters: number,
+  maxlen: number,
+  maxlenName = 'maxlen',
+): void {
+  if (characters < maxlen + 1) {
+    throw new UserError(
+      `${what} has ${characters} characters; training needs at least ${maxlenName} + 1 = ${maxlen + 1}`,
+    );
+  }
 }
 
 /** What a run is, as far as its saved model tells. */
