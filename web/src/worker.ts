@@ -16,7 +16,12 @@ import { generateWindow } from '../../src/generate/window.ts';
 import { CharModel } from '../../src/model/char-model.ts';
 import { initParameters } from '../../src/model/init.ts';
 import { Sampler } from '../../src/sampling/sampler.ts';
-import { seedStreams, trainedModelMeta, type RunDescription } from '../../src/train/run-setup.ts';
+import {
+  checkTextLength,
+  seedStreams,
+  trainedModelMeta,
+  type RunDescription,
+} from '../../src/train/run-setup.ts';
 import { Trainer } from '../../src/train/trainer.ts';
 import type {
   FromWorker,
@@ -103,11 +108,7 @@ async function train(s: TrainSettings): Promise<void> {
   }
   const vocab = Vocabulary.fromText(text);
   const tokens = vocab.encode(text);
-  if (tokens.length < s.maxlen + 1) {
-    throw new UserError(
-      `the text has ${tokens.length} characters; training needs at least window length + 1 = ${s.maxlen + 1}`,
-    );
-  }
+  checkTextLength('the text', tokens.length, s.maxlen, 'window length');
   const windows = makeWindows(tokens, s.maxlen, s.step);
   const shape = { vocabSize: vocab.size, units: s.units };
   // one root seed → the initial weights, the shuffles and the samples, as `charlstm train` does
