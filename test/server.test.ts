@@ -14,7 +14,9 @@ import { generate } from '../src/generate/generate.ts';
 import { CharModel } from '../src/model/char-model.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
-import { buildServer, loadModels, modelNames, trainingSummary } from '../src/server/app.ts';
+import { buildServer } from '../src/server/app.ts';
+import { trainingSummary } from '../src/server/routes/models.ts';
+import { loadModels, modelNames } from '../src/server/served-models.ts';
 import { cliEnv } from './helpers/cli.ts';
 
 // A real server on a random loopback port, with small random models saved to a temporary folder

@@ -176,6 +176,8 @@ const fakeTrainer = {
   config: { batchSize: 10, epochs: 2, learningRate: 0.01, threads: 0 },
   params: { shape: { vocabSize: 30, units: 32 } },
   epoch: 0,
+  stepsPerEpoch: 10,
+  sequencesPerEpoch: 100,
 } as unknown as TrainerType;
 
 describe('dashboard recorder', () => {
@@ -264,7 +266,7 @@ describe('dashboard server', () => {
     const web = await mkdtemp(path.join(os.tmpdir(), 'charlstm-web-'));
     const { writeFile } = await import('node:fs/promises');
     await writeFile(path.join(web, 'index.html'), '<!doctype html><title>app</title>');
-    const d = await startDashboard({ webDir: web });
+    const d = await startDashboard({ webDir: web, port: 0 });
     try {
       const base = d.url.replace(/#.*$/, '');
       assert.match(d.url, /^http:\/\/127\.0\.0\.1:\d+\/#dashboard$/);
@@ -340,7 +342,7 @@ describe('dashboard overhead', () => {
 
     // a short real training run without and with the dashboard (no page connected), alternated
     const run = async (withDashboard: boolean): Promise<{ ms: number; steps: number }> => {
-      const d = withDashboard ? await startDashboard({}) : undefined;
+      const d = withDashboard ? await startDashboard({ port: 0 }) : undefined;
       const s = await smallTrainer({ ...shape, callbacks: d ? [d.callback] : [] });
       t0 = performance.now();
       await s.trainer.fit();
@@ -411,7 +413,8 @@ describe('web app in Chromium', { skip: browserSkip }, () => {
     modelDir = path.join(tmp, 'tiny');
     await saveModel(modelDir, s.params, metaFor(s, maxlen, step));
 
-    const { buildServer, loadModels } = await import('../src/server/app.ts');
+    const { buildServer } = await import('../src/server/app.ts');
+    const { loadModels } = await import('../src/server/served-models.ts');
     const app = await buildServer({ models: await loadModels([modelDir]), webDir });
     await app.listen({ port: 0, host: '127.0.0.1' });
     const addr = app.server.address() as { port: number };
@@ -590,7 +593,7 @@ describe('web app in Chromium', { skip: browserSkip }, () => {
   });
 
   test('dashboard: a real training run live, its curve, epochs and samples; a reload keeps the history', async () => {
-    const d = await startDashboard({ webDir, minIntervalMs: 20 }); // more points than the default 100 ms, for the picture
+    const d = await startDashboard({ webDir, port: 0, minIntervalMs: 20 }); // more points than the default 100 ms, for the picture
     try {
       const page = await open(d.url.replace(/#.*$/, '')); // no hash: the page finds the dashboard itself
       await page.locator('#db-status', { hasText: 'Waiting for training' }).waitFor();

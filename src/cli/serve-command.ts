@@ -43,7 +43,9 @@ export function serveCommand(): Command {
     .option('--web <dir>', 'static files to serve at / (default: web/dist when it has been built)')
     .option('--log', 'log every request (JSON lines on stdout)')
     .action(async (flags: ServeFlags) => {
-      const { buildServer, loadModels, resolveWebDir } = await import('../server/app.ts');
+      const { buildServer } = await import('../server/app.ts');
+      const { loadModels } = await import('../server/served-models.ts');
+      const { resolveWebDir } = await import('../server/web-app.ts');
       const models = await loadModels(flags.model);
       const webDir = resolveWebDir(flags.web);
       const app = buildServer({
