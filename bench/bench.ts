@@ -23,14 +23,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { REFERENCE } from '../src/defaults.ts';
-import {
-  createEngine,
-  createKernels,
-  resolveEngine,
-  SHARDS,
-  type EngineKind,
-} from '../src/engine/gradient-engine.ts';
-import type { KernelExports } from '../src/engine/kernels.ts';
+import { createEngine } from '../src/engine/gradient-engine.ts';
+import { createKernels, resolveEngine, type KernelExports } from '../src/engine/kernels.ts';
+import { SHARDS } from '../src/engine/shards.ts';
+import type { Batch, EngineKind } from '../src/engine/types.ts';
 import { initParameters } from '../src/model/init.ts';
 import type { ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
@@ -110,9 +106,11 @@ async function trainer(
   const y = Int32Array.from({ length: model.everyStep ? B * T : B }, () => rng.int(V));
   const grads = new Float32Array(params.flat.length);
   let key = 0;
+  const scoring = model.everyStep ? 'every' : 'last';
   const batch = async (): Promise<void> => {
-    const opts = model.dropout ? { dropout: { rate: model.dropout, key: ++key } } : {};
-    await engine.lossAndGrads(params.flat, x, y, B, T, grads, model.everyStep ?? false, opts);
+    const b: Batch = { x, y, rows: B, steps: T, scoring };
+    if (model.dropout) b.dropout = { rate: model.dropout, key: ++key };
+    await engine.lossAndGrads(params.flat, b, grads);
     opt.step(params.flat, grads);
   };
   for (let i = 0; i < 3; i++) await batch(); // warm-up: JIT tiers, page faults

@@ -15,8 +15,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 import { REFERENCE } from '../src/defaults.ts';
-import type { EngineKind } from '../src/engine/gradient-engine.ts';
-import { kernelModule } from '../src/engine/kernels.ts';
+import { kernelFactory } from '../src/engine/kernels.ts';
+import type { EngineKind } from '../src/engine/types.ts';
 import { generate, type GenerateMode } from '../src/generate/generate.ts';
 import { generateWindow } from '../src/generate/window.ts';
 import { CharModel } from '../src/model/char-model.ts';
@@ -32,11 +32,7 @@ const PROMPT = 'the meaning of life is '.repeat(3).slice(0, REFERENCE.maxlen);
 
 /** A reference-shape model with Keras-initialised random weights on the given engine. */
 export async function benchModel(engine: EngineKind = 'wasm', seed = 1): Promise<CharModel> {
-  await kernelModule();
-  const kernels =
-    engine === 'native'
-      ? (await import('../src/engine/native.ts')).requireNativeKernels
-      : undefined;
+  const kernels = await kernelFactory(engine);
   const shape = { vocabSize: BENCH_VOCAB.length, units: REFERENCE.units };
   return CharModel.fromParts(
     initParameters(shape, new Rng(seed)),

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { kernelModule } from '../src/engine/kernels.ts';
 import { LstmCore } from '../src/engine/lstm-core.ts';
-import { createEngine, InlineEngine } from '../src/engine/gradient-engine.ts';
+import { createEngine } from '../src/engine/gradient-engine.ts';
+import { InlineEngine } from '../src/engine/inline-engine.ts';
 import { Parameters, type ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { randomParams } from './helpers/tfjs-oracle.ts';
@@ -60,10 +61,10 @@ test('gradients match central finite differences of the loss (tiny model)', asyn
   const { x, y } = randomBatch(rng, 5, B, T);
   const engine = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0 });
   const grads = new Parameters(shape);
-  await engine.lossAndGrads(params.flat, x, y, B, T, grads.flat);
+  await engine.lossAndGrads(params.flat, { x, y, rows: B, steps: T, scoring: 'last' }, grads.flat);
   const scratch = new Parameters(shape);
   const lossAt = async (p: Float32Array): Promise<number> =>
-    engine.lossAndGrads(p, x, y, B, T, scratch.flat);
+    engine.lossAndGrads(p, { x, y, rows: B, steps: T, scoring: 'last' }, scratch.flat);
   const eps = 1e-2;
   let checked = 0;
   for (let i = 0; i < params.flat.length; i++) {
@@ -95,7 +96,9 @@ test('the same batch gives bit-identical gradients with 0, 1 and 2 threads', asy
   for (const threads of [0, 1, 2]) {
     const engine = await createEngine({ shape, maxBatch: B, maxT: T, threads });
     const out = new Float32Array(params.flat.length);
-    losses.push(await engine.lossAndGrads(params.flat, x, y, B, T, out));
+    losses.push(
+      await engine.lossAndGrads(params.flat, { x, y, rows: B, steps: T, scoring: 'last' }, out),
+    );
     results.push(out);
     await engine.close();
   }
@@ -132,7 +135,7 @@ test('sequence mode scores every position: equal to the sum of last-step losses 
   const y = Int32Array.from({ length: B * T }, () => rng.int(7)); // [b][t]
   const core = new LstmCore(shape, { maxB: B, maxT: T, training: true });
   core.setParams(params.flat);
-  const loss = core.lossAndGrads(x, y, B, T, 1, true);
+  const loss = core.lossAndGrads({ x, y, rows: B, steps: T, scoring: 'every', scale: 1 });
   const grads = core.grads.slice();
   let sum = 0;
   const acc = new Float64Array(grads.length);
@@ -143,7 +146,7 @@ test('sequence mode scores every position: equal to the sum of last-step losses 
       xp.set(x.subarray(b * T, b * T + t), b * t);
       yp[b] = y[b * T + t - 1]!;
     }
-    sum += core.lossAndGrads(xp, yp, B, t, 1);
+    sum += core.lossAndGrads({ x: xp, y: yp, rows: B, steps: t, scoring: 'last', scale: 1 });
     core.grads.forEach((g, i) => (acc[i]! += g));
   }
   assert.ok(Math.abs(loss - sum) < 1e-4 * Math.abs(sum), `loss ${loss} vs ${sum}`);

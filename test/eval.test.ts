@@ -199,10 +199,7 @@ test('a diverging batch is undone whole: weights, moments, iteration count and i
       engine: 'wasm' as const,
       async lossAndGrads(
         p: Float32Array,
-        x: Int32Array,
-        _y: Int32Array,
-        n: number,
-        T: number,
+        { x, rows: n, steps: T }: { x: Int32Array; rows: number; steps: number },
         out: Float32Array,
       ) {
         calls.push({ iteration: trainer.optimizer.iterations, x0: x[0]! * 1000 + x[1]! });

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dropoutKey, dropoutMask } from '../src/engine/dropout.ts';
 import { kernelModule } from '../src/engine/kernels.ts';
-import { LstmCore, type PassOptions } from '../src/engine/lstm-core.ts';
+import { LstmCore, type CoreBatch } from '../src/engine/lstm-core.ts';
 import { createEngine } from '../src/engine/gradient-engine.ts';
 import { nativeAvailable } from '../src/engine/native.ts';
 import { Parameters, type ModelShape } from '../src/model/params.ts';
@@ -71,13 +71,19 @@ for (const everyStep of [false, true]) {
     const c0 = Float32Array.from({ length: B * L * 4 }, () => rng.uniform(-1, 1));
     const core = new LstmCore(shape, { maxB: B, maxT: T, training: true });
     // the same masks on every evaluation (same key), a fresh copy of the initial state each time
-    const pass = (p: Float32Array): { loss: number; grads: Float32Array; opts: PassOptions } => {
+    const pass = (p: Float32Array): { loss: number; grads: Float32Array; opts: CoreBatch } => {
       core.setParams(p);
-      const opts: PassOptions = {
+      const opts: CoreBatch = {
+        x,
+        y,
+        rows: B,
+        steps: T,
+        scoring: everyStep ? 'every' : 'last',
+        scale: 1,
         dropout: { rate: 0.3, key: 1234, row0: 0 },
         state: { h: h0.slice(), c: c0.slice() },
       };
-      const loss = core.lossAndGrads(x, y, B, T, 1, everyStep, opts);
+      const loss = core.lossAndGrads(opts);
       return { loss, grads: core.grads.slice(), opts };
     };
     const { grads, opts } = pass(params.flat);
@@ -126,14 +132,13 @@ test('dropout rate 0 is the plain pass; a positive rate changes the loss', () =>
   const y = tokens(rng, 6, 2 * 4);
   const core = new LstmCore(shape, { maxB: 2, maxT: 4, training: true });
   core.setParams(params.flat);
-  const plain = core.lossAndGrads(x, y, 2, 4, 1, true);
+  const batch = { x, y, rows: 2, steps: 4, scoring: 'every', scale: 1 } as const;
+  const plain = core.lossAndGrads(batch);
   const plainGrads = core.grads.slice();
-  const zero = core.lossAndGrads(x, y, 2, 4, 1, true, { dropout: { rate: 0, key: 5, row0: 0 } });
+  const zero = core.lossAndGrads({ ...batch, dropout: { rate: 0, key: 5, row0: 0 } });
   assert.equal(zero, plain);
   assert.deepEqual(core.grads, plainGrads);
-  const dropped = core.lossAndGrads(x, y, 2, 4, 1, true, {
-    dropout: { rate: 0.5, key: 5, row0: 0 },
-  });
+  const dropped = core.lossAndGrads({ ...batch, dropout: { rate: 0.5, key: 5, row0: 0 } });
   assert.notEqual(dropped, plain);
 });
 
@@ -146,12 +151,21 @@ test('a carried state continues exactly: two segments of 4 steps score like one 
   const y = tokens(rng, 9, B * 8);
   const core = new LstmCore(shape, { maxB: B, maxT: 8, training: true });
   core.setParams(params.flat);
-  const whole = core.lossAndGrads(x, y, B, 8, 1, true);
+  const whole = core.lossAndGrads({ x, y, rows: B, steps: 8, scoring: 'every', scale: 1 });
   const half = (a: Int32Array, k: number): Int32Array =>
     Int32Array.from({ length: B * 4 }, (_, i) => a[Math.floor(i / 4) * 8 + k * 4 + (i % 4)]!);
   const state = { h: new Float32Array(B * 2 * 8), c: new Float32Array(B * 2 * 8) };
-  const first = core.lossAndGrads(half(x, 0), half(y, 0), B, 4, 1, true, { state });
-  const second = core.lossAndGrads(half(x, 1), half(y, 1), B, 4, 1, true, { state });
+  const halfBatch = (k: number): CoreBatch => ({
+    x: half(x, k),
+    y: half(y, k),
+    rows: B,
+    steps: 4,
+    scoring: 'every',
+    scale: 1,
+    state,
+  });
+  const first = core.lossAndGrads(halfBatch(0));
+  const second = core.lossAndGrads(halfBatch(1));
   assert.ok(Math.abs(first + second - whole) < 1e-4 * whole, `${first} + ${second} vs ${whole}`);
   // the state after 8 steps equals stepping the inference core through the same 8 characters
   const inf = new LstmCore(shape, { maxB: B, maxT: 1, training: false });
@@ -179,10 +193,11 @@ async function stackedBatch(
   const grads = new Float32Array(params.flat.length);
   const floats = B * (shape.layers ?? 1) * shape.units;
   const state = { h: new Float32Array(floats).fill(0.2), c: new Float32Array(floats).fill(-0.1) };
-  const loss = await e.lossAndGrads(params.flat, x, y, B, T, grads, true, {
-    dropout: { rate: 0.25, key: 77 },
-    state,
-  });
+  const loss = await e.lossAndGrads(
+    params.flat,
+    { x, y, rows: B, steps: T, scoring: 'every', dropout: { rate: 0.25, key: 77 }, state },
+    grads,
+  );
   await e.close();
   return { loss, grads, ...state };
 }

@@ -148,19 +148,20 @@ test('a worker thread that stops mid-batch rejects the batch, and every later on
     for (let i = 0; i < params.flat.length; i++) params.flat[i] = rng.uniform(-0.1, 0.1);
     const x = Int32Array.from({ length: B * T }, () => rng.int(shape.vocabSize));
     const y = Int32Array.from({ length: B }, () => rng.int(shape.vocabSize));
+    const batch = { x, y, rows: B, steps: T, scoring: 'last' } as const;
     const out = new Float32Array(params.flat.length);
     // a healthy batch first
-    assert.ok(Number.isFinite(await engine.lossAndGrads(params.flat, x, y, B, T, out)));
+    assert.ok(Number.isFinite(await engine.lossAndGrads(params.flat, batch, out)));
 
-    const batch = engine.lossAndGrads(params.flat, x, y, B, T, out);
+    const inFlight = engine.lossAndGrads(params.flat, batch, out);
     await engine.terminateWorkerForTest(0); // as the system kills a thread
     await assert.rejects(
-      within(batch, 10_000, 'the batch in flight'),
+      within(inFlight, 10_000, 'the batch in flight'),
       (e: unknown) =>
         e instanceof WorkerExitError && /worker thread 1 of 2 stopped unexpectedly/.test(e.message),
     );
     await assert.rejects(
-      within(engine.lossAndGrads(params.flat, x, y, B, T, out), 2_000, 'a later batch'),
+      within(engine.lossAndGrads(params.flat, batch, out), 2_000, 'a later batch'),
       WorkerExitError,
     );
   } finally {

@@ -3,17 +3,29 @@
 // the addon is not built or this CPU lacks AVX2/FMA.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { instantiate, kernelModule, type KernelExports } from '../src/engine/kernels.ts';
-import { loadNativeKernels, nativeUnavailableReason } from '../src/engine/native.ts';
+import {
+  instantiate,
+  kernelFactory,
+  kernelModule,
+  resolveEngine,
+  type KernelExports,
+} from '../src/engine/kernels.ts';
+import { nativeUnavailableReason } from '../src/engine/native.ts';
 import { LstmCore } from '../src/engine/lstm-core.ts';
-import { createEngine, resolveEngine } from '../src/engine/gradient-engine.ts';
+import { createEngine } from '../src/engine/gradient-engine.ts';
 import { Parameters, type ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { relErr } from './helpers/compare.ts';
 
 await kernelModule();
-const available = loadNativeKernels() !== undefined;
+const available = (await resolveEngine('auto')) === 'native';
 const skipReason = `native engine unavailable (${nativeUnavailableReason()})`;
+/** A fresh native kernel instance (called by native tests only, when `available`). */
+const loadNative = available
+  ? await kernelFactory('native')
+  : (): never => {
+      throw new Error(skipReason);
+    };
 
 /** A test that needs the native engine. */
 function ntest(name: string, fn: (t: TestContext) => void | Promise<void>): void {
@@ -33,7 +45,7 @@ const PAGES = 96; // 6 MiB besides the first page
 /** The same kernel call on a wasm and a native instance whose memories hold the same bytes. */
 class Pair {
   readonly wasm: KernelExports = instantiate();
-  readonly native: KernelExports = loadNativeKernels()!;
+  readonly native: KernelExports = loadNative();
   private top = 65536;
 
   constructor(readonly rng: Rng) {
@@ -88,7 +100,7 @@ class Pair {
 
 ntest('the native instance has every kernel the wasm module exports', () => {
   const wasm = instantiate();
-  const native = loadNativeKernels()!;
+  const native = loadNative();
   for (const [name, value] of Object.entries(wasm)) {
     if (typeof value === 'function')
       assert.equal(typeof (native as unknown as Record<string, unknown>)[name], 'function', name);
@@ -96,7 +108,7 @@ ntest('the native instance has every kernel the wasm module exports', () => {
 });
 
 ntest('memory grows in 64 KiB pages like WebAssembly.Memory', () => {
-  const k = loadNativeKernels()!;
+  const k = loadNative();
   const first = k.memory.buffer;
   assert.equal(first.byteLength, 65536);
   new Float32Array(first)[100] = 1.5;
@@ -115,7 +127,7 @@ ntest('memory grows in 64 KiB pages like WebAssembly.Memory', () => {
 });
 
 ntest('kernels check their accesses against the memory', () => {
-  const k = loadNativeKernels()!;
+  const k = loadNative();
   k.memory.grow(1); // 2 pages
   assert.throws(() => k.gemmNN(65536, 128, 65536, 128, 65536, 128, 129, 128, 128), RangeError);
   assert.throws(() => k.colSum(131072 - 8, 65536, 1, 4), RangeError);
@@ -307,10 +319,10 @@ for (const { shape, B, T } of [
       const { x, y } = randomBatch(rng, shape.vocabSize, B, T);
       const cap = { maxB: B, maxT: T, training: true };
       const wasm = new LstmCore(shape, cap, instantiate());
-      const native = new LstmCore(shape, cap, loadNativeKernels()!);
+      const native = new LstmCore(shape, cap, loadNative());
       const losses = [wasm, native].map((core) => {
         core.setParams(params.flat);
-        return core.lossAndGrads(x, y, B, T, 1 / B);
+        return core.lossAndGrads({ x, y, rows: B, steps: T, scoring: 'last', scale: 1 / B });
       });
       assert.ok(
         Math.abs(losses[1]! - losses[0]!) <= 1e-5 * Math.abs(losses[0]!),
@@ -352,7 +364,9 @@ ntest(
       const e = await createEngine({ shape, maxBatch: B, maxT: T, threads, engine });
       assert.equal(e.engine, engine);
       const out = new Float32Array(params.flat.length);
-      losses.push(await e.lossAndGrads(params.flat, x, y, B, T, out));
+      losses.push(
+        await e.lossAndGrads(params.flat, { x, y, rows: B, steps: T, scoring: 'last' }, out),
+      );
       results.push(out);
       await e.close();
     }

@@ -3,6 +3,7 @@ import { Arena } from './arena.ts';
 import { dropoutMask } from './dropout.ts';
 import { instantiate, type KernelExports } from './kernels.ts';
 import { checkCoreFits, coreBytes } from './memory.ts';
+import type { Batch, CoreCapacity } from './types.ts';
 
 // L stacked LSTM(H) layers + Dense(V, softmax) on one kernel instance (wasm or native): forward
 // and backward through time for a batch of up to maxB windows of up to maxT steps, plus single
@@ -26,22 +27,15 @@ import { checkCoreFits, coreBytes } from './memory.ts';
 /** Rows per call in products over all steps at once (see gemmRows). */
 const ROW_BLOCK = 64;
 
-export interface CoreCapacity {
-  maxB: number;
-  maxT: number;
-  /** Reserve the per-step storage needed by lossAndGrads (inference-only cores skip it). */
-  training: boolean;
-}
-
-/** Optional parts of a training pass. */
-export interface PassOptions {
-  /** Inverted dropout on every layer's output (before the next layer and before the head). */
+/**
+ * One training pass of a core: a Batch, or one shard's rows of it (see shards.ts), and the scale
+ * of its gradient. Dropout masks are keyed by the row within the whole batch: this shard's first
+ * row is row0.
+ */
+export interface CoreBatch extends Omit<Batch, 'dropout'> {
+  /** the gradient is of scale · Σ loss: 1/(scored characters of the whole batch) for its mean */
+  scale: number;
   dropout?: { rate: number; key: number; row0: number };
-  /**
-   * Carried state (stateful training): h and c, each [n][L][H]. Read as the initial state, and
-   * overwritten with the state after the last step. Without it the state starts at zero.
-   */
-  state?: { h: Float32Array; c: Float32Array };
 }
 
 interface LayerBuffers {
@@ -236,26 +230,20 @@ export class LstmCore {
   }
 
   /**
-   * Forward and backward for windows x [n×T]. Gradients of `scale · Σ loss` go to `this.grads`
-   * (overwritten); returns Σ loss. With scale = 1/(number of scored characters in the whole batch)
-   * this is the gradient of the batch-mean loss.
-   *   everyStep = false (the reference): y [n], the character after each window, scored once.
-   *   everyStep = true (sequence mode): y [n×T], the next character at every position, all scored.
+   * Forward and backward for the windows x [n×T]. Gradients of `scale · Σ loss` go to
+   * `this.grads` (overwritten); returns Σ loss. Scoring 'last' (the reference): y [n], the
+   * character after each window; 'every' (sequence and stateful modes): y [n×T], the next
+   * character at every position. A carried state [n][L][H] is read as the initial state and
+   * overwritten with the state after the last step; without it the state starts at zero.
    */
-  lossAndGrads(
-    x: Int32Array,
-    y: Int32Array,
-    n: number,
-    T: number,
-    scale: number,
-    everyStep = false,
-    opts: PassOptions = {},
-  ): number {
+  lossAndGrads(batch: CoreBatch): number {
+    const { x, y, rows: n, steps: T, scale } = batch;
+    const everyStep = batch.scoring === 'every';
     if (!this.cap.training) throw new Error('this core was built for inference only');
     this.checkBatch(n, T);
     const { k, H, G, V, L } = this;
-    const drop = opts.dropout && opts.dropout.rate > 0 ? opts.dropout : undefined;
-    const init = opts.state;
+    const drop = batch.dropout && batch.dropout.rate > 0 ? batch.dropout : undefined;
+    const init = batch.state;
     this.tok.set(x.subarray(0, n * T));
     if (everyStep) {
       // head rows are ordered [t][b] like the stored states: transpose the targets

@@ -1,7 +1,7 @@
 import { UserError } from '../errors.ts';
 import { Parameters, layerCount, type ModelShape } from '../model/params.ts';
 import { ARENA_ALIGN, ARENA_BASE } from './arena.ts';
-import type { CoreCapacity } from './lstm-core.ts';
+import type { CoreCapacity } from './types.ts';
 
 // How much kernel memory one LstmCore needs, known before anything is allocated, so that a shape
 // too large for the engine (`--batch-size 1e9`, `maxlen: 1e9` in a model.json, huge --units or

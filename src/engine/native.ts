@@ -1,13 +1,13 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { KernelExports, KernelMemory } from './kernels.ts';
 
 // The optional native engine: the same kernels as build/kernels.wasm, compiled for x86-64 with
-// AVX2 + FMA as a Node-API addon (native/kernels.cc). Each call of loadNativeKernels() makes one
-// kernel instance with its own memory, exactly like instantiate() does for the wasm module; each
-// worker thread loads the addon for itself. When the addon is missing, does not load, or the CPU
-// lacks AVX2/FMA, loadNativeKernels() returns undefined and callers use the WebAssembly engine.
+// AVX2 + FMA as a Node-API addon (native/kernels.cc). This file finds and loads the addon; each
+// call of createNativeInstance() makes one kernel instance with its own memory, which kernels.ts
+// (the one place that chooses kernels) wraps as KernelExports, exactly as it instantiates the
+// wasm module; each worker thread loads the addon for itself. When the addon is missing, does not
+// load, or the CPU lacks AVX2/FMA, the native engine is unavailable and 'auto' takes WebAssembly.
 // CHARLSTM_NO_NATIVE=1 in the environment hides the addon (forces the WebAssembly engine).
 //
 // Where the addon comes from, first found first (nativeAddonInfo() says which one loaded):
@@ -42,11 +42,14 @@ export interface NativeAddonInfo {
   path: string;
 }
 
-type KernelFunctions = Omit<KernelExports, 'memory'>;
-
-interface NativeInstance extends KernelFunctions {
+/**
+ * One kernel instance as the addon makes it: the functions of KernelExports (kernels.ts) by name,
+ * and its memory as a buffer that grow() replaces.
+ */
+export interface NativeInstance {
+  readonly [kernel: string]: unknown;
   /** The instance's memory as it is now. */
-  buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer;
   /** Grow by `pages` 64 KiB pages; detaches `old` (the current buffer) and returns the new one. */
   grow(pages: number, old: ArrayBuffer): ArrayBuffer;
 }
@@ -56,24 +59,6 @@ interface NativeAddon {
   reason?: string;
   create?(pages: number): NativeInstance;
 }
-
-const FUNCTIONS = [
-  'gemmNN',
-  'gemmTN',
-  'packB',
-  'gemmNNPacked',
-  'transpose',
-  'sigmoidArray',
-  'tanhArray',
-  'mulArrays',
-  'gatherRows',
-  'gatesForward',
-  'gatesBackward',
-  'scatterRows',
-  'softmaxRows',
-  'crossEntropy',
-  'colSum',
-] as const satisfies readonly (keyof KernelFunctions)[];
 
 let addon: NativeAddon | undefined;
 let addonInfo: NativeAddonInfo | undefined;
@@ -131,7 +116,7 @@ export function nativeAddonInfo(): NativeAddonInfo | undefined {
   return addonInfo;
 }
 
-/** Whether loadNativeKernels() would succeed on this thread. */
+/** Whether the addon loads on this thread (createNativeInstance() then makes instances). */
 export function nativeAvailable(): boolean {
   return loadAddon() !== undefined;
 }
@@ -144,38 +129,15 @@ export function nativeUnavailableReason(): string | undefined {
 
 /**
  * A fresh native kernel instance (one page of memory, like the wasm module's initial memory), or
- * undefined when the native engine is unavailable. Never throws.
+ * undefined when the native engine is unavailable (nativeUnavailableReason() says why). Never throws.
  */
-export function loadNativeKernels(): KernelExports | undefined {
+export function createNativeInstance(): NativeInstance | undefined {
   const lib = loadAddon();
   if (!lib?.create) return undefined;
-  let inst: NativeInstance;
   try {
-    inst = lib.create(1);
+    return lib.create(1);
   } catch (err) {
     failure = (err as Error).message;
     return undefined;
   }
-  let buffer = inst.buffer;
-  const memory: KernelMemory = {
-    get buffer(): ArrayBuffer {
-      return buffer;
-    },
-    grow(pages: number): number {
-      const before = buffer.byteLength / 65536;
-      buffer = inst.grow(pages, buffer);
-      return before;
-    },
-  };
-  const kernels = { memory } as KernelExports;
-  for (const name of FUNCTIONS) (kernels as unknown as Record<string, unknown>)[name] = inst[name];
-  return kernels;
-}
-
-/** loadNativeKernels(), or an error saying why the native engine is unavailable. */
-export function requireNativeKernels(): KernelExports {
-  const k = loadNativeKernels();
-  if (!k)
-    throw new Error(`native engine unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`);
-  return k;
 }

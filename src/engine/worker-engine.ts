@@ -1,33 +1,32 @@
 import { Worker } from 'node:worker_threads';
-import { kernelModule } from './kernels.ts';
+import { stateSize } from '../model/params.ts';
+import { kernelModule, resolveEngine } from './kernels.ts';
 import {
   SHARDS,
+  checkEngineFits,
   combineShards,
-  resolveEngine,
   shardCapacity,
   shardJobs,
-  type BatchOptions,
+  type ShardJob,
+  type ShardResult,
+} from './shards.ts';
+import {
+  scoredCount,
+  type Batch,
   type EngineKind,
   type EngineOptions,
   type GradientEngine,
-  type ShardJob,
-  type ShardResult,
-  checkEngineFits,
-} from './gradient-engine.ts';
+} from './types.ts';
 
 // Shards of each batch computed on worker threads, each with its own wasm instance. Shard s runs
 // on worker s % threads; results come back per shard and are reduced in shard order here.
 
 export interface WorkerRequest {
   params: Float32Array;
-  x: Int32Array;
-  y: Int32Array;
-  T: number;
-  scale: number;
-  everyStep: boolean;
+  /** the whole batch; a carried state comes back in the reply, with the shards' rows updated */
+  batch: Batch;
+  scale: number; // 1 / the batch's scored characters
   jobs: ShardJob[];
-  /** the whole batch's options; a carried state comes back in the reply, the shards' rows only */
-  opts: BatchOptions;
 }
 export interface WorkerReply {
   results: ShardResult[];
@@ -82,7 +81,7 @@ export class WorkerEngine implements GradientEngine {
 
   private constructor(workers: Worker[], engine: EngineKind, shape: EngineOptions['shape']) {
     this.workers = workers;
-    this.stateFloatsPerRow = (shape.layers ?? 1) * shape.units;
+    this.stateFloatsPerRow = stateSize(shape);
     this.threads = workers.length;
     this.engine = engine;
     this.pending = workers.map(() => undefined);
@@ -159,17 +158,9 @@ export class WorkerEngine implements GradientEngine {
     return new WorkerEngine(workers, engine, opts.shape);
   }
 
-  async lossAndGrads(
-    params: Float32Array,
-    x: Int32Array,
-    y: Int32Array,
-    n: number,
-    T: number,
-    out: Float32Array,
-    everyStep = false,
-    opts: BatchOptions = {},
-  ): Promise<number> {
-    const scored = everyStep ? n * T : n;
+  async lossAndGrads(params: Float32Array, batch: Batch, out: Float32Array): Promise<number> {
+    const { rows: n, steps: T, state } = batch;
+    const scored = scoredCount(batch);
     const jobs = shardJobs(n);
     const perWorker: ShardJob[][] = this.workers.map(() => []);
     jobs.forEach((job, s) => perWorker[s % this.workers.length]!.push(job));
@@ -179,24 +170,24 @@ export class WorkerEngine implements GradientEngine {
           ? Promise.resolve<WorkerReply>({ results: [] })
           : this.call(i, {
               params,
-              x: x.subarray(0, n * T),
-              y: y.subarray(0, everyStep ? n * T : n),
-              T,
+              batch: {
+                ...batch,
+                x: batch.x.subarray(0, n * T),
+                y: batch.y.subarray(0, batch.scoring === 'every' ? n * T : n),
+              },
               scale: 1 / scored,
-              everyStep,
               jobs: perWorker[i]!,
-              opts,
             }),
       ),
     );
-    if (opts.state) {
+    if (state) {
       // each worker updated its shards' rows of its copy of the state: gather them back
       const per = this.stateFloatsPerRow;
       jobs.forEach((job, s) => {
         const st = replies[s % this.workers.length]!.state!;
         const [a, b] = [job.from * per, job.to * per];
-        opts.state!.h.set(st.h.subarray(a, b), a);
-        opts.state!.c.set(st.c.subarray(a, b), a);
+        state.h.set(st.h.subarray(a, b), a);
+        state.c.set(st.c.subarray(a, b), a);
       });
     }
     // back into shard order

@@ -1,12 +1,18 @@
 import { MODEL_JSON, loadModel, type ModelMeta } from '../checkpoint/model-format.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
-import { instantiate, kernelModule, type KernelExports } from '../engine/kernels.ts';
-import { resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
+import {
+  instantiate,
+  kernelFactory,
+  kernelModule,
+  resolveEngine,
+  type KernelExports,
+} from '../engine/kernels.ts';
 import { LstmCore } from '../engine/lstm-core.ts';
 import { checkCoreFits } from '../engine/memory.ts';
+import type { EngineKind } from '../engine/types.ts';
 import { UserError } from '../errors.ts';
-import { Parameters, layerCount } from './params.ts';
+import { Parameters, layerCount, stateSize } from './params.ts';
 
 // A trained model ready for inference: weights, metadata, vocabulary, and one inference-only
 // LstmCore (created on first use, so that holding a CharModel costs no wasm memory until it is
@@ -27,7 +33,7 @@ export class CharModel {
   readonly vocab: Vocabulary;
   /** Characters in one input window (the model's training window). */
   readonly maxlen: number;
-  private core: LstmCore | undefined;
+  private batchCore: LstmCore | undefined; // for predictTokens(), see core()
   private readonly tokens: Int32Array; // scratch for predict(): one window [maxlen]
   private stepCore: LstmCore | undefined; // shared by all steppers, one row
   private stepOwner: StatefulStepper | undefined; // whose state the step core holds
@@ -72,10 +78,7 @@ export class CharModel {
   static async load(dir: string, opts: { engine?: EngineKind | 'auto' } = {}): Promise<CharModel> {
     const [{ params, meta }] = await Promise.all([loadModel(dir), kernelModule()]);
     const model = new CharModel(params, meta, `${dir}/${MODEL_JSON}`);
-    if ((await resolveEngine(opts.engine ?? 'auto')) === 'native') {
-      const { requireNativeKernels } = await import('../engine/native.ts');
-      model.kernels = requireNativeKernels;
-    }
+    model.kernels = await kernelFactory(await resolveEngine(opts.engine ?? 'auto'));
     return model;
   }
 
@@ -95,7 +98,7 @@ export class CharModel {
 
   /** Push the current `params` into the engine (after the training loop updated them in place). */
   syncParams(): void {
-    this.core?.setParams(this.params.flat);
+    this.batchCore?.setParams(this.params.flat);
     this.stepCore?.setParams(this.params.flat);
     this.zeroProbs = undefined;
   }
@@ -125,7 +128,7 @@ export class CharModel {
    */
   predictTokens(x: Int32Array, n: number, T: number): Float32Array {
     if (T > this.maxlen) throw new RangeError(`window of ${T} exceeds maxlen ${this.maxlen}`);
-    return this.engine(n).predict(x, n, T);
+    return this.core(n).predict(x, n, T);
   }
 
   /**
@@ -183,16 +186,16 @@ export class CharModel {
   }
 
   /** An inference core holding at least n rows, created (or replaced by a larger one) on demand. */
-  private engine(n: number): LstmCore {
-    if (this.core && n <= this.core.cap.maxB) return this.core;
-    const maxB = Math.max(n, DEFAULT_MAX_BATCH, 2 * (this.core?.cap.maxB ?? 0));
+  private core(n: number): LstmCore {
+    if (this.batchCore && n <= this.batchCore.cap.maxB) return this.batchCore;
+    const maxB = Math.max(n, DEFAULT_MAX_BATCH, 2 * (this.batchCore?.cap.maxB ?? 0));
     const core = new LstmCore(
       this.params.shape,
       { maxB, maxT: this.maxlen, training: false },
       this.kernels(),
     );
     core.setParams(this.params.flat);
-    this.core = core;
+    this.batchCore = core;
     return core;
   }
 }
@@ -208,7 +211,7 @@ export class StatefulStepper {
   private readonly token = new Int32Array(1);
 
   constructor(readonly model: CharModel) {
-    const size = model.params.shape.units * layerCount(model.params.shape);
+    const size = stateSize(model.params.shape);
     this.h = new Float32Array(size);
     this.c = new Float32Array(size);
   }
@@ -258,10 +261,10 @@ export class StatefulStepper {
   }
 
   setState(h: Float32Array, c: Float32Array): void {
-    const H = this.model.params.shape.units * layerCount(this.model.params.shape);
-    if (h.length !== H || c.length !== H) {
+    const size = stateSize(this.model.params.shape);
+    if (h.length !== size || c.length !== size) {
       throw new RangeError(
-        `state must be two arrays of ${H} floats, got ${h.length} and ${c.length}`,
+        `state must be two arrays of ${size} floats, got ${h.length} and ${c.length}`,
       );
     }
     this.core().setState(h, c);

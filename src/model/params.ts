@@ -30,6 +30,11 @@ export function layerCount(shape: ModelShape): number {
   return shape.layers ?? 1;
 }
 
+/** Floats of one row's LSTM state, h or c alike: L × H (layer by layer, bottom first). */
+export function stateSize(shape: ModelShape): number {
+  return layerCount(shape) * shape.units;
+}
+
 /** One weight of the model, in file order. */
 export interface WeightEntry {
   /** Keras layer name: "lstm", "lstm_1", ..., "dense" */

@@ -1,9 +1,9 @@
 import { makeWindows, splitWindows, type Windows } from '../data/windows.ts';
 import { DEFAULT_VAL_SPLIT } from '../defaults.ts';
 import { UserError } from '../errors.ts';
-import { createKernels, resolveEngine, type EngineKind } from '../engine/gradient-engine.ts';
-import { kernelModule } from '../engine/kernels.ts';
+import { createKernels, resolveEngine } from '../engine/kernels.ts';
 import { LstmCore } from '../engine/lstm-core.ts';
+import type { EngineKind } from '../engine/types.ts';
 import type { Parameters } from '../model/params.ts';
 
 // Held-out loss: each window's next character predicted from its maxlen characters from a zero
@@ -26,7 +26,6 @@ async function inferenceCore(
   maxT: number,
   engine: EngineKind | 'auto' = 'auto',
 ): Promise<LstmCore> {
-  await kernelModule();
   const kernels = await createKernels(await resolveEngine(engine));
   const core = new LstmCore(params.shape, { maxB, maxT, training: false }, kernels);
   core.setParams(params.flat);

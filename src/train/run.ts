@@ -8,12 +8,9 @@ import { loadCorpus } from '../corpus/corpus.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
 import { makeWindows, splitWindows } from '../data/windows.ts';
-import {
-  SHARDS,
-  checkEngineFits,
-  resolveEngine,
-  type EngineKind,
-} from '../engine/gradient-engine.ts';
+import { resolveEngine } from '../engine/kernels.ts';
+import { SHARDS, checkEngineFits } from '../engine/shards.ts';
+import type { EngineKind } from '../engine/types.ts';
 import { WorkerExitError } from '../engine/worker-engine.ts';
 import { UserError } from '../errors.ts';
 import { initParameters } from '../model/init.ts';

@@ -5,10 +5,12 @@ import {
   type Streams,
   type Windows,
 } from '../data/windows.ts';
+import { fromBase64, toBase64 } from '../checkpoint/base64.ts';
 import { dropoutKey } from '../engine/dropout.ts';
-import { createEngine, type EngineKind, type GradientEngine } from '../engine/gradient-engine.ts';
+import { createEngine } from '../engine/gradient-engine.ts';
+import type { Batch, EngineKind, GradientEngine } from '../engine/types.ts';
 import { UserError } from '../errors.ts';
-import { layerCount, type Parameters } from '../model/params.ts';
+import { stateSize, type Parameters } from '../model/params.ts';
 import type { Rng, RngState } from '../sampling/rng.ts';
 import { Adam } from './adam.ts';
 import { RmsProp, type Optimizer, type RmsPropConfig } from './rmsprop.ts';
@@ -110,26 +112,6 @@ export interface TrainerState {
   carried?: { h: string; c: string };
 }
 
-// base64 through btoa/atob, which browsers (the page trains with this loop too) and Node share
-function toBase64(a: Float32Array): string {
-  const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  let bin = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(bin);
-}
-function fromBase64(s: string, into: Float32Array): void {
-  const bin = atob(s);
-  if (bin.length !== into.byteLength) {
-    throw new UserError(
-      `checkpoint's carried state has ${bin.length} bytes, expected ${into.byteLength}`,
-    );
-  }
-  const bytes = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-}
-
 export interface TrainerOptions {
   params: Parameters;
   windows: Windows;
@@ -196,7 +178,7 @@ export class Trainer {
           `stateful mode needs at least ${batchSize} × ${this.windows.maxlen} + 1 training characters (batch size × window), got ${this.windows.tokens.length}`,
         );
       }
-      const floats = batchSize * layerCount(this.params.shape) * this.params.shape.units;
+      const floats = batchSize * stateSize(this.params.shape);
       this.carried = { h: new Float32Array(floats), c: new Float32Array(floats) };
     }
   }
@@ -338,7 +320,9 @@ export class Trainer {
     });
     const engine = this.engine;
     const x = new Int32Array(batchSize * T);
-    const everyStep = this.config.mode === 'sequence' || this.config.mode === 'stateful';
+    const scoring =
+      this.config.mode === 'sequence' || this.config.mode === 'stateful' ? 'every' : 'last';
+    const everyStep = scoring === 'every';
     const y = new Int32Array(everyStep ? batchSize * T : batchSize);
     const grads = new Float32Array(this.params.flat.length);
     const order = new Int32Array(count);
@@ -400,7 +384,12 @@ export class Trainer {
             batchCarried.h.set(carried!.h);
             batchCarried.c.set(carried!.c);
           }
-          const loss = await engine.lossAndGrads(this.params.flat, x, y, n, T, grads, everyStep, {
+          const batch: Batch = {
+            x,
+            y,
+            rows: n,
+            steps: T,
+            scoring,
             ...(dropout > 0 && {
               dropout: {
                 rate: dropout,
@@ -408,7 +397,8 @@ export class Trainer {
               },
             }),
             ...(carried && { state: carried }),
-          });
+          };
+          const loss = await engine.lossAndGrads(this.params.flat, batch, grads);
           const norm = gradNorm(grads);
           if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
             const failedStep = this.step + 1;

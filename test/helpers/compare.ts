@@ -1,6 +1,8 @@
 // Comparing our engine with a reference (TensorFlow.js, another engine) within a tolerance.
 import assert from 'node:assert/strict';
-import { InlineEngine, createKernels, type EngineKind } from '../../src/engine/gradient-engine.ts';
+import { InlineEngine } from '../../src/engine/inline-engine.ts';
+import { createKernels } from '../../src/engine/kernels.ts';
+import type { EngineKind } from '../../src/engine/types.ts';
 import { LstmCore } from '../../src/engine/lstm-core.ts';
 import { Parameters } from '../../src/model/params.ts';
 import { tfForward, tfLossAndGrads } from './tfjs-oracle.ts';
@@ -43,7 +45,11 @@ export async function assertMatchesTfjs(
 
   const training = await InlineEngine.create({ shape, maxBatch: B, maxT: T, threads: 0, engine });
   const grads = new Parameters(shape);
-  const loss = await training.lossAndGrads(params.flat, x, y, B, T, grads.flat);
+  const loss = await training.lossAndGrads(
+    params.flat,
+    { x, y, rows: B, steps: T, scoring: 'last' },
+    grads.flat,
+  );
   const ref = await tfLossAndGrads(params, x, y, B, T);
   assert.ok(Math.abs(loss - ref.loss) / ref.loss < 1e-4, `loss ${loss} vs ${ref.loss}`);
   const names = ['kernel', 'recurrent kernel', 'bias'];

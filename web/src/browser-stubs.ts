@@ -29,9 +29,8 @@ export const createRequire = unavailable('createRequire');
 // src/engine/native.ts
 export const nativeAvailable = (): boolean => false;
 export const nativeUnavailableReason = (): string => 'the native engine does not run in a browser';
-export const loadNativeKernels = (): undefined => undefined;
+export const createNativeInstance = (): undefined => undefined;
 export const nativeAddonInfo = (): undefined => undefined;
-export const requireNativeKernels = unavailable('the native engine');
 
 // src/engine/worker-engine.ts (the page trains on an InlineEngine inside its own Web Worker)
 export class WorkerEngine {

@@ -8,7 +8,7 @@ import {
 import { Vocabulary } from '../../src/data/vocabulary.ts';
 import { makeWindows } from '../../src/data/windows.ts';
 import { REFERENCE } from '../../src/defaults.ts';
-import { InlineEngine } from '../../src/engine/gradient-engine.ts';
+import { InlineEngine } from '../../src/engine/inline-engine.ts';
 import { kernelModule } from '../../src/engine/kernels.ts';
 import { UserError } from '../../src/errors.ts';
 import { generate as generateText, nextTurn } from '../../src/generate/generate.ts';
