@@ -1,6 +1,7 @@
-// WebAssembly SIMD kernels for the LSTM engine. The only place in charlstm with pointer
-// arithmetic: every function takes byte addresses into this module's memory (laid out by
-// src/engine/memory.ts) and float counts. Matrices are row-major float32.
+// WebAssembly SIMD kernels for the LSTM engine, and (with native/kernels.cc) the only place in
+// charlstm with pointer arithmetic. What each export computes, its arguments and their shapes
+// are the contract written once in KernelExports (src/engine/kernels.ts); the comments here say
+// how this implementation does it.
 //
 // Built by `npm run build:wasm` (asc, runtime "stub": no allocator, no GC; the caller owns memory).
 
@@ -8,12 +9,9 @@
 // Matrix product
 // ---------------------------------------------------------------------------------------------
 
-// C[M×N] += A · B with B row-major [K×N] (row stride ldb) and C row stride ldc. Two forms of A:
-//   gemmNN: A row-major [M×K], row stride lda       (A[i,k] = a[i*lda + k])
-//   gemmTN: A stored transposed, [K×M], row stride lda (A[i,k] = a[k*lda + i]), for products
-//           like hᵀ·dz where the stacked h is [rows×H]
+// gemmNN and gemmTN (KernelExports) differ only in how A is read (transA).
 // Register block: 4 rows × 8 columns of C in eight 128-bit accumulators; each k step loads one
-// 8-float slice of a B row and broadcasts four A elements. Callers zero C for a plain product.
+// 8-float slice of a B row and broadcasts four A elements.
 // (Measured here: 4×8 beat 6×8, 4×12 and 2×16; wider blocks spill the 16 xmm registers.)
 // @ts-ignore: decorator
 @inline function gemmAny(
@@ -128,10 +126,9 @@ export function gemmTN(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i3
   gemmAny(a, lda, true, b, ldb, c, ldc, M, N, K);
 }
 
-// Pack the first N8 = N & ~7 columns of a row-major B [K×N] (row stride ldb) into column panels
-// [N8/8][K][8]: the panel a 4×8 block reads is then one contiguous stream. Without this, a B whose
-// row stride is a power of two (2 KB for the 512 gate columns) maps every k step of a panel to the
-// same two L1 sets and the product keeps missing L1.
+// packB (KernelExports): the panel a 4×8 block reads is then one contiguous stream. Without
+// this, a B whose row stride is a power of two (2 KB for the 512 gate columns) maps every k step
+// of a panel to the same two L1 sets and the product keeps missing L1.
 export function packB(b: usize, ldb: i32, dst: usize, K: i32, N: i32): void {
   const N8 = N & ~7;
   const ldbB = <usize>ldb << 2;
@@ -147,8 +144,8 @@ export function packB(b: usize, ldb: i32, dst: usize, K: i32, N: i32): void {
   }
 }
 
-// C[M×N] += A · B, A row-major [M×K] (row stride lda), B given twice: packed panels `bp` (packB)
-// for the first N & ~7 columns, and row-major `b` for the remaining columns.
+// gemmNNPacked (KernelExports): each packed panel is a [K×8] matrix of row stride 8; the tail
+// columns come from the row-major b.
 export function gemmNNPacked(a: usize, lda: i32, bp: usize, b: usize, ldb: i32, c: usize, ldc: i32, M: i32, N: i32, K: i32): void {
   const N8 = N & ~7;
   for (let j = 0; j < N8; j += 8) {
@@ -158,7 +155,6 @@ export function gemmNNPacked(a: usize, lda: i32, bp: usize, b: usize, ldb: i32, 
   if (N8 < N) gemmPanel(a, lda, false, b + (<usize>N8 << 2), ldb, c + (<usize>N8 << 2), ldc, M, N - N8, K);
 }
 
-// dst[cols×rows] = srcᵀ, src row-major [rows×cols].
 export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
@@ -213,7 +209,7 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
   return v128.bitselect(small, signed, f32x4.lt(ax, f32x4.splat(0.625)));
 }
 
-// Exported element-wise versions, for tests of the approximations.
+// sigmoidArray, tanhArray (KernelExports): the approximations above over arrays, for tests.
 export function sigmoidArray(x: usize, y: usize, n: i32): void {
   for (let i = 0; i < n; i += 4) v128.store(y + (<usize>i << 2), sigmoid4(v128.load(x + (<usize>i << 2))));
 }
@@ -221,7 +217,6 @@ export function tanhArray(x: usize, y: usize, n: i32): void {
   for (let i = 0; i < n; i += 4) v128.store(y + (<usize>i << 2), tanh4(v128.load(x + (<usize>i << 2))));
 }
 
-// y[i] = a[i] · b[i] (a dropout mask applied; y may be a). n a multiple of 4.
 export function mulArrays(a: usize, b: usize, y: usize, n: i32): void {
   for (let i = 0; i < n; i += 4) {
     const o = <usize>i << 2;
@@ -230,11 +225,9 @@ export function mulArrays(a: usize, b: usize, y: usize, n: i32): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// LSTM gates. A step's gate buffer z is [B × 4H]: column blocks i, f, c, o (Keras order).
-// H must be a multiple of 4 (the engine pads otherwise).
+// LSTM gates (gate layout: KernelExports). Four units at a time, so H is a multiple of 4.
 // ---------------------------------------------------------------------------------------------
 
-// z[b,:] = bias + Wx[tok[b*tokStride], :] — the one-hot input product as a row gather.
 export function gatherRows(z: usize, wx: usize, bias: usize, tok: usize, tokStride: i32, B: i32, G: i32): void {
   const rowB = <usize>G << 2;
   for (let b = 0; b < B; b++) {
@@ -247,8 +240,6 @@ export function gatherRows(z: usize, wx: usize, bias: usize, tok: usize, tokStri
   }
 }
 
-// In place: z → activations (σ(i), σ(f), tanh(c̃), σ(o)); then
-//   c = f ⊙ cPrev + i ⊙ c̃,  tc = tanh(c),  h = o ⊙ tc          (all [B × H])
 export function gatesForward(z: usize, cPrev: usize, c: usize, tc: usize, h: usize, B: i32, H: i32): void {
   const HB = <usize>H << 2;
   for (let b = 0; b < B; b++) {
@@ -272,9 +263,6 @@ export function gatesForward(z: usize, cPrev: usize, c: usize, tc: usize, h: usi
   }
 }
 
-// Backward through one step's gates. Inputs: activations act [B×4H], cPrev, tc = tanh(c), the
-// gradient dh reaching h_t and dc reaching c_t (from step t+1). Writes dz [B×4H] (gradient of the
-// pre-activations) and replaces dc with the gradient reaching c_{t-1}.
 export function gatesBackward(act: usize, cPrev: usize, tc: usize, dh: usize, dc: usize, dz: usize, B: i32, H: i32): void {
   const HB = <usize>H << 2;
   const one = f32x4.splat(1);
@@ -304,8 +292,6 @@ export function gatesBackward(act: usize, cPrev: usize, tc: usize, dh: usize, dc
   }
 }
 
-// dWx[tok[b], :] += dz[b, :] (the one-hot input's gradient as a row scatter), db += Σ_b dz[b, :].
-// Rows are added in b order, so the result never depends on timing.
 export function scatterRows(dwx: usize, db: usize, dz: usize, tok: usize, tokStride: i32, B: i32, G: i32): void {
   const rowB = <usize>G << 2;
   for (let b = 0; b < B; b++) {
@@ -324,7 +310,6 @@ export function scatterRows(dwx: usize, db: usize, dz: usize, tok: usize, tokStr
 // Dense softmax head
 // ---------------------------------------------------------------------------------------------
 
-// logits [B×V] (bias already added or not: bd is added here) → probs [B×V] in place.
 export function softmaxRows(logits: usize, bd: usize, B: i32, V: i32): void {
   for (let b = 0; b < B; b++) {
     const row = logits + ((<usize>b * V) << 2);
@@ -345,8 +330,6 @@ export function softmaxRows(logits: usize, bd: usize, B: i32, V: i32): void {
   }
 }
 
-// Categorical cross-entropy on probs [B×V] with integer targets y [B]. Probabilities are clipped
-// to [1e-7, 1-1e-7] as Keras does. Writes dlogits = (p - onehot(y)) * scale and returns Σ loss.
 export function crossEntropy(probs: usize, y: usize, dlogits: usize, B: i32, V: i32, scale: f32): f64 {
   let loss: f64 = 0;
   for (let b = 0; b < B; b++) {
@@ -365,7 +348,6 @@ export function crossEntropy(probs: usize, y: usize, dlogits: usize, B: i32, V: 
   return loss;
 }
 
-// db[v] += Σ_b d[b, v]
 export function colSum(d: usize, db: usize, B: i32, N: i32): void {
   for (let b = 0; b < B; b++) {
     const row = d + ((<usize>b * N) << 2);

@@ -1,6 +1,8 @@
-// Native (x86-64 AVX2 + FMA) build of the LSTM engine's kernels: the same functions, arguments
-// and semantics as the WebAssembly ones in assembly/kernels.ts, so that src/engine/lstm-core.ts
-// runs unchanged on either. See src/engine/native.ts for the JS side.
+// Native (x86-64 AVX2 + FMA) build of the LSTM engine's kernels. What each function computes,
+// its arguments and their shapes are the contract written once in KernelExports
+// (src/engine/kernels.ts), which the WebAssembly kernels (assembly/kernels.ts) keep too, so that
+// src/engine/lstm-core.ts runs unchanged on either; the comments here say how this build does it.
+// src/engine/native.ts finds and loads the addon; src/engine/kernels.ts wraps its instances.
 //
 // A "kernel instance" owns one zeroed, page-aligned memory block that plays the part of the wasm
 // module's linear memory: JS sees it as an ArrayBuffer, every kernel takes byte offsets into it,
@@ -151,10 +153,7 @@ inline void storeN(float* p, __m256 v, int lanes, __m256i mask) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Matrix product. C[M×N] += A·B with B row-major [K×N] (row stride ldb), C row stride ldc;
-//   gemmNN: A row-major [M×K], row stride lda        (A[i,k] = a[i*lda + k])
-//   gemmTN: A stored transposed [K×M], row stride lda (A[i,k] = a[k*lda + i])
-//   gemmNNPacked: as gemmNN, with B's first N & ~7 columns packed by packB into [N/8][K][8]
+// Matrix products (gemmNN, gemmTN, gemmNNPacked: KernelExports).
 // Register block: MR rows × NV·8 columns of C in MR·NV ymm accumulators; each k step loads NV
 // 8-float slices of B and broadcasts MR elements of A. Long K is cut into KC panels (as in the
 // wasm kernel) so that A's panel stays in L2 while the column blocks of C pass over it.
@@ -325,8 +324,6 @@ void gemm(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, in
   }
 }
 
-// Pack the first N & ~7 columns of a row-major B [K×N] (row stride ldb) into column panels
-// [N8/8][K][8] (the wasm packB's layout).
 void packB(const float* b, int64_t ldb, float* dst, int K, int N) {
   const int N8 = N & ~7;
   float* out = dst;
@@ -336,8 +333,6 @@ void packB(const float* b, int64_t ldb, float* dst, int K, int N) {
   }
 }
 
-// C[M×N] += A·B, A row-major; B as packed panels bp for the first N & ~7 columns and row-major b
-// for the rest.
 void gemmNNPacked(const float* a, int64_t lda, const float* bp, const float* b, int64_t ldb, float* c, int64_t ldc,
                   int M, int N, int K) {
   const int panels = N / 8;
@@ -423,7 +418,6 @@ void tanhArray(float* x, float* y, int n) {
   forEach8(n, [&](int64_t i, int lanes, __m256i m) { storeN(y + i, tanh8(loadN(x + i, lanes, m)), lanes, m); });
 }
 
-// y[i] = a[i] · b[i] (a dropout mask applied; y may be a).
 void mulArrays(const float* a, const float* b, float* y, int n) {
   forEach8(n, [&](int64_t i, int lanes, __m256i m) {
     storeN(y + i, _mm256_mul_ps(loadN(a + i, lanes, m), loadN(b + i, lanes, m)), lanes, m);
@@ -431,10 +425,10 @@ void mulArrays(const float* a, const float* b, float* y, int n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// LSTM gates. A step's gate buffer z is [B × 4H]: column blocks i, f, c, o (Keras order).
+// LSTM gates (gate layout: KernelExports).
 // ---------------------------------------------------------------------------------------------
 
-// z[b,:] = bias + Wx[tok[b*tokStride], :]. Returns OOB if a token's row lies outside memory.
+// Returns OOB if a token's row lies outside memory.
 Status gatherRows(Block* m, float* z, uint32_t wx, float* bias, const int32_t* tok, int64_t tokStride, int B, int G) {
   const uint64_t rowBytes = static_cast<uint64_t>(ceil4(G)) * 4;
   for (int b = 0; b < B; b++) {
@@ -449,8 +443,6 @@ Status gatherRows(Block* m, float* z, uint32_t wx, float* bias, const int32_t* t
   return OK;
 }
 
-// In place: z → activations (σ(i), σ(f), tanh(c̃), σ(o)); then
-//   c = f ⊙ cPrev + i ⊙ c̃,  tc = tanh(c),  h = o ⊙ tc          (all [B × H])
 void gatesForward(float* z, const float* cPrev, float* c, float* tc, float* h, int B, int H) {
   for (int b = 0; b < B; b++) {
     float* zr = z + static_cast<int64_t>(b) * 4 * H;
@@ -473,8 +465,7 @@ void gatesForward(float* z, const float* cPrev, float* c, float* tc, float* h, i
   }
 }
 
-// Backward through one step's gates: writes dz [B×4H] and replaces dc with the gradient reaching
-// c_{t-1}. (The same operations, in the same order, as the wasm kernel: no FMA contraction.)
+// The same operations, in the same order, as the wasm kernel: no FMA contraction.
 void gatesBackward(const float* act, const float* cPrev, const float* tc, const float* dh, float* dc, float* dz, int B,
                    int H) {
   const __m256 one = _mm256_set1_ps(1.0f);
@@ -505,7 +496,7 @@ void gatesBackward(const float* act, const float* cPrev, const float* tc, const 
   }
 }
 
-// dWx[tok[b], :] += dz[b, :], db += Σ_b dz[b, :], rows added in b order.
+// Returns OOB if a token's row lies outside memory.
 Status scatterRows(Block* m, uint32_t dwx, float* db, const float* dz, const int32_t* tok, int64_t tokStride, int B,
                    int G) {
   const uint64_t rowBytes = static_cast<uint64_t>(ceil4(G)) * 4;
@@ -523,7 +514,6 @@ Status scatterRows(Block* m, uint32_t dwx, float* db, const float* dz, const int
   return OK;
 }
 
-// db[v] += Σ_b d[b, v] (in b order, as the wasm kernel)
 void colSum(const float* d, float* db, int B, int N) {
   for (int b = 0; b < B; b++) {
     const float* row = d + static_cast<int64_t>(b) * N;
@@ -543,7 +533,7 @@ void colSum(const float* d, float* db, int B, int N) {
 // Scalar kernels (the same code as the wasm ones)
 // ---------------------------------------------------------------------------------------------
 
-// dst[cols×rows] = srcᵀ, src row-major [rows×cols]; 16×16 tiles for the caches.
+// 16×16 tiles for the caches.
 void transpose(const float* src, float* dst, int rows, int cols) {
   constexpr int TILE = 16;
   for (int r0 = 0; r0 < rows; r0 += TILE) {
@@ -556,7 +546,6 @@ void transpose(const float* src, float* dst, int rows, int cols) {
   }
 }
 
-// logits [B×V] += bd, then → probs [B×V] in place.
 void softmaxRows(float* logits, const float* bd, int B, int V) {
   for (int b = 0; b < B; b++) {
     float* row = logits + static_cast<int64_t>(b) * V;
@@ -577,9 +566,7 @@ void softmaxRows(float* logits, const float* bd, int B, int V) {
   }
 }
 
-// Categorical cross-entropy with probabilities clipped to [1e-7, 1-1e-7]; writes
-// dlogits = (p - onehot(y)) * scale and returns Σ loss. Returns OOB through *status when a
-// target lies outside memory.
+// Returns OOB through *status when a target lies outside memory.
 double crossEntropy(Block* m, uint32_t probs, const int32_t* y, float* dlogits, int B, int V, float scale,
                     Status* status) {
   double loss = 0;
