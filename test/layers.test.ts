@@ -8,7 +8,7 @@ import { kernelModule } from '../src/engine/kernels.ts';
 import { LstmCore, type CoreBatch } from '../src/engine/lstm-core.ts';
 import { createEngine } from '../src/engine/gradient-engine.ts';
 import { nativeAvailable } from '../src/engine/native.ts';
-import { Parameters, type ModelShape } from '../src/model/params.ts';
+import { Parameters, stateSize, type ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { randomParams } from './helpers/tfjs-oracle.ts';
 import { assertMatchesTfjs, relErr } from './helpers/compare.ts';
@@ -191,7 +191,7 @@ async function stackedBatch(
   const y = tokens(rng, shape.vocabSize, B * T);
   const e = await createEngine({ shape, maxBatch: B, maxT: T, ...engine });
   const grads = new Float32Array(params.flat.length);
-  const floats = B * (shape.layers ?? 1) * shape.units;
+  const floats = B * stateSize(shape);
   const state = { h: new Float32Array(floats).fill(0.2), c: new Float32Array(floats).fill(-0.1) };
   const loss = await e.lossAndGrads(
     params.flat,

@@ -4,8 +4,8 @@ import type { EngineKind } from './types.ts';
 
 // The kernels and the one place that chooses and loads them. KernelExports below is the contract
 // both implementations keep (assembly/kernels.ts, built to build/kernels.wasm, and the native
-// addon native/kernels.cc): the same functions, arguments and results, bit for bit where the
-// engine's tests say so. Everything above the kernels asks this file for a kernel instance:
+// addon native/kernels.cc): the same functions, arguments and results (equal within float
+// rounding; test/native.test.ts compares the two). Everything above the kernels asks this file for a kernel instance:
 // training (InlineEngine, the worker threads), inference (CharModel) and evaluation. The wasm
 // module is compiled once per thread and instantiated once per core: each core owns its memory.
 // The native addon is reached through a dynamic import of ./native.ts (Node only; the web build
