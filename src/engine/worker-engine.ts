@@ -18,7 +18,7 @@ import {
   type GradientEngine,
 } from './types.ts';
 
-// Shards of each batch computed on worker threads, each with its own wasm instance. Shard s runs
+// Shards of each batch computed on worker threads, each with its own kernel instance. Shard s runs
 // on worker s % threads; results come back per shard and are reduced in shard order here.
 
 export interface WorkerRequest {
