@@ -25,7 +25,7 @@ import { saveModel } from '../src/checkpoint/model-format.ts';
 import { Vocabulary } from '../src/data/vocabulary.ts';
 import { makeWindows } from '../src/data/windows.ts';
 import { REFERENCE } from '../src/defaults.ts';
-import { InlineEngine } from '../src/engine/gradient-engine.ts';
+import { InlineEngine } from '../src/engine/inline-engine.ts';
 import { kernelModule } from '../src/engine/kernels.ts';
 import { generateWindow } from '../src/generate/window.ts';
 import { CharModel } from '../src/model/char-model.ts';
