@@ -23,6 +23,8 @@ import { Trainer, type TrainMode } from '../src/train/trainer.ts';
 import type { Schedule } from '../src/train/schedule.ts';
 import { splitWindows } from '../src/data/windows.ts';
 import { REFERENCE } from '../src/defaults.ts';
+import { PRESETS } from '../src/train/presets.ts';
+import type { TrainRunConfig } from '../src/train/settings.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -39,12 +41,13 @@ const { values: args } = parseArgs({
 const budget = Number(args.budget);
 const evalEvery = Number(args['eval-every']);
 
+// a mode's recipe, in the names of charlstm train's settings (src/train/settings.ts)
 interface Setting {
   name: string;
   mode: TrainMode;
-  step: number;
+  stride: number;
   batchSize: number;
-  lr: number;
+  learningRate: number;
   units: number;
   layers?: number;
   dropout?: number;
@@ -52,42 +55,42 @@ interface Setting {
   schedule?: Schedule;
   clip?: number;
 }
-// the recipe of `charlstm train --preset ten-minutes`
+// the recipe of `charlstm train --preset ten-minutes`, without its time budget: this bench's
+// --budget is the same for every mode
+const tenMinutes: Partial<TrainRunConfig> = { ...PRESETS['ten-minutes'] };
+delete tenMinutes.timeBudget;
 const STACKED: Setting = {
   name: 'sequence: 2 × LSTM(256), dropout 0.3, cosine lr 0.007, clip 5',
   mode: 'sequence',
-  step: 3,
-  batchSize: 128,
-  lr: 0.007,
-  units: 256,
-  layers: 2,
-  dropout: 0.3,
-  schedule: { kind: 'cosine' },
-  clip: 5,
+  stride: REFERENCE.stride,
+  batchSize: REFERENCE.batchSize,
+  learningRate: REFERENCE.learningRate,
+  units: REFERENCE.units,
+  ...tenMinutes,
 };
 const SETTINGS: Record<string, Setting> = {
   last: {
     name: 'reference: LSTM(128), last character, step 3',
     mode: 'last',
-    step: 3,
+    stride: 3,
     batchSize: 128,
-    lr: 0.01,
+    learningRate: 0.01,
     units: 128,
   },
   sequence: {
     name: 'sequence: LSTM(128), every position, step 30',
     mode: 'sequence',
-    step: 30,
+    stride: 30,
     batchSize: 128,
-    lr: 0.01,
+    learningRate: 0.01,
     units: 128,
   },
   big: {
     name: 'sequence: LSTM(256), every position, cosine lr 0.005, clip 5',
     mode: 'sequence',
-    step: 30,
+    stride: 30,
     batchSize: 128,
-    lr: 0.005,
+    learningRate: 0.005,
     units: 256,
     schedule: { kind: 'cosine' },
     clip: 5,
@@ -96,13 +99,13 @@ const SETTINGS: Record<string, Setting> = {
   stateful: {
     ...STACKED,
     name: 'stateful: 2 × LSTM(256), dropout 0.3, cosine lr 0.007, clip 5',
-    mode: 'stateful', // 128 contiguous streams; step is unused
+    mode: 'stateful', // 128 contiguous streams; stride is unused
   },
   adam: {
     ...STACKED,
     name: 'sequence: 2 × LSTM(256), dropout 0.3, Adam, cosine lr 0.003, clip 5',
     optimizer: 'adam',
-    lr: 0.003,
+    learningRate: 0.003,
   },
 };
 
@@ -113,8 +116,8 @@ const corpus = await loadCorpus('nietzsche', { dataDir, progress: false });
 const vocab = Vocabulary.fromText(corpus.text);
 const tokens = vocab.encode(corpus.text);
 const T = REFERENCE.maxlen;
-// held-out windows with step 1: every held-out character is a target
-const { val: heldOut } = splitWindows(tokens, { maxlen: T, step: 1, valSplit: 0.1 });
+// held-out windows with stride 1: every held-out character is a target
+const { val: heldOut } = splitWindows(tokens, { maxlen: T, stride: 1, valSplit: 0.1 });
 const every = (w: Windows, k: number): Windows => {
   const starts = w.starts.filter((_, i) => i % k === 0);
   return { ...w, starts, count: starts.length };
@@ -142,9 +145,13 @@ for (const key of args.from ? [] : args.modes.split(',')) {
   const known = SETTINGS[key];
   if (!known) throw new Error(`unknown mode ${key}`);
   const setting = args.lr
-    ? { ...known, lr: Number(args.lr), name: known.name.replace(/lr [\d.]+/, `lr ${args.lr}`) }
+    ? {
+        ...known,
+        learningRate: Number(args.lr),
+        name: known.name.replace(/lr [\d.]+/, `lr ${args.lr}`),
+      }
     : known;
-  const { train } = splitWindows(tokens, { maxlen: T, step: setting.step, valSplit: 0.1 });
+  const { train } = splitWindows(tokens, { maxlen: T, stride: setting.stride, valSplit: 0.1 });
   const params = initParameters(
     { vocabSize: vocab.size, units: setting.units, layers: setting.layers ?? 1 },
     new Rng(1),
@@ -159,7 +166,7 @@ for (const key of args.from ? [] : args.modes.split(',')) {
     config: {
       batchSize: setting.batchSize,
       epochs: 100_000,
-      learningRate: setting.lr,
+      learningRate: setting.learningRate,
       rho: REFERENCE.rho,
       epsilon: REFERENCE.epsilon,
       threads: 2,

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { PRESETS } from '../src/train/presets.ts';
 
 const { values: args, positionals: extra } = parseArgs({
   allowPositionals: true, // after --: more train options (e.g. a short smoke run)
@@ -23,6 +24,10 @@ const { values: args, positionals: extra } = parseArgs({
     out: { type: 'string' },
   },
 });
+// before minutes of training: a name charlstm train would refuse
+if (!Object.hasOwn(PRESETS, args.preset)) {
+  throw new Error(`unknown preset ${args.preset}: ${Object.keys(PRESETS).join(', ')}`);
+}
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const shared = path.resolve(repo, '../shared/corpora');
 const dataDir = process.env.CHARLSTM_DATA_DIR ?? (existsSync(shared) ? shared : undefined);

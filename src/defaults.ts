@@ -3,7 +3,7 @@
 
 export const REFERENCE = {
   maxlen: 60, // characters in one input window
-  step: 3, // a new window every `step` characters
+  stride: 3, // a new window every `stride` characters (the notebook's `step`; the flag --step)
   units: 128, // LSTM units
   batchSize: 128,
   epochs: 59, // the notebook's `for epoch in range(1, 60)`
@@ -18,6 +18,18 @@ export const REFERENCE = {
 /** The held-out fraction of a new run (the corpus's end) unless --val-split or --preset reference
  * says otherwise; also what `charlstm eval` scores of a model trained without a split. */
 export const DEFAULT_VAL_SPLIT = 0.1;
+
+/** A training run's settings beyond the reference's, each off unless asked for (one layer, no
+ * dropout, a constant rate); src/train/settings.ts declares every setting with its default. */
+export const TRAINING = {
+  corpus: 'nietzsche',
+  layers: 1,
+  dropout: 0,
+  schedule: { kind: 'constant' },
+  mode: 'last',
+  optimizer: 'rmsprop',
+  engine: 'auto', // the fastest kernels available
+} as const;
 
 /** Reading corpora (src/corpus/): bounds, so that no input can grow memory or hang forever. */
 export const CORPUS = {

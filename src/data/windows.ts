@@ -1,5 +1,6 @@
 // Training windows exactly as the reference builds them:
 //   for i in range(0, len(text) - maxlen, step): x = text[i:i+maxlen], y = text[i+maxlen]
+// (the notebook's `step` is `stride` here; the flag --step and the saved key `step` keep it).
 // Nothing is one-hot encoded: a window is a start offset into the encoded text, and the engine
 // gathers rows of the input kernel instead of multiplying by one-hot vectors.
 
@@ -9,35 +10,35 @@ export interface Windows {
   tokens: Int32Array; // the whole encoded text
   starts: Int32Array; // [count] window start offsets
   maxlen: number;
-  step: number;
+  stride: number; // a new window every `stride` characters
   count: number;
 }
 
-export function makeWindows(tokens: Int32Array, maxlen: number, step: number): Windows {
+export function makeWindows(tokens: Int32Array, maxlen: number, stride: number): Windows {
   if (!(Number.isInteger(maxlen) && maxlen >= 1))
     throw new RangeError(`maxlen must be a positive integer, got ${maxlen}`);
-  if (!(Number.isInteger(step) && step >= 1))
-    throw new RangeError(`step must be a positive integer, got ${step}`);
+  if (!(Number.isInteger(stride) && stride >= 1))
+    throw new RangeError(`stride must be a positive integer, got ${stride}`);
   const span = tokens.length - maxlen;
-  const count = span > 0 ? Math.ceil(span / step) : 0;
+  const count = span > 0 ? Math.ceil(span / stride) : 0;
   const starts = new Int32Array(count);
-  for (let i = 0; i < count; i++) starts[i] = i * step;
-  return { tokens, starts, maxlen, step, count };
+  for (let i = 0; i < count; i++) starts[i] = i * stride;
+  return { tokens, starts, maxlen, stride, count };
 }
 
 /**
  * The reference's windows cut at the corpus's last `valSplit`: training windows from the text
  * before the cut, and held-out windows whose targets are the held-out characters at offsets 0,
- * step, 2·step, ... from the cut, each read with its maxlen predecessors (which may lie before
- * the cut). So with step 3 every third held-out character is scored; `charlstm eval` passes
- * step 1 (or its --every) to score them all.
+ * stride, 2·stride, ... from the cut, each read with its maxlen predecessors (which may lie
+ * before the cut). So with stride 3 every third held-out character is scored; `charlstm eval`
+ * passes stride 1 (or its --every) to score them all.
  */
 export function splitWindows(
   tokens: Int32Array,
-  cfg: { maxlen: number; step: number; valSplit: number },
+  cfg: { maxlen: number; stride: number; valSplit: number },
 ): { train: Windows; val: Windows | undefined } {
   if (cfg.valSplit <= 0)
-    return { train: makeWindows(tokens, cfg.maxlen, cfg.step), val: undefined };
+    return { train: makeWindows(tokens, cfg.maxlen, cfg.stride), val: undefined };
   const cut = Math.floor(tokens.length * (1 - cfg.valSplit));
   if (cut < cfg.maxlen + 1 || cut >= tokens.length) {
     throw new UserError(
@@ -45,8 +46,8 @@ export function splitWindows(
     );
   }
   return {
-    train: makeWindows(tokens.subarray(0, cut), cfg.maxlen, cfg.step),
-    val: makeWindows(tokens.subarray(cut - cfg.maxlen), cfg.maxlen, cfg.step),
+    train: makeWindows(tokens.subarray(0, cut), cfg.maxlen, cfg.stride),
+    val: makeWindows(tokens.subarray(cut - cfg.maxlen), cfg.maxlen, cfg.stride),
   };
 }
 

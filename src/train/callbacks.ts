@@ -1,16 +1,39 @@
 import cliProgress from 'cli-progress';
-import type { ModelMeta } from '../checkpoint/model-format.ts';
+import path from 'node:path';
+import { saveModel, type ModelMeta } from '../checkpoint/model-format.ts';
 import type { Vocabulary } from '../data/vocabulary.ts';
+import type { Windows } from '../data/windows.ts';
 import { kernelModule } from '../engine/kernels.ts';
 import { memorisationReports } from '../generate/memorisation.ts';
 import { generateWindow } from '../generate/window.ts';
 import { CharModel } from '../model/char-model.ts';
+import type { Parameters } from '../model/params.ts';
 import type { Rng } from '../sampling/rng.ts';
 import { Sampler } from '../sampling/sampler.ts';
+import { evaluate, evaluateStateful } from './evaluate.ts';
 import type { BatchEndEvent, EpochEndEvent, TrainCallback, Trainer } from './trainer.ts';
 
-// What happens around the training loop: a progress bar, the reference's after-epoch samples,
-// saving. Each is a TrainCallback; the CLI picks the ones it wants.
+// What happens around the training loop: a progress bar, validation, the best model and early
+// stop, checkpoints, the end of a run cut short, the reference's after-epoch samples. Each is a
+// TrainCallback built by a small factory; runTrain (src/train/run.ts) builds them after the
+// trainer, in the order they must run, from a RunContext they share.
+
+/** What the callbacks of one `charlstm train` run share. */
+export interface RunContext {
+  dir: string; // the run's folder: model.json, best/, the checkpoint
+  params: Parameters;
+  trainer: Trainer;
+  /** the saved model's metadata as of the trainer's progress now */
+  meta: () => Omit<ModelMeta, 'formatVersion' | 'weightsSha256'>;
+  /** the checkpoint alone (it refuses weights that are no longer finite) */
+  checkpoint: () => Promise<void>;
+  /** the checkpoint, then model.json: every state a kill can leave on disk is resumable */
+  saveResumable: () => Promise<void>;
+  /** the best validation loss so far and the epochs since (stored in the checkpoint) */
+  best: { valLoss: number; epoch: number } | null;
+  sinceBest: number;
+  log: (text: string) => void; // messages beside the progress (stderr)
+}
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '--';
@@ -151,6 +174,104 @@ export function samplesCallback(opts: SampleOptions): TrainCallback {
           )
           .join('; ')}\n`,
       );
+    },
+  };
+}
+
+/**
+ * After every epoch, the held-out loss into the epoch's event (ev.valLoss, ...), for the
+ * callbacks after it; `statefulFrom` (stateful mode): also the held-out text itself, from that
+ * offset (the cut), read as carried streams.
+ */
+export function validationCallback(
+  params: Parameters,
+  val: Windows,
+  statefulFrom?: number,
+): TrainCallback {
+  return {
+    async onEpochEnd(ev) {
+      const e = await evaluate(params, val);
+      ev.valLoss = e.loss;
+      ev.valBpc = e.bpc;
+      ev.valPerplexity = e.perplexity;
+      if (statefulFrom !== undefined) {
+        ev.valStatefulLoss = (
+          await evaluateStateful(params, val.tokens.subarray(statefulFrom))
+        ).loss;
+      }
+    },
+  };
+}
+
+/**
+ * After validation: a better loss saves the model to best/; `earlyStop` epochs in a row without
+ * one stop the run.
+ */
+export function bestModelCallback(run: RunContext, earlyStop?: number): TrainCallback {
+  return {
+    async onEpochEnd(ev, t) {
+      if (ev.valLoss === undefined) return;
+      if (!run.best || ev.valLoss < run.best.valLoss) {
+        run.best = { valLoss: ev.valLoss, epoch: ev.epoch };
+        run.sinceBest = 0;
+        await saveModel(path.join(run.dir, 'best'), run.params, run.meta());
+      } else {
+        run.sinceBest++;
+        if (earlyStop !== undefined && run.sinceBest >= earlyStop) {
+          run.log(
+            `early stop: no better validation loss for ${run.sinceBest} epochs (best ${run.best.valLoss.toFixed(4)} at epoch ${run.best.epoch})\n`,
+          );
+          t.requestStop();
+        }
+      }
+    },
+  };
+}
+
+/** A checkpoint every `every` batches within an epoch, and at every epoch's end the checkpoint
+ * and then the epoch's model. */
+export function checkpointCallback(run: RunContext, every?: number): TrainCallback {
+  return {
+    async onBatchEnd(ev) {
+      if (every && ev.step % every === 0 && ev.step < ev.steps) await run.checkpoint();
+    },
+    async onEpochEnd() {
+      await run.saveResumable();
+    },
+  };
+}
+
+/** Says so when the trainer's divergence guard rolled a batch back. */
+export function divergenceCallback(log: (text: string) => void): TrainCallback {
+  return {
+    onDivergence(ev) {
+      log(
+        `loss became ${ev.loss} at epoch ${ev.epoch}, batch ${ev.step}: rolled back to the last good weights; learning rate now ×${ev.learningRateScale}\n`,
+      );
+    },
+  };
+}
+
+/**
+ * A run stopped mid-epoch (Ctrl-C, the time budget) keeps its work, resumable. When the time
+ * budget ended it and there is a held-out part, the model it ends with (a cosine schedule's best)
+ * is validated first and kept as the best when it is; a stop request does not wait for that.
+ */
+export function stopMidEpochCallback(run: RunContext, val: Windows | undefined): TrainCallback {
+  return {
+    async onTrainEnd(_history, t, stopped) {
+      if (!(stopped && t.step > 0)) return;
+      if (val && t.stopReason === 'budget') {
+        const e = await evaluate(run.params, val);
+        run.log(
+          `stopped in epoch ${t.epoch + 1}: val_loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char, perplexity ${e.perplexity.toFixed(2)})\n`,
+        );
+        if (!run.best || e.loss < run.best.valLoss) {
+          run.best = { valLoss: e.loss, epoch: t.epoch + 1 };
+          await saveModel(path.join(run.dir, 'best'), run.params, run.meta());
+        }
+      }
+      await run.saveResumable();
     },
   };
 }

@@ -1,0 +1,37 @@
+import type { PresetName, TrainRunConfig } from './settings.ts';
+
+// Named sets of run settings (`charlstm train --preset NAME`); a setting given explicitly on the
+// command line wins over its preset.
+
+export const PRESETS: Record<PresetName, Partial<TrainRunConfig>> = {
+  default: {},
+  /** exactly the notebook: no validation split */
+  reference: { valSplit: 0 },
+  /**
+   * The recipe that reached the lowest held-out loss in ten minutes of training on the 2-core
+   * development machine (bench/modes.ts measures it, bench/preset.ts as a user gets it).
+   */
+  'ten-minutes': {
+    mode: 'sequence',
+    layers: 2,
+    units: 256,
+    dropout: 0.3,
+    learningRate: 0.007,
+    schedule: { kind: 'cosine' },
+    clip: 5,
+    timeBudget: 600,
+  },
+};
+
+/** `config` with the preset's settings, except those in `explicit` (given on the command line). */
+export function withPreset<C extends Partial<TrainRunConfig>>(
+  config: C,
+  name: PresetName,
+  explicit: ReadonlySet<string>,
+): C {
+  const out: Record<string, unknown> = { ...config };
+  for (const [key, value] of Object.entries(PRESETS[name])) {
+    if (!explicit.has(key)) out[key] = value;
+  }
+  return out as C;
+}
