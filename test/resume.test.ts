@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync, copyFileSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import { loadModel } from '../src/checkpoint/model-format.ts';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/checkpoint/train-checkpoint.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { charlstm as run, mobyDick, spawnCharlstm } from './helpers/cli.ts';
 
@@ -177,6 +178,38 @@ test('a corrupt checkpoint is refused with its name, and the previous one is kep
   copyFileSync(prev, file);
   const r3 = charlstm(['train', '--resume', dir, '--epochs', '2']);
   assert.equal(r3.code, 0, r3.stderr);
+});
+
+test('a checkpoint written before the settings table (config keys lr and step) still resumes', async () => {
+  const dir = path.join(tmp, 'old-keys');
+  const args = [
+    '--units',
+    '8',
+    '--seed',
+    '5',
+    '--sample-length',
+    '0',
+    '--lr',
+    '0.02',
+    '--step',
+    '5',
+  ];
+  const r1 = charlstm(['train', '--corpus', corpus, '--epochs', '1', ...args, '--out', dir]);
+  assert.equal(r1.code, 0, r1.stderr);
+  // the same checkpoint as the older charlstm wrote it: lr and step, and its process options
+  const file = path.join(dir, 'checkpoint.ckpt');
+  const data = decodeCheckpoint(readFileSync(file), file);
+  const { learningRate, stride, ...rest } = data.state.config as Record<string, unknown>;
+  assert.deepEqual([learningRate, stride], [0.02, 5]);
+  const config = { ...rest, lr: learningRate, step: stride, lrSchedule: 'constant', explicit: {} };
+  writeFileSync(file, encodeCheckpoint({ ...data, state: { ...data.state, config } }));
+  const r2 = charlstm(['train', '--resume', dir, '--epochs', '2']);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.match(r2.stderr, /Epoch 2\/2: loss/);
+  const { meta } = await loadModel(dir);
+  assert.equal(meta.step, 5, 'the stride came from the old checkpoint');
+  assert.equal(meta.training.learningRate, 0.02, 'the learning rate came from the old checkpoint');
+  assert.equal(meta.training.epochs, 2);
 });
 
 test('a diverging run rolls back and lowers the learning rate instead of saving garbage', async () => {
