@@ -238,7 +238,7 @@ async function main(): Promise<void> {
   }
   const defaultEngine: EngineKind = hasNative ? 'native' : 'wasm';
 
-  // the ten-minute preset's model (src/cli/train-command.ts): 2 × LSTM(256), dropout 0.3, sequence mode
+  // the ten-minute preset's model (src/train/presets.ts): 2 × LSTM(256), dropout 0.3, sequence mode
   const tm = { layers: 2, units: 256, dropout: 0.3 };
   const tenModel = await trainer(defaultEngine, 2, quick ? 1 : 2, {
     shape: { vocabSize: V, units: tm.units, layers: tm.layers },

@@ -41,7 +41,7 @@ export async function benchModel(engine: EngineKind = 'wasm', seed = 1): Promise
       vocab: BENCH_VOCAB,
       lowercase: true,
       maxlen: REFERENCE.maxlen,
-      step: REFERENCE.step,
+      step: REFERENCE.stride,
       units: REFERENCE.units,
       training: {},
     },

@@ -136,7 +136,7 @@ try {
     vocab: BENCH_VOCAB,
     lowercase: true,
     maxlen: REFERENCE.maxlen,
-    step: REFERENCE.step,
+    step: REFERENCE.stride,
     units: REFERENCE.units,
     training: {},
   });

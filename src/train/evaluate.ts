@@ -121,7 +121,7 @@ export async function scoreText(
   const every = opts.every ?? 1;
   const windows = opts.all
     ? makeWindows(tokens, maxlen, every)
-    : splitWindows(tokens, { maxlen, step: every, valSplit: opts.valSplit ?? DEFAULT_VAL_SPLIT })
+    : splitWindows(tokens, { maxlen, stride: every, valSplit: opts.valSplit ?? DEFAULT_VAL_SPLIT })
         .val!;
   if (windows.count === 0) {
     throw new UserError(
