@@ -11,6 +11,8 @@ import { integerIn, parseFraction, parsePort, parsePositive } from '../src/cli/o
 import { predictCommand } from '../src/cli/predict-command.ts';
 import { serveCommand } from '../src/cli/serve-command.ts';
 import { trainCommand } from '../src/cli/train-command.ts';
+import { UserError } from '../src/errors.ts';
+import { checkSettings } from '../src/train/settings.ts';
 import { charlstm } from './helpers/cli.ts';
 
 // One strict reading of every number on the command line: hex, binary, empty and blank values,
@@ -125,5 +127,30 @@ describe('integer options', () => {
         `charlstm: error: option '--threads <n>' argument '${value}' is invalid. threads must be an integer from 0 to 64.\n`,
       );
     }
+  });
+});
+
+describe('settings given as values (the web app form)', () => {
+  it('checkSettings applies the flags’ own parsers and names the setting and the value', () => {
+    checkSettings({ units: 64, maxlen: 40, stride: 3, learningRate: 0.01 }); // all good: no throw
+    const refused = (given: Parameters<typeof checkSettings>[0], labels = {}): string => {
+      try {
+        checkSettings(given, labels);
+      } catch (err) {
+        assert.ok(err instanceof UserError, String(err));
+        return err.message;
+      }
+      assert.fail(`accepted ${JSON.stringify(given)}`);
+    };
+    assert.equal(
+      refused({ units: 6 }),
+      'units 6 is invalid: units must be a multiple of 4, at most 4096.',
+    );
+    assert.equal(
+      refused({ maxlen: 2.5 }, { maxlen: 'window length' }),
+      'window length 2.5 is invalid: The count must be an integer >= 1.',
+    );
+    assert.match(refused({ learningRate: -1 }), /^learningRate -1 is invalid: .*positive/);
+    assert.match(refused({ stride: Number.NaN }), /^stride NaN is invalid/);
   });
 });

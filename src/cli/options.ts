@@ -1,82 +1,31 @@
 import { InvalidArgumentError } from 'commander';
 
-import { MAX_GENERATE_LENGTH } from '../generate/window.ts';
-import { MAX_SEED } from '../sampling/rng.ts';
+import * as values from '../values.ts';
 
-// Parsers for option values. Each one reads the text strictly (no silent truncation of "2.5" to
-// 2, no empty string read as 0) and throws commander's InvalidArgumentError, which commander
-// reports as `option '--x <v>' argument 'bad' is invalid. <reason>` and then exits with a usage
-// error.
+// The value parsers of src/values.ts as commander wants them: a ValueError becomes commander's
+// InvalidArgumentError, which commander reports as `option '--x <v>' argument 'bad' is invalid.
+// <reason>` and then exits with a usage error.
 
-function toNumber(text: string): number {
-  const t = text.trim();
-  // Number('') and Number(' ') are 0, and Number('0x10') is 16: accept plain decimal notation only.
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t)) return NaN;
-  return Number(t);
+/** `parse` for commander: its ValueError as an InvalidArgumentError, anything else unchanged. */
+export function cliParser<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (err) {
+      if (err instanceof values.ValueError) throw new InvalidArgumentError(err.message);
+      throw err;
+    }
+  };
 }
 
-function integer(text: string, what: string, min: number, max: number): number {
-  const n = toNumber(text);
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
-    throw new InvalidArgumentError(`${what} must be an integer ${range}.`);
-  }
-  return n === 0 ? 0 : n; // not -0
-}
-
-/**
- * The parser for a whole-number option from `min` to `max`: every count, size, port and length
- * on the command line goes through it, so none takes hex ("0x10"), an empty value or a fraction.
- */
-export function integerIn(what: string, min: number, max: number): (text: string) => number {
-  return (text) => integer(text, what, min, max);
-}
-
-/** A positive finite number in decimal notation (learning rate, clip norm, seconds). */
-export function parsePositive(text: string): number {
-  const n = toNumber(text);
-  if (!(Number.isFinite(n) && n > 0))
-    throw new InvalidArgumentError('It must be a positive number.');
-  return n;
-}
-
-/** A fraction from 0 up to, not including, 1 (validation split, dropout). */
-export function parseFraction(text: string): number {
-  const n = toNumber(text);
-  if (!(Number.isFinite(n) && n >= 0 && n < 1)) {
-    throw new InvalidArgumentError('It must be a fraction from 0 (none) up to, not including, 1.');
-  }
-  return n === 0 ? 0 : n;
-}
-
-/** A TCP port; 0 asks for any free one. */
-export const parsePort = integerIn('The port', 0, 65535);
-
-export function parseTemperature(text: string): number {
-  const t = toNumber(text);
-  if (!(Number.isFinite(t) && t > 0)) {
-    throw new InvalidArgumentError('The temperature must be a positive finite number.');
-  }
-  return t;
-}
-
-export function parseLength(text: string): number {
-  return integer(text, 'The length', 0, MAX_GENERATE_LENGTH);
-}
-
-export function parseTopK(text: string): number {
-  return integer(text, 'top-k', 1, Number.MAX_SAFE_INTEGER);
-}
-
-export function parseTopP(text: string): number {
-  const p = toNumber(text);
-  if (!(p > 0 && p <= 1)) throw new InvalidArgumentError('top-p must be a number in (0, 1].');
-  return p;
-}
-
-/** A seed: 0 to 2^32 − 1, the range in which distinct seeds give distinct runs (src/sampling/rng.ts). */
-export const parseSeed = integerIn('The seed', 0, MAX_SEED);
-
-export function parseCount(text: string): number {
-  return integer(text, 'The count', 1, Number.MAX_SAFE_INTEGER);
-}
+export const integerIn = (what: string, min: number, max: number): ((text: string) => number) =>
+  cliParser(values.integerIn(what, min, max));
+export const parsePositive = cliParser(values.parsePositive);
+export const parseFraction = cliParser(values.parseFraction);
+export const parsePort = cliParser(values.parsePort);
+export const parseTemperature = cliParser(values.parseTemperature);
+export const parseLength = cliParser(values.parseLength);
+export const parseTopK = cliParser(values.parseTopK);
+export const parseTopP = cliParser(values.parseTopP);
+export const parseSeed = cliParser(values.parseSeed);
+export const parseCount = cliParser(values.parseCount);

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 
 import { withPreset } from '../train/presets.ts';
+import { cliParser } from './options.ts';
 import {
   TRAIN_OPTIONS,
   type Setting,
@@ -13,7 +14,7 @@ import {
 
 function commanderOption(row: Setting): Option {
   const option = new Option(row.flags, row.help);
-  if (row.parse) option.argParser(row.parse);
+  if (row.parse) option.argParser(cliParser(row.parse));
   if (row.choices) option.choices(row.choices as string[]);
   // a default the help text states itself is applied after the preset instead (valSplit)
   if (row.default !== undefined && row.helpDefault !== false)

@@ -1,14 +1,14 @@
-import { InvalidArgumentError } from 'commander';
-
+import { CORPUS, DASHBOARD, DEFAULT_VAL_SPLIT, REFERENCE, TRAINING } from '../defaults.ts';
 import {
+  ValueError,
   integerIn,
   parseCount,
   parseFraction,
   parsePort,
   parsePositive,
   parseSeed,
-} from '../cli/options.ts';
-import { CORPUS, DASHBOARD, DEFAULT_VAL_SPLIT, REFERENCE, TRAINING } from '../defaults.ts';
+} from '../values.ts';
+import { UserError, show } from '../errors.ts';
 import { parseSchedule } from './schedule.ts';
 
 // Every option of `charlstm train`, once: its name (the one name from the command line to the
@@ -24,7 +24,7 @@ import { parseSchedule } from './schedule.ts';
 export interface Setting<T = unknown> {
   flags: string; // commander's spelling: '-e, --epochs <n>', '--no-lowercase', '--dry-run'
   help: string;
-  parse?: (text: string) => T; // throws InvalidArgumentError (commander prints it with the flag)
+  parse?: (text: string) => T; // throws a ValueError (src/values.ts) saying what the value must be
   choices?: readonly T[];
   default?: T;
   /**
@@ -51,31 +51,26 @@ const setting = <const S extends Setting>(s: S & { default?: ValueOf<S> }): S =>
 
 function parseUnits(text: string): number {
   const n = parseCount(text);
-  if (n % 4 !== 0 || n > 4096)
-    throw new InvalidArgumentError('units must be a multiple of 4, at most 4096.');
+  if (n % 4 !== 0 || n > 4096) throw new ValueError('units must be a multiple of 4, at most 4096.');
   return n;
 }
 
 function parseLayers(text: string): number {
   const n = parseCount(text);
-  if (n > 8) throw new InvalidArgumentError('layers must be an integer from 1 to 8.');
+  if (n > 8) throw new ValueError('layers must be an integer from 1 to 8.');
   return n;
 }
 
 function parseTemperatures(text: string): number[] {
   const parts = text.split(',').map((s) => s.trim());
   if (parts.length === 0 || parts.some((p) => p === '')) {
-    throw new InvalidArgumentError(
-      'Give a comma-separated list of positive numbers, e.g. 0.2,0.5,1.0,1.2.',
-    );
+    throw new ValueError('Give a comma-separated list of positive numbers, e.g. 0.2,0.5,1.0,1.2.');
   }
   return parts.map((p) => {
     try {
       return parsePositive(p);
     } catch {
-      throw new InvalidArgumentError(
-        `The temperature ${JSON.stringify(p)} is not a positive number.`,
-      );
+      throw new ValueError(`The temperature ${JSON.stringify(p)} is not a positive number.`);
     }
   });
 }
@@ -86,7 +81,7 @@ export type PresetName = (typeof PRESET_NAMES)[number];
 
 function parsePreset(text: string): PresetName {
   if (!(PRESET_NAMES as readonly string[]).includes(text)) {
-    throw new InvalidArgumentError(
+    throw new ValueError(
       'Presets: reference (the notebook exactly: no validation), ten-minutes (2 × LSTM(256), dropout 0.3, every position, cosine lr 0.007, clip 5, 600 s of training), default.',
     );
   }
@@ -343,4 +338,24 @@ export function resumeOverrides(
   const overrides: Record<string, unknown> = {};
   for (const key of RESUMABLE) if (explicit.has(key)) overrides[key] = given[key];
   return overrides;
+}
+
+/**
+ * Run settings given as values rather than command-line text (the web app's form), each checked
+ * by its row's parser exactly as its flag would be. A bad one is a UserError naming the setting
+ * (`labels` gives the form's words for it) and the value.
+ */
+export function checkSettings(
+  given: Partial<Record<RunSettingName, number | string>>,
+  labels: Partial<Record<RunSettingName, string>> = {},
+): void {
+  for (const [key, value] of Object.entries(given) as [RunSettingName, number | string][]) {
+    const parse = (TRAIN_OPTIONS[key] as Setting).parse;
+    try {
+      parse?.(String(value));
+    } catch (err) {
+      if (!(err instanceof ValueError)) throw err;
+      throw new UserError(`${labels[key] ?? key} ${show(value)} is invalid: ${err.message}`);
+    }
+  }
 }

@@ -208,7 +208,7 @@ export class LocalView {
         lowercase: el<HTMLInputElement>('lc-lowercase').checked,
         units: this.number('lc-units'),
         maxlen: this.number('lc-maxlen'),
-        step: this.number('lc-step'),
+        stride: this.number('lc-step'),
         batchSize: this.number('lc-batch'),
         epochs: this.number('lc-epochs'),
         learningRate: this.number('lc-lr'),

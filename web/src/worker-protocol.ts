@@ -15,7 +15,7 @@ export interface TrainSettings {
   lowercase: boolean;
   units: number; // a multiple of 4
   maxlen: number;
-  step: number;
+  stride: number; // a new window every `stride` characters (the form's "step")
   batchSize: number;
   epochs: number;
   learningRate: number;

@@ -22,6 +22,7 @@ import {
   trainedModelMeta,
   type RunDescription,
 } from '../../src/train/run-setup.ts';
+import { checkSettings } from '../../src/train/settings.ts';
 import { Trainer } from '../../src/train/trainer.ts';
 import type {
   FromWorker,
@@ -91,25 +92,27 @@ async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
 
 async function train(s: TrainSettings): Promise<void> {
   const text = s.lowercase ? s.text.toLowerCase() : s.text;
-  if (!(Number.isInteger(s.units) && s.units >= 4 && s.units % 4 === 0)) {
-    throw new UserError(`units must be a positive multiple of 4, got ${s.units}`);
-  }
-  for (const [name, v] of [
-    ['window length', s.maxlen],
-    ['step', s.step],
-    ['batch size', s.batchSize],
-    ['epochs', s.epochs],
-  ] as const) {
-    if (!(Number.isInteger(v) && v >= 1))
-      throw new UserError(`${name} must be a positive integer, got ${v}`);
-  }
-  if (!(s.learningRate > 0 && Number.isFinite(s.learningRate))) {
-    throw new UserError(`learning rate must be a positive number, got ${s.learningRate}`);
-  }
+  // the form's values, checked by the parsers `charlstm train` uses for the same settings
+  checkSettings(
+    {
+      units: s.units,
+      maxlen: s.maxlen,
+      stride: s.stride,
+      batchSize: s.batchSize,
+      epochs: s.epochs,
+      learningRate: s.learningRate,
+    },
+    {
+      maxlen: 'window length',
+      stride: 'step',
+      batchSize: 'batch size',
+      learningRate: 'learning rate',
+    },
+  );
   const vocab = Vocabulary.fromText(text);
   const tokens = vocab.encode(text);
   checkTextLength('the text', tokens.length, s.maxlen, 'window length');
-  const windows = makeWindows(tokens, s.maxlen, s.step);
+  const windows = makeWindows(tokens, s.maxlen, s.stride);
   const shape = { vocabSize: vocab.size, units: s.units };
   // one root seed → the initial weights, the shuffles and the samples, as `charlstm train` does
   const { init: initRng, shuffle: shuffleRng, sample: sampleRng } = seedStreams(s.seed);
@@ -132,7 +135,7 @@ async function train(s: TrainSettings): Promise<void> {
     vocab,
     lowercase: s.lowercase,
     maxlen: s.maxlen,
-    stride: s.step,
+    stride: s.stride,
     units: s.units,
     layers: 1,
     batchSize: s.batchSize,
