@@ -4,6 +4,7 @@
 // Nothing is one-hot encoded: a window is a start offset into the encoded text, and the engine
 // gathers rows of the input kernel instead of multiplying by one-hot vectors.
 
+import type { Batch } from '../engine/types.ts';
 import { UserError } from '../errors.ts';
 
 export interface Windows {
@@ -53,7 +54,7 @@ export function splitWindows(
 
 /**
  * Copy the windows `order[from..to)` into `x` ([n, maxlen] token indices) and their targets into
- * `y`: the character after each window, y [n] (the reference), or with `everyStep` (sequence
+ * `y`: the character after each window, y [n] (the reference), or with scoring 'every' (sequence
  * mode) the next character at every position, y [n, maxlen] (y[b,t] = text[start + t + 1]).
  * Returns n.
  */
@@ -64,14 +65,14 @@ export function gatherBatch(
   to: number,
   x: Int32Array,
   y: Int32Array,
-  everyStep = false,
+  scoring: Batch['scoring'] = 'last',
 ): number {
   const n = to - from;
   const T = w.maxlen;
   for (let b = 0; b < n; b++) {
     const s = w.starts[order[from + b]!]!;
     x.set(w.tokens.subarray(s, s + T), b * T);
-    if (everyStep) y.set(w.tokens.subarray(s + 1, s + T + 1), b * T);
+    if (scoring === 'every') y.set(w.tokens.subarray(s + 1, s + T + 1), b * T);
     else y[b] = w.tokens[s + T]!;
   }
   return n;

@@ -378,7 +378,7 @@ export class Trainer {
                 Math.min(from + batchSize, count),
                 x,
                 y,
-                everyStep,
+                scoring,
               );
           if (batchCarried) {
             batchCarried.h.set(carried!.h);
