@@ -3,6 +3,8 @@ import { before, describe, it } from 'node:test';
 
 import { kernelModule } from '../src/engine/kernels.ts';
 import { UserError } from '../src/errors.ts';
+import { generate, preparePrompt } from '../src/generate/generate.ts';
+import { generateStateful } from '../src/generate/stateful.ts';
 import { generateText, generateWindow } from '../src/generate/window.ts';
 import { CharModel } from '../src/model/char-model.ts';
 import { argmax } from '../src/sampling/processors.ts';
@@ -215,3 +217,89 @@ describe('generateText', () => {
     assert.throws(() => generateText(makeModel(1, false), { prompt: 'ABC', length: 1 }), UserError);
   });
 });
+
+describe('prompts with characters the model never saw (unknown: error | skip | map)', () => {
+  // a model trained with --max-vocab / --min-count: the unknown symbol is one of its characters
+  const UNK_VOCAB = [...' .abcdefgh\uFFFD'];
+  const withSymbol = (): CharModel => {
+    const m = randomCharModel({ vocab: UNK_VOCAB, units: 8, maxlen: MAXLEN, seed: 5 });
+    return CharModel.fromParts(m.params, { ...m.meta, unknown: '\uFFFD' });
+  };
+  const text = async (gen: AsyncIterable<string>): Promise<string> => {
+    let s = '';
+    for await (const chunk of gen) s += chunk;
+    return s;
+  };
+  const PROMPT = 'ab😀c 한국어 d'; // an emoji and Korean, outside the vocabulary
+  const opts = { length: 12, temperature: 0.7, seed: 11 } as const;
+
+  for (const mode of ['window', 'stateful'] as const) {
+    it(`${mode} mode: skip drops them, map reads them as the unknown symbol`, async () => {
+      const model = withSymbol();
+      const skip = generate(model, { ...opts, mode, prompt: PROMPT, unknown: 'skip' });
+      assert.equal(skip.prompt, 'abc  d');
+      const mapped = generate(model, { ...opts, mode, prompt: PROMPT, unknown: 'map' });
+      assert.equal(mapped.prompt, 'ab\uFFFDc \uFFFD\uFFFD\uFFFD d'); // one symbol per code point
+      const [skipText, mapText] = [await text(skip), await text(mapped)];
+      // exactly the texts of the prompts written that way
+      assert.equal(skipText, await text(generate(model, { ...opts, mode, prompt: 'abc  d' })));
+      assert.equal(
+        mapText,
+        await text(generate(model, { ...opts, mode, prompt: 'ab\uFFFDc \uFFFD\uFFFD\uFFFD d' })),
+      );
+      const expected = {
+        window: { skip: SEEDED.windowSkip, map: SEEDED.windowMap },
+        stateful: { skip: SEEDED.statefulSkip, map: SEEDED.statefulMap },
+      }[mode];
+      assert.deepEqual({ skip: skipText, map: mapText }, expected);
+      // the synchronous forms take the same option
+      const sync =
+        mode === 'window'
+          ? generateText(model, { ...opts, prompt: PROMPT, unknown: 'map' })
+          : generateStateful(model, { ...opts, prompt: PROMPT, unknown: 'map' });
+      assert.equal(sync, mapText);
+    });
+  }
+
+  it('error (the default) names them; map on a model without an unknown symbol says so', () => {
+    const model = withSymbol();
+    for (const mode of ['window', 'stateful'] as const) {
+      assert.throws(
+        () => generate(model, { ...opts, mode, prompt: PROMPT }),
+        (err: unknown) =>
+          err instanceof UserError &&
+          err.message ===
+            `prompt has characters outside the model's vocabulary: "😀", "한", "국", "어"`,
+      );
+      assert.throws(
+        () => generate(makeModel(), { ...opts, mode, prompt: 'ab😀', unknown: 'map' }),
+        (err: unknown) =>
+          err instanceof UserError &&
+          err.message ===
+            `prompt has characters outside the model's vocabulary: "😀"; this model has no unknown ` +
+              'symbol to map them to (it was trained without --max-vocab or --min-count): use skip to drop them',
+      );
+    }
+    // a prompt the model knows is read as it is whatever the policy, with a symbol or without
+    assert.equal(generate(makeModel(), { ...opts, prompt: 'abc', unknown: 'map' }).prompt, 'abc');
+    assert.equal(preparePrompt(model, 'ABC', 'map'), 'abc');
+    assert.throws(
+      () => preparePrompt(model, 'a', 'drop' as 'skip'),
+      /unknown must be "error", "skip" or "map", got "drop"/,
+    );
+    // window mode needs a character once the unknown ones are dropped
+    assert.throws(
+      () => generate(model, { ...opts, prompt: '😀', unknown: 'skip' }),
+      /prompt is empty once the characters outside the vocabulary are dropped/,
+    );
+  });
+});
+
+/** The seeded texts of the test above (seed 11, temperature 0.7, 12 characters; this random
+ * model draws its unknown symbol often). */
+const SEEDED = {
+  windowSkip: ' b\uFFFD\uFFFDbd\uFFFDh\uFFFDab\uFFFD',
+  windowMap: ' b\uFFFD\uFFFDbb\uFFFDf\uFFFDab\uFFFD',
+  statefulSkip: ' b\uFFFD\uFFFDbd\uFFFDg\uFFFDb\uFFFD\uFFFD',
+  statefulMap: ' b\uFFFD\uFFFDbb\uFFFDf\uFFFDab\uFFFD',
+};

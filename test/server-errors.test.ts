@@ -168,3 +168,69 @@ describe('odd requests', () => {
     }
   });
 });
+
+describe('prompts with characters the model never saw', () => {
+  it('error (default), skip and map on /v1/generate and /v1/predict; 400 invalid_request when it cannot', async () => {
+    const m = randomCharModel({ vocab: [...' .abcdefgh\uFFFD'], units: 8, maxlen: 10, seed: 5 });
+    const withSymbol = CharModel.fromParts(m.params, { ...m.meta, unknown: '\uFFFD' });
+    const app = buildServer({
+      models: [
+        { name: 'm', model },
+        { name: 'u', model: withSymbol },
+      ],
+    });
+    apps.push(app);
+    const post = (url: string, body: Record<string, unknown>) =>
+      app.inject({ method: 'POST', url, payload: body });
+    const gen = { prompt: 'ab😀c', length: 8, seed: 2, temperature: 0.7 };
+    const outside = `prompt has characters outside the model's vocabulary: "😀"`;
+    const noSymbol = `${outside}; this model has no unknown symbol to map them to (it was trained without --max-vocab or --min-count): use skip to drop them`;
+    const cases: [Record<string, unknown>, string][] = [
+      [{ model: 'u', ...gen }, outside],
+      [{ model: 'u', ...gen, unknown: 'error' }, outside],
+      [{ model: 'm', ...gen, unknown: 'map' }, noSymbol],
+      [{ model: 'm', ...gen, unknown: 'map', mode: 'stateful', stream: true }, noSymbol],
+      [
+        { model: 'u', ...gen, unknown: 'drop' },
+        'unknown must be "error" or "skip" or "map", got string "drop"',
+      ],
+    ];
+    for (const [body, message] of cases) {
+      const a = await ask(app, { method: 'POST', url: '/v1/generate', payload: body });
+      assert.deepEqual(
+        a,
+        { status: 400, allow: undefined, message, code: 'invalid_request' },
+        JSON.stringify(body),
+      );
+    }
+    const predicted = await ask(app, {
+      method: 'POST',
+      url: '/v1/predict',
+      payload: { model: 'm', text: 'a😀', unknown: 'map' },
+    });
+    assert.deepEqual(predicted, {
+      status: 400,
+      allow: undefined,
+      message: noSymbol,
+      code: 'invalid_request',
+    });
+
+    // map: exactly the answer for the prompt with the symbol written in; skip: without the character
+    for (const mode of ['window', 'stateful']) {
+      const text = async (body: Record<string, unknown>) => {
+        const r = await post('/v1/generate', { model: 'u', ...gen, mode, ...body });
+        assert.equal(r.statusCode, 200, r.body);
+        return (r.json() as { text: string }).text;
+      };
+      assert.equal(await text({ unknown: 'map' }), await text({ prompt: 'ab\uFFFDc' }));
+      assert.equal(await text({ unknown: 'skip' }), await text({ prompt: 'abc' }));
+      assert.notEqual(await text({ unknown: 'map' }), await text({ unknown: 'skip' }));
+    }
+    const probs = async (text: string, unknown?: string) => {
+      const r = await post('/v1/predict', { model: 'u', text, ...(unknown && { unknown }) });
+      assert.equal(r.statusCode, 200, r.body);
+      return (r.json() as { probs: number[] }).probs;
+    };
+    assert.deepEqual(await probs('a😀b', 'map'), await probs('a\uFFFDb'));
+  });
+});

@@ -48,6 +48,9 @@ export interface ModelMeta {
   formatVersion: number;
   /** The vocabulary, in index order; each entry is one code point. */
   vocab: string[];
+  /** The vocabulary entry that the characters outside it were trained as (--max-vocab,
+   * --min-count); absent: the model has no unknown symbol. */
+  unknown?: string;
   lowercase: boolean;
   maxlen: number;
   step: number;
@@ -191,6 +194,7 @@ export function modelJson(
   const userDefinedMetadata: Record<string, unknown> = {
     formatVersion: FORMAT_VERSION,
     vocab: [...meta.vocab],
+    ...(meta.unknown !== undefined && { unknown: meta.unknown }),
     lowercase: meta.lowercase,
     maxlen: meta.maxlen,
     step: meta.step,
@@ -245,7 +249,7 @@ export function parseModelJson(json: unknown, where = MODEL_JSON): ParsedModelJs
       `unsupported charlstm model format version ${JSON.stringify(md.formatVersion)}; this charlstm reads format version ${FORMAT_VERSION}`,
     );
   }
-  const { vocab, lowercase, maxlen, step, units, layers, training, weightsSha256 } = md;
+  const { vocab, unknown, lowercase, maxlen, step, units, layers, training, weightsSha256 } = md;
   if (!Array.isArray(vocab) || vocab.length === 0)
     throw bad('metadata "vocab" must be a non-empty array of characters');
   const seen = new Set<string>();
@@ -255,6 +259,11 @@ export function parseModelJson(json: unknown, where = MODEL_JSON): ParsedModelJs
     }
     if (seen.has(ch)) throw bad(`metadata "vocab" repeats the character ${JSON.stringify(ch)}`);
     seen.add(ch);
+  }
+  if (unknown !== undefined && (typeof unknown !== 'string' || !seen.has(unknown))) {
+    throw bad(
+      `metadata "unknown" must be one of the "vocab" characters, got ${JSON.stringify(unknown)}`,
+    );
   }
   if (typeof lowercase !== 'boolean')
     throw bad(`metadata "lowercase" must be true or false, got ${JSON.stringify(lowercase)}`);
@@ -325,6 +334,7 @@ export function parseModelJson(json: unknown, where = MODEL_JSON): ParsedModelJs
   const meta: ModelMeta = {
     formatVersion: FORMAT_VERSION,
     vocab: vocab as string[],
+    ...(unknown !== undefined && { unknown: unknown as string }),
     lowercase,
     maxlen: maxlen as number,
     step: step as number,

@@ -68,7 +68,11 @@ export function evalCommand(): Command {
         ]);
       const { params, meta } = await loadModel(flags.model);
       const corpus = await loadCorpus(flags.corpus, { lowercase: meta.lowercase });
-      const tokens = new Vocabulary(meta.vocab).encode(corpus.text, `corpus ${corpus.name}`);
+      const tokens = new Vocabulary(meta.vocab, meta.unknown).encode(
+        corpus.text,
+        `corpus ${corpus.name}`,
+        meta.unknown === undefined ? 'error' : 'map', // as training encoded it
+      );
       const trained = meta.training.valSplit;
       const valSplit =
         flags.valSplit ??

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 
 import { Command, Option } from 'commander';
 
+import { UNKNOWN_POLICIES, type UnknownPolicy } from '../data/vocabulary.ts';
 import { GENERATE, REFERENCE } from '../defaults.ts';
 import { parseLength, parseSeed, parseTemperature, parseTopK, parseTopP } from './options.ts';
 import { OutputClosed, writeOut } from './output.ts';
@@ -22,7 +23,19 @@ interface GenerateFlags {
   greedy?: boolean;
   seed?: number;
   mode: 'window' | 'stateful';
+  unknown: UnknownPolicy;
   showPrompt?: boolean;
+}
+
+/** --unknown, as generate and predict take it. */
+export function unknownOption(): Option {
+  return new Option(
+    '--unknown <policy>',
+    'characters the model never saw in the prompt: error (name them), skip (drop them), ' +
+      'or map (to the unknown symbol of a model trained with --max-vocab or --min-count)',
+  )
+    .choices(UNKNOWN_POLICIES)
+    .default(GENERATE.unknown);
 }
 
 export function generateCommand(): Command {
@@ -48,6 +61,7 @@ export function generateCommand(): Command {
         .choices(['window', 'stateful'])
         .default('window'),
     )
+    .addOption(unknownOption())
     .option('--show-prompt', 'print the prompt before the generated text')
     .action(async (flags: GenerateFlags) => {
       // Loaded here, not at startup: they bring in the engine and its wasm.
@@ -62,13 +76,14 @@ export function generateCommand(): Command {
         length: flags.length,
         temperature: flags.temperature,
         mode: flags.mode,
+        unknown: flags.unknown,
         ...(flags.topK !== undefined && { topK: flags.topK }),
         ...(flags.topP !== undefined && { topP: flags.topP }),
         ...(flags.greedy && { greedy: true }),
         ...(flags.seed !== undefined && { seed: flags.seed }),
         chunkChars: CHUNK_CHARS,
       });
-      if (flags.showPrompt) writeOut(model.prepareText(flags.prompt));
+      if (flags.showPrompt) writeOut(chunks.prompt); // as the model reads it
       for await (const chunk of chunks) {
         // generate() turns the event loop between chunks, so a closed reader shows up here
         const ok = process.stdout.write(chunk);

@@ -1,5 +1,8 @@
 import { Command } from 'commander';
 
+import type { UnknownPolicy } from '../data/vocabulary.ts';
+import { UserError } from '../errors.ts';
+import { unknownOption } from './generate-command.ts';
 import { parseCount } from './options.ts';
 import { writeOut } from './output.ts';
 
@@ -8,6 +11,7 @@ interface PredictFlags {
   text: string;
   json?: boolean;
   top: number;
+  unknown: UnknownPolicy;
 }
 
 export function predictCommand(): Command {
@@ -17,10 +21,16 @@ export function predictCommand(): Command {
     .requiredOption('--text <text>', 'the text so far (lowercased first if the model is)')
     .option('--json', 'print {"vocab": [...], "probs": [...]} on one line')
     .option('--top <n>', 'rows of the table (without --json)', parseCount, 10)
+    .addOption(unknownOption())
     .action(async (flags: PredictFlags) => {
-      const { CharModel } = await import('../model/char-model.ts'); // the engine, loaded on use
+      const [{ CharModel }, { preparePrompt }] = await Promise.all([
+        import('../model/char-model.ts'), // the engine, loaded on use
+        import('../generate/generate.ts'),
+      ]);
       const model = await CharModel.load(flags.model);
-      const probs = model.predict(model.prepareText(flags.text));
+      const text = preparePrompt(model, flags.text, flags.unknown);
+      if (text.length === 0) throw new UserError('text has no character the model knows');
+      const probs = model.predict(text);
       const vocab = model.vocab.chars;
       if (flags.json) {
         writeOut(JSON.stringify({ vocab, probs: Array.from(probs) }) + '\n');

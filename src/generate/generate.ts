@@ -1,5 +1,6 @@
-import { REFERENCE } from '../defaults.ts';
+import { GENERATE, REFERENCE } from '../defaults.ts';
 import { UserError, show } from '../errors.ts';
+import type { UnknownPolicy } from '../data/vocabulary.ts';
 import type { CharModel } from '../model/char-model.ts';
 import { Rng, checkSeed } from '../sampling/rng.ts';
 import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
@@ -33,8 +34,11 @@ export interface GenerateOptions {
    * to character; any prompt, empty included). Default: defaultMode(model).
    */
   mode?: GenerateMode;
-  /** Prompt characters outside the vocabulary: an error naming them (default), or dropped. */
-  unknown?: 'error' | 'skip';
+  /**
+   * Prompt characters outside the vocabulary: an error naming them (default), dropped (`skip`),
+   * or replaced by the model's unknown symbol (`map`; an error for a model trained without one).
+   */
+  unknown?: UnknownPolicy;
   /** Stops the generation: the iterator throws the signal's reason within one chunk. */
   signal?: AbortSignal;
   /** Most characters in one chunk (default 64). */
@@ -48,7 +52,8 @@ export interface Generation extends AsyncIterable<string> {
   readonly mode: GenerateMode;
   readonly seed: number;
   readonly length: number;
-  /** The prompt as the model reads it: lowercased if the model is, unknown characters dropped with `unknown: 'skip'`. */
+  /** The prompt as the model reads it: lowercased if the model is, unknown characters dropped
+   * (`unknown: 'skip'`) or replaced by the unknown symbol (`unknown: 'map'`). */
   readonly prompt: string;
 }
 
@@ -70,23 +75,16 @@ export function checkMode(mode: unknown): GenerateMode {
   return mode;
 }
 
-/** The prompt as the model reads it, with characters outside the vocabulary named or dropped. */
+/**
+ * The prompt as the model reads it: lowercased when the model is, then its characters outside
+ * the vocabulary named in an error, dropped, or mapped to the model's unknown symbol.
+ */
 export function preparePrompt(
   model: CharModel,
   prompt: string,
-  unknown: 'error' | 'skip' = 'error',
+  unknown: UnknownPolicy = GENERATE.unknown,
 ): string {
-  const text = model.prepareText(prompt);
-  if (unknown === 'error') {
-    model.vocab.encode(text, 'prompt'); // throws a UserError naming the characters
-    return text;
-  }
-  if (unknown !== 'skip')
-    throw new UserError(`unknown must be "error" or "skip", got ${show(unknown)}`);
-  const { vocab } = model;
-  let out = '';
-  for (const ch of text) if (vocab.has(ch)) out += ch;
-  return out;
+  return model.vocab.applyUnknown(model.prepareText(prompt), unknown, 'prompt');
 }
 
 function positiveInteger(value: unknown, what: string): number {

@@ -1,3 +1,4 @@
+import type { UnknownPolicy } from '../data/vocabulary.ts';
 import type { CharModel, StatefulStepper } from '../model/char-model.ts';
 import { argmax, checkDistribution, TOP_P_TOLERANCE, type Probs } from '../sampling/processors.ts';
 import { Rng } from '../sampling/rng.ts';
@@ -255,6 +256,8 @@ export interface StatefulTextOptions {
   greedy?: boolean;
   /** Seed of the random draws; a random one when undefined. */
   seed?: number;
+  /** Prompt characters outside the vocabulary: an error (default), dropped, or mapped (see generate()). */
+  unknown?: UnknownPolicy;
 }
 
 /**
@@ -263,7 +266,8 @@ export interface StatefulTextOptions {
  */
 export function generateStateful(model: CharModel, opts: StatefulTextOptions): string {
   const length = checkLength(opts.length);
-  const prompt = model.vocab.encode(model.prepareText(opts.prompt), 'prompt');
+  const text = model.vocab.applyUnknown(model.prepareText(opts.prompt), opts.unknown, 'prompt');
+  const prompt = model.vocab.encode(text, 'prompt');
   const sampler = samplerFrom(opts);
   const rng = new Rng(opts.seed ?? randomSeed());
   const stream = new StatefulStream(model, prompt, sampler, rng, length);

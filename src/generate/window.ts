@@ -1,3 +1,4 @@
+import type { UnknownPolicy } from '../data/vocabulary.ts';
 import { UserError, show } from '../errors.ts';
 import type { CharModel } from '../model/char-model.ts';
 import { Rng } from '../sampling/rng.ts';
@@ -182,6 +183,8 @@ export interface GenerateTextOptions {
   greedy?: boolean;
   /** Seed of the random draws; a random one when undefined. */
   seed?: number;
+  /** Prompt characters outside the vocabulary: an error (default), dropped, or mapped (see generate()). */
+  unknown?: UnknownPolicy;
   /** Called with each new character as it is produced. */
   onText?: (text: string) => void;
 }
@@ -194,7 +197,7 @@ export function textSteps(
   const sampler = samplerFrom(opts);
   const seed = opts.seed ?? randomSeed();
   const it = windowSteps(model, {
-    prompts: [model.prepareText(opts.prompt)],
+    prompts: [model.vocab.applyUnknown(model.prepareText(opts.prompt), opts.unknown, 'prompt')],
     samplers: [sampler],
     length: opts.length,
     rng: new Rng(seed),

@@ -66,7 +66,7 @@ export class CharModel {
     );
     this.params = params;
     this.meta = meta;
-    this.vocab = new Vocabulary(meta.vocab);
+    this.vocab = new Vocabulary(meta.vocab, meta.unknown);
     this.maxlen = meta.maxlen;
     this.tokens = new Int32Array(meta.maxlen);
   }

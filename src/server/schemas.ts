@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 
+import { UNKNOWN_POLICIES } from '../data/vocabulary.ts';
 import { MAX_SEED } from '../sampling/rng.ts';
 
 // The request bodies of the API, each written once as a JSON schema (TypeBox builds plain schema
@@ -22,7 +23,8 @@ export const AJV_OPTIONS = {
 const oneOf = <const T extends readonly string[]>(values: T) =>
   Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
 
-const unknownField = oneOf(['error', 'skip']);
+// prompt characters outside the vocabulary: an error naming them, dropped, or the unknown symbol
+const unknownField = oneOf(UNKNOWN_POLICIES);
 
 /** POST /v1/generate; `length` is bounded by the server's own limit. */
 export const generateBody = (maxLength: number) =>

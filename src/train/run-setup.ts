@@ -68,6 +68,7 @@ export function trainedModelMeta(
 ): Omit<ModelMeta, 'formatVersion' | 'weightsSha256'> {
   return {
     vocab: [...run.vocab.chars],
+    ...(run.vocab.unknownSymbol !== undefined && { unknown: run.vocab.unknownSymbol }),
     lowercase: run.lowercase,
     maxlen: run.maxlen,
     step: run.stride,
