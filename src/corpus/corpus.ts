@@ -7,15 +7,36 @@ import { fileURLToPath } from 'node:url';
 import { CORPUS, ENV_DATA_DIR, ENV_HOME, REFERENCE } from '../defaults.ts';
 import { UserError, show } from '../errors.ts';
 import { downloadToCache, reason, tooLarge } from './download.ts';
+import { expandSpecs, type InputGroup } from './inputs.ts';
 import { decodeText } from './text.ts';
 
 export interface Corpus {
-  /** Short name: the built-in name, or the file or URL's last segment without `.txt`. */
+  /**
+   * Short name: the built-in name, or the file or URL's last segment without `.txt`; for a folder
+   * or a glob the folder's name; for several inputs their names joined with "+" (folderName).
+   */
   name: string;
-  /** The path or URL actually read. */
+  /** The path or URL actually read (several: each value's, joined with ", "). */
   source: string;
+  /** The inputs' texts joined with DOCUMENT_SEPARATOR, lowercased unless told otherwise. */
   text: string;
+  /** Every single input read, in order (one for a file, a URL or a built-in name). */
+  inputs: CorpusInput[];
 }
+
+export interface CorpusInput {
+  source: string; // the path or URL read
+  bytes: number; // as read, before decoding
+  characters: number; // code points of its text (after lowercasing), as the vocabulary counts them
+}
+
+/**
+ * Between two documents: a blank line, which every text already holds between its paragraphs.
+ * Windows are cut from the joined text and may span it: the few windows at each join (maxlen /
+ * stride of them) teach that a blank line may be followed by anything, which is true within a
+ * document too, and no character is lost or invented. Empty inputs add nothing, not even this.
+ */
+export const DOCUMENT_SEPARATOR = '\n\n';
 
 export interface LoadCorpusOptions {
   /** Lowercase the text, as the reference pipeline does. Default true. */
@@ -66,54 +87,132 @@ export const BUILTIN_CORPORA: Readonly<Record<string, BuiltinCorpus>> = {
 };
 
 /**
- * Load a corpus named by `spec`: a built-in name (see BUILTIN_CORPORA), an http(s) URL, or a
- * path to a UTF-8 text file. Built-in names win over a file of the same name in the current
- * folder; write `./nietzsche` to mean the file.
+ * Load a corpus named by `spec`: a built-in name (see BUILTIN_CORPORA), an http(s) URL, a path to
+ * a UTF-8 text file, a folder (its files), a glob, or several of these, given as a list (the
+ * repeated --corpus) or separated by commas (src/corpus/inputs.ts has the rules). Built-in names
+ * win over a file of the same name in the current folder; write `./nietzsche` to mean the file.
+ * `maxBytes` bounds the inputs together; each is decoded on its own, its errors naming it.
  */
-export async function loadCorpus(spec: string, opts: LoadCorpusOptions = {}): Promise<Corpus> {
+export async function loadCorpus(
+  spec: string | readonly string[],
+  opts: LoadCorpusOptions = {},
+): Promise<Corpus> {
   const lowercase = opts.lowercase ?? REFERENCE.lowercase;
   const maxBytes = opts.maxBytes ?? CORPUS.maxBytes;
   if (!(Number.isSafeInteger(maxBytes) && maxBytes >= 1))
     throw new RangeError(`maxBytes must be an integer >= 1, got ${show(maxBytes)}`);
-  opts = { ...opts, maxBytes };
-  let corpus: Corpus;
-  if (Object.hasOwn(BUILTIN_CORPORA, spec)) {
-    corpus = await loadBuiltin(spec, BUILTIN_CORPORA[spec]!, opts);
-  } else if (/^https?:\/\//i.test(spec)) {
-    corpus = await loadUrl(spec, opts);
-  } else if (/^file:\/\//i.test(spec)) {
-    corpus = await loadFile(fileURLToPath(spec), spec, maxBytes);
-  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
-    // Checked after the Windows-path-safe patterns above: "C:\x" has no "//".
-    throw new UserError(`unsupported corpus URL ${show(spec)}: only http(s) and file URLs work`);
-  } else {
-    corpus = await loadFile(spec, spec, maxBytes);
+  const groups = await expandSpecs(typeof spec === 'string' ? [spec] : spec, {
+    isBuiltin: (name) => Object.hasOwn(BUILTIN_CORPORA, name),
+  });
+  const inner: Inner = { ...opts, maxBytes, before: 0 };
+  const loaded: Loaded[][] = [];
+  for (const group of groups) {
+    const texts: Loaded[] = [];
+    for (const input of group.inputs) {
+      const one = await loadOne(input, inner);
+      // Both this and Python's str.lower() map code points, so lengths may change (İ becomes i̇).
+      if (lowercase) one.text = one.text.toLowerCase();
+      inner.before += one.bytes;
+      texts.push(one);
+    }
+    loaded.push(texts);
   }
-  if (corpus.text.length === 0) throw new UserError(`corpus ${corpus.name} is empty`);
-  // Both this and Python's str.lower() map code points, so lengths may change (İ becomes i̇).
-  if (lowercase) corpus.text = corpus.text.toLowerCase();
-  return corpus;
+  const all = loaded.flat();
+  const inputs = all.map(({ source, bytes, text }) => ({
+    source,
+    bytes,
+    characters: codePoints(text),
+  }));
+  if (all.length === 1 && groups[0]!.kind !== 'folder' && groups[0]!.kind !== 'glob') {
+    const { name, source, text } = all[0]!;
+    if (text.length === 0) throw new UserError(`corpus ${name} is empty`);
+    return { name, source, text, inputs };
+  }
+  const name = folderName(groups.map((g, i) => groupName(g, loaded[i]!)));
+  const text = all
+    .map((one) => one.text)
+    .filter((t) => t !== '')
+    .join(DOCUMENT_SEPARATOR);
+  if (text.length === 0) throw new UserError(`corpus ${name} is empty: every input is empty`);
+  const source = groups.map((g, i) => (g.inputs.length === 1 ? loaded[i]![0]!.source : g.spec));
+  return { name, source: source.join(', '), text, inputs };
 }
 
-async function loadBuiltin(
-  name: string,
-  entry: BuiltinCorpus,
-  opts: LoadCorpusOptions,
-): Promise<Corpus> {
+/** loadCorpus's options inside: the limit, and the bytes the inputs before this one took. */
+type Inner = LoadCorpusOptions & { maxBytes: number; before: number };
+
+/** One input as read: its name, source and text, and how many bytes it had. */
+interface Loaded {
+  name: string;
+  source: string;
+  text: string;
+  bytes: number;
+}
+
+/** One input: a built-in name, an http(s) or file URL, or a path. */
+async function loadOne(spec: string, opts: Inner): Promise<Loaded> {
+  if (Object.hasOwn(BUILTIN_CORPORA, spec)) return loadBuiltin(spec, BUILTIN_CORPORA[spec]!, opts);
+  if (/^https?:\/\//i.test(spec)) return loadUrl(spec, opts);
+  if (/^file:\/\//i.test(spec)) return loadFile(fileURLToPath(spec), spec, opts);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
+    // Checked after the Windows-path-safe patterns above: "C:\x" has no "//".
+    throw new UserError(`unsupported corpus URL ${show(spec)}: only http(s) and file URLs work`);
+  }
+  return loadFile(spec, spec, opts);
+}
+
+/** A group's name: a folder's or a glob's own, else its one input's. */
+function groupName(group: InputGroup, loaded: Loaded[]): string {
+  return group.kind === 'folder' || group.kind === 'glob' ? group.name : loaded[0]!.name;
+}
+
+/**
+ * Several names as one that is also a folder name on every system (the default --out is
+ * models/<name>): joined with "+", the first three and a count of the rest, characters that a
+ * file system refuses replaced by "_".
+ */
+export function folderName(names: readonly string[]): string {
+  const shown = names.length > 3 ? [...names.slice(0, 3), `${names.length - 3}-more`] : names;
+  const joined = shown
+    .join('+')
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_')
+    .replace(/^[. +]+|[. +]+$/g, '') // ".", ".." and a trailing dot or space are no names
+    .slice(0, 100);
+  return joined === '' ? 'corpus' : joined;
+}
+
+/** Code points, the vocabulary's characters (an emoji is one, not two UTF-16 units). */
+function codePoints(text: string): number {
+  let pairs = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        pairs++;
+        i++;
+      }
+    }
+  }
+  return text.length - pairs;
+}
+
+async function loadBuiltin(name: string, entry: BuiltinCorpus, opts: Inner): Promise<Loaded> {
   // 1. A copy the user (or CI) keeps in a data folder. It must be exactly the known file: a
   //    different text under a built-in name would silently give different results.
   const dataDir = opts.dataDir ?? nonEmpty(process.env[ENV_DATA_DIR]);
   if (dataDir !== undefined) {
     const file = path.resolve(dataDir, `${name}.txt`);
     if (await isFile(file)) {
-      const bytes = await readBytes(file, opts.maxBytes);
+      const bytes = await readBytes(file, opts);
       const mismatch = checkBytes(bytes, entry);
       if (mismatch) {
         throw new UserError(
           `${file} is not the built-in corpus ${name} (${mismatch}); remove it or unset ${ENV_DATA_DIR}`,
         );
       }
-      return { name, source: file, text: decodeText(bytes, file) };
+      return { name, source: file, text: decodeText(bytes, file), bytes: bytes.length };
     }
   }
 
@@ -128,23 +227,24 @@ async function loadBuiltin(
         `corpus ${name} needs the npm package ${entry.npm.package}, which is not installed`,
       );
     }
-    const bytes = await readBytes(file, opts.maxBytes);
+    const bytes = await readBytes(file, opts);
     const mismatch = checkBytes(bytes, entry);
     if (mismatch) {
       throw new UserError(
         `${file} is not the built-in corpus ${name} (${mismatch}); reinstall ${entry.npm.package}`,
       );
     }
-    return { name, source: file, text: decodeText(bytes, file) };
+    return { name, source: file, text: decodeText(bytes, file), bytes: bytes.length };
   }
 
   // 3. Download once, then read from the cache with no network at all.
   if (!entry.url) throw new Error(`built-in corpus ${name} has neither npm nor url`);
   const dest = path.join(cacheDir(opts), `${name}.txt`);
   if (await isFile(dest)) {
-    const bytes = await readBytes(dest, opts.maxBytes);
+    const bytes = await readBytes(dest, opts);
     // A damaged cache file (disk trouble, a hand edit) is fetched again rather than trusted.
-    if (!checkBytes(bytes, entry)) return { name, source: dest, text: decodeText(bytes, dest) };
+    if (!checkBytes(bytes, entry))
+      return { name, source: dest, text: decodeText(bytes, dest), bytes: bytes.length };
   }
   await downloadToCache({
     url: entry.url,
@@ -155,10 +255,11 @@ async function loadBuiltin(
     progress: opts.progress ?? Boolean(process.stderr.isTTY),
     label: name,
   });
-  return { name, source: dest, text: decodeText(await readBytes(dest, opts.maxBytes), dest) };
+  const bytes = await readBytes(dest, opts);
+  return { name, source: dest, text: decodeText(bytes, dest), bytes: bytes.length };
 }
 
-async function loadUrl(url: string, opts: LoadCorpusOptions): Promise<Corpus> {
+async function loadUrl(url: string, opts: Inner): Promise<Loaded> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -179,25 +280,26 @@ async function loadUrl(url: string, opts: LoadCorpusOptions): Promise<Corpus> {
     });
   }
   // `source` is the URL the user asked for; the cache path is an implementation detail.
-  return { name, source: url, text: decodeText(await readBytes(dest, opts.maxBytes), url) };
+  const bytes = await readBytes(dest, opts);
+  return { name, source: url, text: decodeText(bytes, url), bytes: bytes.length };
 }
 
 /** The download options that come from loadCorpus's. */
 function downloadLimits(
-  opts: LoadCorpusOptions,
+  opts: Inner,
 ): Pick<
   Parameters<typeof downloadToCache>[0],
   'fetchImpl' | 'maxBytes' | 'connectTimeoutMs' | 'idleTimeoutMs'
 > {
   return {
     ...(opts.fetchImpl !== undefined && { fetchImpl: opts.fetchImpl }),
-    ...(opts.maxBytes !== undefined && { maxBytes: opts.maxBytes }),
+    maxBytes: Math.max(1, opts.maxBytes - opts.before), // what the inputs before it left
     ...(opts.connectTimeoutMs !== undefined && { connectTimeoutMs: opts.connectTimeoutMs }),
     ...(opts.idleTimeoutMs !== undefined && { idleTimeoutMs: opts.idleTimeoutMs }),
   };
 }
 
-async function loadFile(file: string, spec: string, maxBytes?: number): Promise<Corpus> {
+async function loadFile(file: string, spec: string, opts: Inner): Promise<Loaded> {
   let kind: 'file' | 'missing' | 'other';
   try {
     kind = (await stat(file)).isFile() ? 'file' : 'other';
@@ -216,23 +318,28 @@ async function loadFile(file: string, spec: string, maxBytes?: number): Promise<
   }
   // For a folder or an unreadable file, readBytes gives the precise reason (EISDIR, EACCES). A
   // pipe or a device (/dev/stdin, a FIFO, /dev/zero) is read like a file, up to the limit.
-  const bytes = await readBytes(file, maxBytes);
+  const bytes = await readBytes(file, opts);
   const name = path.basename(file).replace(/\.txt$/i, '') || file;
-  return { name, source: file, text: decodeText(bytes, file) };
+  return { name, source: file, text: decodeText(bytes, file), bytes: bytes.length };
 }
 
 /**
- * The bytes of `file`, read as a stream so that no more than `maxBytes` are ever held: a file
- * known to be larger is refused at once, and a pipe or device that goes on and on as soon as it
- * passes the limit.
+ * The bytes of `file`, read as a stream so that no more than `maxBytes` are ever held (less the
+ * `before` bytes of the inputs read before it): a file known to be larger is refused at once, and
+ * a pipe or device that goes on and on as soon as it passes the limit.
  */
-async function readBytes(file: string, maxBytes = CORPUS.maxBytes): Promise<Buffer> {
+async function readBytes(
+  file: string,
+  { maxBytes: limit, before }: { maxBytes: number; before: number },
+): Promise<Buffer> {
+  const maxBytes = limit - before;
+  const tooLarge = (): UserError => overLimit(file, limit, before);
   let fh: FileHandle | undefined;
   try {
     fh = await open(file, 'r');
     const info = await fh.stat();
     if (info.isDirectory()) throw new UserError(`cannot read corpus ${file}: it is a folder`);
-    if (info.isFile() && info.size > maxBytes) throw tooLarge(`corpus ${file}`, maxBytes);
+    if (info.isFile() && info.size > maxBytes) throw tooLarge();
     const chunks: Buffer[] = [];
     let total = 0;
     // a regular file in one read of its size (plus a byte, to see it did not grow); anything
@@ -245,7 +352,7 @@ async function readBytes(file: string, maxBytes = CORPUS.maxBytes): Promise<Buff
       const { bytesRead } = await fh.read(chunk, 0, want, null);
       if (bytesRead === 0) break;
       total += bytesRead;
-      if (total > maxBytes) throw tooLarge(`corpus ${file}`, maxBytes);
+      if (total > maxBytes) throw tooLarge();
       chunks.push(bytesRead === want ? chunk : chunk.subarray(0, bytesRead));
     }
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
@@ -261,6 +368,13 @@ async function readBytes(file: string, maxBytes = CORPUS.maxBytes): Promise<Buff
   } finally {
     await fh?.close().catch(() => {});
   }
+}
+
+/** The limit passed, by `file` alone or with the inputs before it. */
+function overLimit(file: string, maxBytes: number, before: number): UserError {
+  return before === 0
+    ? tooLarge(`corpus ${file}`, maxBytes)
+    : tooLarge(`the corpus up to ${file} (${before} bytes before it)`, maxBytes);
 }
 
 /** Why `bytes` is not the known file, or undefined when it is. */
@@ -310,4 +424,20 @@ function urlCacheName(url: string, name: string): string {
   const safe = name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60) || 'corpus';
   const hash = createHash('sha256').update(url).digest('hex').slice(0, 12);
   return `${safe}-${hash}.txt`;
+}
+
+/**
+ * The inputs of a corpus of several, one line each with its size, for the dry run and the start
+ * of a run; "" for one input (its figures are the corpus's own).
+ */
+export function inputListing(corpus: Corpus): string {
+  if (corpus.inputs.length < 2) return '';
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const lines = corpus.inputs.map(
+    (i) => `  ${i.source}: ${n(i.bytes)} bytes, ${n(i.characters)} characters\n`,
+  );
+  return (
+    `inputs: ${corpus.inputs.length}, joined with a blank line between documents (a window may span a join)\n` +
+    lines.join('')
+  );
 }
