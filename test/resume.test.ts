@@ -3,7 +3,14 @@
 // a corrupt checkpoint is refused by name; a diverging run recovers instead of saving garbage.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  writeFileSync,
+  copyFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadModel } from '../src/checkpoint/model-format.ts';
@@ -292,4 +299,48 @@ test('--time-budget stops mid-epoch, validates the model it ends with, and keeps
   const [last, best] = await Promise.all([loadModel(dir), loadModel(path.join(dir, 'best'))]);
   assert.ok(last.params.flat.every(Number.isFinite));
   assert.ok(best.params.flat.every(Number.isFinite));
+});
+
+test('a corpus of several files (a folder and a file) resumes exactly, and not once one changed', async () => {
+  const docs = path.join(tmp, 'docs');
+  mkdirSync(docs);
+  const text = mobyDick().slice(20_000, 32_000);
+  const two = path.join(docs, 'two.txt');
+  writeFileSync(path.join(docs, 'one.txt'), text.slice(0, 4000));
+  writeFileSync(two, text.slice(4000, 8000));
+  const three = path.join(tmp, 'three.txt');
+  writeFileSync(three, text.slice(8000));
+  const MULTI = ['train', '--corpus', docs, '--corpus', three, '--epochs', '2', '--units', '16'];
+  MULTI.push(
+    '--batch-size',
+    '32',
+    '--seed',
+    '6',
+    '--sample-length',
+    '20',
+    '--checkpoint-every',
+    '4',
+  );
+  const whole = path.join(tmp, 'multi-uninterrupted');
+  const r0 = charlstm([...MULTI, '--out', whole]);
+  assert.equal(r0.code, 0, r0.stderr);
+  assert.match(r0.stdout, /^inputs: 3, joined with a blank line/m);
+  const dir = path.join(tmp, 'multi-killed');
+  const r1 = charlstm([...MULTI, '--out', dir], { CHARLSTM_TEST_KILL_DURING_SAVE: '3' });
+  assert.equal(r1.signal, 'SIGKILL');
+  // one character of one input changed: the joined text's sha256 no longer matches
+  writeFileSync(two, `${text.slice(4000, 7999)}!`);
+  const refused = charlstm(['train', '--resume', dir]);
+  assert.equal(refused.code, 2);
+  assert.equal(
+    refused.stderr,
+    `charlstm: error: corpus ${docs}, ${three} is not the text the checkpoint in ${dir} was trained on (an input changed, or a folder or glob finds other files)\n`,
+  );
+  writeFileSync(two, text.slice(4000, 8000));
+  const r2 = charlstm(['train', '--resume', dir]);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.match(r2.stderr, /Epoch 2\/2: loss/);
+  const [a, b] = await Promise.all([loadModel(whole), loadModel(dir)]);
+  assert.equal(b.meta.training.corpus, 'docs+three');
+  assert.deepEqual(b.params.flat, a.params.flat);
 });
