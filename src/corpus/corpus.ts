@@ -175,7 +175,6 @@ export function folderName(names: readonly string[]): string {
   const shown = names.length > 3 ? [...names.slice(0, 3), `${names.length - 3}-more`] : names;
   const joined = shown
     .join('+')
-    // eslint-disable-next-line no-control-regex
     .replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_')
     .replace(/^[. +]+|[. +]+$/g, '') // ".", ".." and a trailing dot or space are no names
     .slice(0, 100);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { saveModel } from '../checkpoint/model-format.ts';
 import { acquireRunLock } from '../checkpoint/run-lock.ts';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
-import { loadCorpus } from '../corpus/corpus.ts';
+import { inputListing, loadCorpus } from '../corpus/corpus.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
 import { makeWindows, splitWindows } from '../data/windows.ts';
@@ -126,9 +126,10 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   const corpusSha256 = createHash('sha256').update(corpus.text).digest('hex');
   if (resumed && resumed.corpusSha256 !== corpusSha256) {
     throw new UserError(
-      `corpus ${config.corpus} is not the text the checkpoint in ${opts.resume} was trained on`,
+      `corpus ${[config.corpus].flat().join(', ')} is not the text the checkpoint in ${opts.resume} was trained on${corpus.inputs.length > 1 ? ' (an input changed, or a folder or glob finds other files)' : ''}`,
     );
   }
+  out(inputListing(corpus)); // several inputs: each with its size
   const vocab = Vocabulary.fromText(corpus.text);
   const tokens = vocab.encode(corpus.text);
   checkTextLength(`corpus ${corpus.name}`, tokens.length, config.maxlen);

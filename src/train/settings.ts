@@ -41,9 +41,11 @@ type ValueOf<S> = S extends { parse: (text: string) => infer T }
   ? T
   : S extends { choices: readonly (infer C)[] }
     ? C
-    : S extends { flags: `${string}<${string}>` }
-      ? string
-      : boolean;
+    : S extends { flags: `${string}<${string}...>` } // repeatable: every value, in order
+      ? string[]
+      : S extends { flags: `${string}<${string}>` }
+        ? string
+        : boolean;
 
 // Keeps each row's own type (its value type, whether it has a default) for the derived types,
 // and checks its default against its value type.
@@ -90,9 +92,12 @@ function parsePreset(text: string): PresetName {
 
 export const TRAIN_OPTIONS = {
   corpus: setting({
-    flags: '-c, --corpus <spec>',
-    help: 'built-in name (nietzsche, moby-dick), text file or http(s) URL',
-    default: TRAINING.corpus,
+    // variadic: repeated (--corpus a --corpus b), or several after one flag (a shell's glob);
+    // a checkpoint from before holds one string, which loadCorpus takes as well
+    flags: '-c, --corpus <spec...>',
+    help: 'built-in name (nietzsche, moby-dick), text file, folder, glob or http(s) URL; several: repeat the flag or separate them with commas',
+    default: [TRAINING.corpus],
+    helpDefault: JSON.stringify(TRAINING.corpus),
   }),
   maxCorpusBytes: setting({
     flags: '--max-corpus-bytes <n>', // none: CORPUS.maxBytes, loadCorpus's own bound
