@@ -61,6 +61,8 @@ test('a short run to score (2 epochs, the last 20% held out, step 3)', () => {
     r.stdout,
     /validation scores every 3rd held-out character \(--step\), 800 of 2400, each from the 60 before it/,
   );
+  // 800 held-out windows are far below the sample threshold (VALIDATION): every one is scored
+  assert.doesNotMatch(r.stdout, /seeded sample/);
 });
 
 test("eval with the run's split and --every = its step is the run's validation loss", async () => {

@@ -1,10 +1,11 @@
 import { makeWindows, splitWindows, type Windows } from '../data/windows.ts';
-import { DEFAULT_VAL_SPLIT } from '../defaults.ts';
+import { DEFAULT_VAL_SPLIT, VALIDATION } from '../defaults.ts';
 import { UserError } from '../errors.ts';
 import { createKernels, resolveEngine } from '../engine/kernels.ts';
 import { LstmCore } from '../engine/lstm-core.ts';
 import type { EngineKind } from '../engine/types.ts';
 import type { Parameters } from '../model/params.ts';
+import { Rng } from '../sampling/rng.ts';
 
 // Held-out loss: each window's next character predicted from its maxlen characters from a zero
 // state (the way window-mode generation uses a model), mean negative log-likelihood in nats.
@@ -30,6 +31,95 @@ async function inferenceCore(
   const core = new LstmCore(params.shape, { maxB, maxT, training: false }, kernels);
   core.setParams(params.flat);
   return core;
+}
+
+/**
+ * `count` distinct integers of [0, population), sorted, each subset equally likely: Vitter's
+ * sequential Algorithm A ("Faster methods for random sampling", 1984), which walks the population
+ * once and draws one uniform per chosen index, so only the sample's Int32Array is ever allocated.
+ * Deterministic for an Rng's state (plain IEEE arithmetic, the same on every machine).
+ */
+export function sortedSample(population: number, count: number, rng: Rng): Int32Array {
+  if (!(Number.isInteger(count) && count >= 0 && count <= population)) {
+    throw new RangeError(`a sample of ${count} from ${population} is impossible`);
+  }
+  const out = new Int32Array(count);
+  let left = population; // indices not yet passed over
+  let skipped = population - count; // of those, how many the sample will not take
+  let at = 0; // the next index to consider
+  for (let k = 0; k < count - 1; k++) {
+    // skip s indices with P(s ≥ j) = Π_{i<j} (skipped - i) / (left - i), then take the next one
+    const v = rng.next();
+    let quot = skipped / left;
+    while (quot > v) {
+      at++;
+      skipped--;
+      left--;
+      quot *= skipped / left;
+    }
+    out[k] = at++;
+    left--;
+  }
+  if (count > 0) out[count - 1] = at + Math.floor(left * rng.next()); // the last: uniform over the rest
+  return out;
+}
+
+/**
+ * The Rng that picks a run's validation sample: a stream of its own, keyed by the run's seed
+ * through a fixed mix (XOR with 'val\0', a bijection of the 32-bit seeds), so the streams of
+ * seedStreams (src/train/run-setup.ts) draw exactly what they drew before it existed.
+ */
+export function validationSampleRng(seed: number): Rng {
+  return new Rng((seed ^ 0x76616c00) >>> 0);
+}
+
+/** When a run's validation scores a sample, and how large (VALIDATION in src/defaults.ts). */
+export interface SampleRule {
+  sample: number; // windows in the sample
+  above: number; // held-out windows beyond which the sample replaces the full set
+}
+
+/**
+ * The sample rule of a run: VALIDATION's, or for tests only, `override` (the internal environment
+ * variable CHARLSTM_VAL_SAMPLE=N, read by runTrain and documented nowhere else): a sample of N
+ * beyond 2N held-out windows, so a test's small corpus can take the sampled path.
+ */
+export function sampleRule(override?: string): SampleRule {
+  const n = override ? Number(override) : NaN;
+  if (!(Number.isInteger(n) && n >= 1))
+    return { sample: VALIDATION.sample, above: VALIDATION.sampleAbove };
+  return { sample: n, above: 2 * n };
+}
+
+/** Whether validation of `heldOut` windows scores a sample under `rule` (never with `full`). */
+export function samplesValidation(heldOut: number, rule: SampleRule, full = false): boolean {
+  return !full && heldOut > rule.above && rule.sample < heldOut;
+}
+
+/**
+ * The windows a run's validation scores at every epoch end: all of `val` (the same object, so
+ * the figures are exactly today's) unless `samplesValidation`, then the `rule.sample` of them
+ * picked by the run's seed (validationSampleRng), in their order in the text. The same seed gives
+ * the same windows, so every epoch, and a resumed run, scores the same positions. `stride` stays
+ * the held-out grid's: the sample is a subset of its windows.
+ */
+export function validationWindows(
+  val: Windows,
+  opts: { seed: number; full?: boolean; rule: SampleRule },
+): Windows {
+  if (!samplesValidation(val.count, opts.rule, opts.full)) return val;
+  const picked = sortedSample(val.count, opts.rule.sample, validationSampleRng(opts.seed));
+  for (let i = 0; i < picked.length; i++) picked[i] = val.starts[picked[i]!]!; // index → start
+  return { ...val, starts: picked, count: picked.length };
+}
+
+/**
+ * The standard error of a sample's mean loss against the mean over all `heldOut` windows, for a
+ * per-window spread (standard deviation) `spread`: spread / √n, times the finite-population
+ * correction √(1 − n / N) of sampling without replacement.
+ */
+export function sampleStandardError(sample: number, heldOut: number, spread: number): number {
+  return (spread / Math.sqrt(sample)) * Math.sqrt(1 - sample / heldOut);
 }
 
 export async function evaluate(
