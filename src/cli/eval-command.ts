@@ -8,7 +8,9 @@ import { writeOut } from './output.ts';
 // `charlstm eval`: a saved model's loss on a text, the protocol every quality figure in the README
 // is quoted with (each scored character predicted from the maxlen characters before it, from a
 // zero state). With a run's corpus, split and --every equal to its step, it gives exactly the
-// validation loss that run reported.
+// validation loss that run reported when the run scored every held-out window (below
+// VALIDATION.sampleAbove of them, or --val-full); beyond, the run scored a seeded sample and this
+// gives the exact figure that sample estimates. It never samples.
 
 interface EvalFlags {
   model: string;
