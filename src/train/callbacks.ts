@@ -4,7 +4,7 @@ import { saveModel, type ModelMeta } from '../checkpoint/model-format.ts';
 import type { Vocabulary } from '../data/vocabulary.ts';
 import type { Windows } from '../data/windows.ts';
 import { kernelModule } from '../engine/kernels.ts';
-import { memorisationReports } from '../generate/memorisation.ts';
+import { MemorisationIndex, type TokenText } from '../generate/memorisation.ts';
 import { generateWindow } from '../generate/window.ts';
 import { CharModel } from '../model/char-model.ts';
 import type { Parameters } from '../model/params.ts';
@@ -116,6 +116,7 @@ export function progressCallback(
 
 export interface SampleOptions {
   tokens: Int32Array; // the encoded corpus, to draw seed texts from
+  trainTokens: TokenText; // the text before the validation cut: what the memorisation report indexes
   vocab: Vocabulary;
   meta: () => ModelMeta; // the model's metadata as of now
   temperatures: readonly number[];
@@ -132,6 +133,7 @@ export interface SampleOptions {
  * one engine batch; the first streams live as it is generated, the others print when it is done.
  */
 export function samplesCallback(opts: SampleOptions): TrainCallback {
+  let index: MemorisationIndex | undefined; // built at the first epoch end, then kept for the run
   return {
     async onEpochEnd(ev: EpochEndEvent, trainer: Trainer) {
       if (opts.length === 0 || opts.temperatures.length === 0) return;
@@ -161,17 +163,19 @@ export function samplesCallback(opts: SampleOptions): TrainCallback {
       for (let i = 1; i < temps.length; i++) {
         opts.write(`------ temperature: ${temps[i]}\n${seed}${texts[i]}\n`);
       }
-      // how much of each sample is recited from the corpus
-      const copied = memorisationReports(
-        texts.map((t) => opts.vocab.encode(t)),
-        opts.tokens,
-      );
+      // how much of each sample is recited from the training text (≥: a lower bound)
+      if (!index) {
+        index = MemorisationIndex.build(opts.trainTokens);
+        if (index.kind !== 'suffix-array')
+          opts.write(`------ memorisation index: ${index.describe()}\n`);
+      }
+      const copied = texts.map((t) => index!.report(opts.vocab.encode(t)));
       opts.write(
         `------ copied from the corpus: ${temps
-          .map(
-            (t, i) =>
-              `T=${t}: longest ${copied[i]!.longestCopy} chars, ${Math.round(copied[i]!.shareFound * 100)}% of 20-char runs`,
-          )
+          .map((t, i) => {
+            const r = copied[i]!;
+            return `T=${t}: longest ${r.longestExact ? '' : '≥'}${r.longestCopy} chars, ${r.shareExact ? '' : '≥'}${Math.round(r.shareFound * 100)}% of 20-char runs`;
+          })
           .join('; ')}\n`,
       );
     },
@@ -180,8 +184,10 @@ export function samplesCallback(opts: SampleOptions): TrainCallback {
 
 /**
  * After every epoch, the held-out loss into the epoch's event (ev.valLoss, ...), for the
- * callbacks after it; `statefulFrom` (stateful mode): also the held-out text itself, from that
- * offset (the cut), read as carried streams.
+ * callbacks after it. `val`: the windows scored, every held-out one or the run's fixed sample of
+ * them (validationWindows, src/train/evaluate.ts), so every epoch scores the same positions;
+ * `statefulFrom` (stateful mode): also the held-out text itself, from that offset (the cut), read
+ * as carried streams.
  */
 export function validationCallback(
   params: Parameters,
@@ -255,7 +261,8 @@ export function divergenceCallback(log: (text: string) => void): TrainCallback {
 /**
  * A run stopped mid-epoch (Ctrl-C, the time budget) keeps its work, resumable. When the time
  * budget ended it and there is a held-out part, the model it ends with (a cosine schedule's best)
- * is validated first and kept as the best when it is; a stop request does not wait for that.
+ * is validated first (on `val`, the windows the epochs score) and kept as the best when it is; a
+ * stop request does not wait for that.
  */
 export function stopMidEpochCallback(run: RunContext, val: Windows | undefined): TrainCallback {
   return {

@@ -5,8 +5,8 @@ import { saveModel } from '../checkpoint/model-format.ts';
 import { acquireRunLock } from '../checkpoint/run-lock.ts';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
 import { inputListing, loadCorpus } from '../corpus/corpus.ts';
-import { REFERENCE } from '../defaults.ts';
-import { Vocabulary } from '../data/vocabulary.ts';
+import { REFERENCE, VALIDATION } from '../defaults.ts';
+import { Vocabulary, countChars, describeLimits } from '../data/vocabulary.ts';
 import { makeWindows, splitWindows } from '../data/windows.ts';
 import { resolveEngine } from '../engine/kernels.ts';
 import { SHARDS, checkEngineFits } from '../engine/shards.ts';
@@ -25,7 +25,13 @@ import {
   validationCallback,
   type RunContext,
 } from './callbacks.ts';
-import { everyNth } from './evaluate.ts';
+import {
+  everyNth,
+  sampleRule,
+  sampleStandardError,
+  samplesValidation,
+  validationWindows,
+} from './evaluate.ts';
 import {
   checkTextLength,
   seedStreams,
@@ -130,13 +136,22 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     );
   }
   out(inputListing(corpus)); // several inputs: each with its size
-  const vocab = Vocabulary.fromText(corpus.text);
-  const tokens = vocab.encode(corpus.text);
+  // --max-vocab / --min-count: the rarer characters are all encoded as one unknown symbol
+  const limited = config.maxVocab !== undefined || config.minCount !== undefined;
+  const counts = limited ? countChars(corpus.text) : undefined;
+  const vocab = counts
+    ? Vocabulary.fromCounts(counts, {
+        ...(config.maxVocab !== undefined && { maxVocab: config.maxVocab }),
+        ...(config.minCount !== undefined && { minCount: config.minCount }),
+      })
+    : Vocabulary.fromText(corpus.text);
+  const tokens = vocab.encode(corpus.text, 'text', 'map');
   checkTextLength(`corpus ${corpus.name}`, tokens.length, config.maxlen);
   const all = makeWindows(tokens, config.maxlen, config.stride);
   out(
-    `corpus length: ${tokens.length}\nunique characters: ${vocab.size}\nsequences: ${all.count}\n`,
+    `corpus length: ${tokens.length}\nunique characters: ${counts ? counts.distinct : vocab.size}\nsequences: ${all.count}\n`,
   );
+  if (counts) out(`vocabulary: ${vocab.size} (${describeLimits(counts, vocab)})\n`);
   const { train, val } = splitWindows(tokens, config);
   if (val) {
     out(
@@ -144,6 +159,17 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
         `validation scores ${everyNth(config.stride).replace('character', 'held-out character')} (--step), ` +
         `${val.count} of ${val.tokens.length - config.maxlen}, each from the ${config.maxlen} before it; ` +
         `\`charlstm eval\` scores every one\n`,
+    );
+  }
+  // beyond VALIDATION.sampleAbove held-out windows, a fixed seeded sample of them (built below,
+  // once the seed is known); CHARLSTM_VAL_SAMPLE is a test-only knob (sampleRule)
+  const sampleRules = sampleRule(process.env.CHARLSTM_VAL_SAMPLE);
+  const sampled = val !== undefined && samplesValidation(val.count, sampleRules, config.valFull);
+  if (val && sampled) {
+    const se = sampleStandardError(sampleRules.sample, val.count, VALIDATION.lossSpread);
+    out(
+      `validation scores a seeded sample of ${sampleRules.sample.toLocaleString('en-US')} of ${val.count.toLocaleString('en-US')} held-out windows (±${se.toFixed(3)} nats), ` +
+        `the same ones every epoch, and the best model (best/) is chosen on it; --val-full scores all of them\n`,
     );
   }
   const shape: ModelShape = {
@@ -277,15 +303,20 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   // After an epoch, in this order, so that every state on disk is resumable: validation, the
   // best model (best/), samples, the checkpoint, and only then the last model (model.json), so a
   // kill between any two of them leaves a checkpoint at least as new as model.json.
-  if (val) {
+  // the windows validation scores: all of val, or the run's sample (the same for every epoch and
+  // every resume: it depends on the seed alone)
+  const scored =
+    val && validationWindows(val, { seed, full: config.valFull === true, rule: sampleRules });
+  if (scored) {
     const statefulFrom = config.mode === 'stateful' ? config.maxlen : undefined; // from the cut
-    callbacks.push(validationCallback(params, val, statefulFrom));
+    callbacks.push(validationCallback(params, scored, statefulFrom));
   }
   callbacks.push(progressCallback(process.stderr), bestModelCallback(run, config.earlyStop));
   if (dashboard) callbacks.push(dashboard.callback); // after validation, which fills in valLoss
   callbacks.push(
     samplesCallback({
       tokens,
+      trainTokens: train.tokens, // the report counts copies of the training text, not held-out text
       vocab,
       meta: () => ({ ...run.meta(), formatVersion: 1 }),
       temperatures: config.temperatures,
@@ -296,7 +327,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     }),
     checkpointCallback(run, config.checkpointEvery),
     divergenceCallback(log),
-    stopMidEpochCallback(run, val),
+    stopMidEpochCallback(run, scored),
     ...(opts.callbacks ?? []),
   );
 
@@ -344,7 +375,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   const { best, sinceBest } = run;
   if (best)
     out(
-      `best validation loss ${best.valLoss.toFixed(4)} (${(best.valLoss / Math.LN2).toFixed(3)} bits/char) at epoch ${best.epoch}, saved to ${path.join(dir, 'best')}\n`,
+      `best validation loss ${best.valLoss.toFixed(4)} (${(best.valLoss / Math.LN2).toFixed(3)} bits/char${sampled ? ', on the sample' : ''}) at epoch ${best.epoch}, saved to ${path.join(dir, 'best')}\n`,
     );
   if (
     trainer.epoch < config.epochs &&

@@ -1,4 +1,11 @@
-import { CORPUS, DASHBOARD, DEFAULT_VAL_SPLIT, REFERENCE, TRAINING } from '../defaults.ts';
+import {
+  CORPUS,
+  DASHBOARD,
+  DEFAULT_VAL_SPLIT,
+  REFERENCE,
+  TRAINING,
+  VALIDATION,
+} from '../defaults.ts';
 import {
   ValueError,
   integerIn,
@@ -187,6 +194,16 @@ export const TRAIN_OPTIONS = {
     default: REFERENCE.lowercase,
     helpDefault: false,
   }),
+  maxVocab: setting({
+    flags: '--max-vocab <n>', // none: every character of the corpus (src/data/vocabulary.ts)
+    help: 'at most n characters in the vocabulary, the unknown symbol "\uFFFD" included: the rarer ones map to it',
+    parse: integerIn('The vocabulary size', 2, Number.MAX_SAFE_INTEGER),
+  }),
+  minCount: setting({
+    flags: '--min-count <c>', // none: 1, every character kept
+    help: 'characters seen fewer than c times in the corpus map to the unknown symbol "\uFFFD"',
+    parse: integerIn('The count', 1, Number.MAX_SAFE_INTEGER),
+  }),
   dryRun: setting({
     flags: '--dry-run',
     help: 'print the corpus figures and the model summary, then exit',
@@ -203,6 +220,11 @@ export const TRAIN_OPTIONS = {
     parse: parseFraction,
     default: DEFAULT_VAL_SPLIT,
     helpDefault: false,
+  }),
+  valFull: setting({
+    flags: '--val-full', // none: the sample rule of VALIDATION (src/train/evaluate.ts)
+    help: `validate on every held-out window (default: a seeded sample of ${VALIDATION.sample.toLocaleString('en-US')}, the same every epoch, when there are more than ${VALIDATION.sampleAbove.toLocaleString('en-US')})`,
+    resumable: true,
   }),
   preset: setting({
     flags: '--preset <name>',
