@@ -2,17 +2,26 @@
 //   for i in range(0, len(text) - maxlen, step): x = text[i:i+maxlen], y = text[i+maxlen]
 // (the notebook's `step` is `stride` here; the flag --step and the saved key `step` keep it).
 // Nothing is one-hot encoded: a window is a start offset into the encoded text, and the engine
-// gathers rows of the input kernel instead of multiplying by one-hot vectors.
+// gathers rows of the input kernel instead of multiplying by one-hot vectors. Nor is there an
+// array of start offsets: window i starts at i × stride (startOf), so a set of windows costs
+// nothing beyond its text; only a set that is not that grid (the seeded validation sample of
+// src/train/evaluate.ts) lists its starts.
 
 import type { Batch } from '../engine/types.ts';
 import { UserError } from '../errors.ts';
 
 export interface Windows {
   tokens: Int32Array; // the whole encoded text
-  starts: Int32Array; // [count] window start offsets
   maxlen: number;
   stride: number; // a new window every `stride` characters
   count: number;
+  /** [count] start offsets of a set that is not the grid 0, stride, 2·stride, … (a sample) */
+  starts?: Int32Array;
+}
+
+/** Where window i of `w` starts in `w.tokens`. */
+export function startOf(w: Windows, i: number): number {
+  return w.starts ? w.starts[i]! : i * w.stride;
 }
 
 export function makeWindows(tokens: Int32Array, maxlen: number, stride: number): Windows {
@@ -22,9 +31,7 @@ export function makeWindows(tokens: Int32Array, maxlen: number, stride: number):
     throw new RangeError(`stride must be a positive integer, got ${stride}`);
   const span = tokens.length - maxlen;
   const count = span > 0 ? Math.ceil(span / stride) : 0;
-  const starts = new Int32Array(count);
-  for (let i = 0; i < count; i++) starts[i] = i * stride;
-  return { tokens, starts, maxlen, stride, count };
+  return { tokens, maxlen, stride, count };
 }
 
 /**
@@ -53,14 +60,14 @@ export function splitWindows(
 }
 
 /**
- * Copy the windows `order[from..to)` into `x` ([n, maxlen] token indices) and their targets into
- * `y`: the character after each window, y [n] (the reference), or with scoring 'every' (sequence
- * mode) the next character at every position, y [n, maxlen] (y[b,t] = text[start + t + 1]).
- * Returns n.
+ * Copy the windows `order(from) … order(to − 1)` into `x` ([n, maxlen] token indices) and their
+ * targets into `y`: the character after each window, y [n] (the reference), or with scoring
+ * 'every' (sequence mode) the next character at every position, y [n, maxlen]
+ * (y[b,t] = text[start + t + 1]). Returns n.
  */
 export function gatherBatch(
   w: Windows,
-  order: ArrayLike<number>,
+  order: (k: number) => number, // position in the epoch → window index (a Permutation's indexAt)
   from: number,
   to: number,
   x: Int32Array,
@@ -70,7 +77,7 @@ export function gatherBatch(
   const n = to - from;
   const T = w.maxlen;
   for (let b = 0; b < n; b++) {
-    const s = w.starts[order[from + b]!]!;
+    const s = startOf(w, order(from + b));
     x.set(w.tokens.subarray(s, s + T), b * T);
     if (scoring === 'every') y.set(w.tokens.subarray(s + 1, s + T + 1), b * T);
     else y[b] = w.tokens[s + T]!;

@@ -1,4 +1,4 @@
-import { makeWindows, splitWindows, type Windows } from '../data/windows.ts';
+import { makeWindows, splitWindows, startOf, type Windows } from '../data/windows.ts';
 import { DEFAULT_VAL_SPLIT, VALIDATION } from '../defaults.ts';
 import { UserError } from '../errors.ts';
 import { createKernels, resolveEngine } from '../engine/kernels.ts';
@@ -109,7 +109,7 @@ export function validationWindows(
 ): Windows {
   if (!samplesValidation(val.count, opts.rule, opts.full)) return val;
   const picked = sortedSample(val.count, opts.rule.sample, validationSampleRng(opts.seed));
-  for (let i = 0; i < picked.length; i++) picked[i] = val.starts[picked[i]!]!; // index → start
+  for (let i = 0; i < picked.length; i++) picked[i] = startOf(val, picked[i]!); // index → start
   return { ...val, starts: picked, count: picked.length };
 }
 
@@ -136,12 +136,12 @@ export async function evaluate(
   for (let from = 0; from < windows.count; from += batch) {
     const n = Math.min(batch, windows.count - from);
     for (let b = 0; b < n; b++) {
-      const s = windows.starts[from + b]!;
+      const s = startOf(windows, from + b);
       x.set(windows.tokens.subarray(s, s + T), b * T);
     }
     const probs = core.predict(x, n, T);
     for (let b = 0; b < n; b++) {
-      const s = windows.starts[from + b]!;
+      const s = startOf(windows, from + b);
       const p = probs[b * V + windows.tokens[s + T]!]!;
       sum -= Math.log(Math.max(p, 1e-7));
     }

@@ -5,6 +5,7 @@ import {
   type Streams,
   type Windows,
 } from '../data/windows.ts';
+import { Permutation } from '../data/permutation.ts';
 import { fromBase64, toBase64 } from '../checkpoint/base64.ts';
 import { dropoutKey } from '../engine/dropout.ts';
 import { createEngine } from '../engine/gradient-engine.ts';
@@ -16,11 +17,16 @@ import { Adam } from './adam.ts';
 import { RmsProp, type Optimizer, type RmsPropConfig } from './rmsprop.ts';
 import { learningRateAt, type Schedule } from './schedule.ts';
 
-// The training loop: shuffle the windows every epoch (as Keras's fit does), cut them into
+// The training loop: a new order of the windows every epoch (as Keras's fit shuffles), cut into
 // batches, get the mean loss and its gradient from the engine, step RMSprop. Everything else
 // (progress, samples, validation, saving, checkpoints) hangs off callbacks.
 // In stateful mode there is no shuffle: batch k is the k-th slice of batchSize contiguous streams,
 // and the LSTM state is carried from batch to batch (zeroed at each epoch's start).
+//
+// The epoch's order is a keyed permutation (src/data/permutation.ts), read one position at a
+// time, never an array of every window index: its key is drawn from the shuffle generator at the
+// epoch's start. Checkpoints from before it (TrainerState without `order`) keep the Fisher–Yates
+// shuffle of a materialised array they were trained with.
 //
 // The loop's whole position is plain data (TrainerState): the epoch, the batch within it, the
 // shuffle generator's state at the start of the epoch (the order is re-drawn from it), the
@@ -100,8 +106,14 @@ export interface TrainCallback {
 export interface TrainerState {
   epoch: number; // epochs completed
   step: number; // batches completed within epoch + 1
-  epochRng: RngState; // shuffle generator state before this epoch's shuffle
+  epochRng: RngState; // shuffle generator state before this epoch's order was drawn
   shuffleRng: RngState; // shuffle generator now
+  /**
+   * How an epoch's order is drawn from epochRng: 'feistel' (every run since the permutation came)
+   * a Permutation keyed by the generator's next ROUNDS words; absent (older checkpoints) a
+   * Fisher–Yates shuffle of the array of every window index, so they resume exactly as before.
+   */
+  order?: 'feistel';
   lossSum: number; // Σ loss·n over this epoch's batches so far
   seen: number;
   iterations: number; // optimizer steps taken in all
@@ -138,6 +150,7 @@ export class Trainer {
   epoch = 0; // epochs completed
   step = 0; // batches completed in the current epoch
   private epochRng: RngState;
+  private orderKind: 'feistel' | 'fisher-yates' = 'feistel'; // TrainerState.order
   private lossSum = 0;
   private seen = 0;
   learningRateScale = 1;
@@ -241,6 +254,7 @@ export class Trainer {
       step: this.step,
       epochRng: [...this.epochRng] as RngState,
       shuffleRng: this.shuffleRng.getState(),
+      ...(this.orderKind === 'feistel' && { order: 'feistel' as const }),
       lossSum: this.lossSum,
       seen: this.seen,
       iterations: this.optimizer.iterations,
@@ -254,6 +268,9 @@ export class Trainer {
   }
 
   setState(s: TrainerState): void {
+    if (s.order !== undefined && s.order !== 'feistel')
+      throw new UserError(`checkpoint has an unknown window order ${JSON.stringify(s.order)}`);
+    this.orderKind = s.order ?? 'fisher-yates';
     this.epoch = s.epoch;
     this.step = s.step;
     this.epochRng = [...s.epochRng] as RngState;
@@ -325,7 +342,8 @@ export class Trainer {
     const everyStep = scoring === 'every';
     const y = new Int32Array(everyStep ? batchSize * T : batchSize);
     const grads = new Float32Array(this.params.flat.length);
-    const order = new Int32Array(count);
+    let order = (k: number): number => k; // position in the epoch → window index
+    let shuffled: Int32Array | undefined; // [count] only for a checkpoint from before (orderKind)
     const steps = this.stepsPerEpoch;
     // The divergence guard's snapshot: the whole state before the last batch whose loss was finite
     // (its weights gave that finite loss; the step taken from them may be what diverged). Rolling
@@ -359,9 +377,14 @@ export class Trainer {
         } else {
           this.shuffleRng.setState(this.epochRng); // re-draw the interrupted epoch's order
         }
-        if (!streams) {
-          for (let i = 0; i < count; i++) order[i] = i;
-          this.shuffleRng.shuffle(order);
+        if (!streams && this.orderKind === 'feistel') {
+          const perm = Permutation.draw(count, this.shuffleRng);
+          order = (k) => perm.indexAt(k);
+        } else if (!streams) {
+          const a = (shuffled ??= new Int32Array(count));
+          for (let i = 0; i < count; i++) a[i] = i;
+          this.shuffleRng.shuffle(a);
+          order = (k) => a[k]!;
         }
         await this.emit((cb) => cb.onEpochBegin?.(epoch, this));
         const start = performance.now();
