@@ -61,17 +61,19 @@ export function evalCommand(): Command {
           `--stateful scores every character; --every ${flags.every} cannot apply`,
         );
       }
-      const [{ loadModel }, { loadCorpus }, { Vocabulary }, { scoreText, everyNth }] =
+      const [{ loadModel }, { prepareCorpus, encodeIn }, { Vocabulary }, { scoreText, everyNth }] =
         await Promise.all([
           import('../checkpoint/model-format.ts'),
-          import('../corpus/corpus.ts'),
+          import('../corpus/prepare.ts'),
           import('../data/vocabulary.ts'),
           import('../train/evaluate.ts'),
         ]);
       const { params, meta } = await loadModel(flags.model);
-      const corpus = await loadCorpus(flags.corpus, { lowercase: meta.lowercase });
-      const tokens = new Vocabulary(meta.vocab, meta.unknown).encode(
-        corpus.text,
+      // the text's own ids (a token file, from the cache when prepared before), in the model's
+      const corpus = await prepareCorpus(flags.corpus, { lowercase: meta.lowercase });
+      const tokens = encodeIn(
+        corpus,
+        new Vocabulary(meta.vocab, meta.unknown),
         `corpus ${corpus.name}`,
         meta.unknown === undefined ? 'error' : 'map', // as training encoded it
       );

@@ -98,6 +98,60 @@ export async function loadCorpus(
   opts: LoadCorpusOptions = {},
 ): Promise<Corpus> {
   const lowercase = opts.lowercase ?? REFERENCE.lowercase;
+  const { groups, loaded } = await readInputs(spec, opts, {
+    read: readBytes,
+    size: (bytes) => bytes.length,
+    sha256: (bytes) => createHash('sha256').update(bytes).digest('hex'),
+    // Both this and Python's str.lower() map code points, so lengths may change (İ becomes i̇).
+    finish: (bytes, where) => {
+      const text = decodeText(bytes, where);
+      return lowercase ? text.toLowerCase() : text;
+    },
+  });
+  const all = loaded.flat();
+  const inputs = all.map(({ source, bytes, read: text }) => ({
+    source,
+    bytes,
+    characters: codePoints(text),
+  }));
+  const { name, source, joined } = corpusName(groups, loaded);
+  const text = all
+    .map((one) => one.read)
+    .filter((t) => t !== '')
+    .join(DOCUMENT_SEPARATOR);
+  if (text.length === 0) throw emptyCorpus(name, joined);
+  return { name, source, text, inputs };
+}
+
+/**
+ * How the loaders read one file: whole (loadCorpus), or in one pass that keeps only what it
+ * found (src/corpus/prepare.ts). `read` throws the read errors and the size limit's; `finish`
+ * (after a built-in's check) the text's own, naming `where`.
+ */
+export interface InputReader<R, T = R> {
+  read(file: string, limits: { maxBytes: number; before: number }): Promise<R>;
+  size(read: R): number;
+  sha256(read: R): string;
+  finish(read: R, where: string): T;
+}
+
+/** One input as read: its name, source and what the reader made of it, and how many bytes it had. */
+export interface ReadInput<T> {
+  name: string;
+  source: string;
+  read: T;
+  bytes: number;
+}
+
+/**
+ * The inputs `spec` stands for (see loadCorpus), each read by `reader` in order, the next only
+ * once the one before is finished, so that the first input at fault is the one named.
+ */
+export async function readInputs<R, T>(
+  spec: string | readonly string[],
+  opts: LoadCorpusOptions,
+  reader: InputReader<R, T>,
+): Promise<{ groups: InputGroup[]; loaded: ReadInput<T>[][] }> {
   const maxBytes = opts.maxBytes ?? CORPUS.maxBytes;
   if (!(Number.isSafeInteger(maxBytes) && maxBytes >= 1))
     throw new RangeError(`maxBytes must be an integer >= 1, got ${show(maxBytes)}`);
@@ -105,64 +159,65 @@ export async function loadCorpus(
     isBuiltin: (name) => Object.hasOwn(BUILTIN_CORPORA, name),
   });
   const inner: Inner = { ...opts, maxBytes, before: 0 };
-  const loaded: Loaded[][] = [];
+  const loaded: ReadInput<T>[][] = [];
   for (const group of groups) {
-    const texts: Loaded[] = [];
+    const texts: ReadInput<T>[] = [];
     for (const input of group.inputs) {
-      const one = await loadOne(input, inner);
-      // Both this and Python's str.lower() map code points, so lengths may change (İ becomes i̇).
-      if (lowercase) one.text = one.text.toLowerCase();
+      const one = await loadOne(input, inner, reader);
       inner.before += one.bytes;
       texts.push(one);
     }
     loaded.push(texts);
   }
+  return { groups, loaded };
+}
+
+/**
+ * The corpus's name and source (see Corpus); `joined`: whether it is several documents (or a
+ * folder's or a glob's one), which only changes how an empty corpus is reported.
+ */
+export function corpusName(
+  groups: readonly InputGroup[],
+  loaded: readonly (readonly { name: string; source: string }[])[],
+): { name: string; source: string; joined: boolean } {
   const all = loaded.flat();
-  const inputs = all.map(({ source, bytes, text }) => ({
-    source,
-    bytes,
-    characters: codePoints(text),
-  }));
   if (all.length === 1 && groups[0]!.kind !== 'folder' && groups[0]!.kind !== 'glob') {
-    const { name, source, text } = all[0]!;
-    if (text.length === 0) throw new UserError(`corpus ${name} is empty`);
-    return { name, source, text, inputs };
+    return { name: all[0]!.name, source: all[0]!.source, joined: false };
   }
   const name = folderName(groups.map((g, i) => groupName(g, loaded[i]!)));
-  const text = all
-    .map((one) => one.text)
-    .filter((t) => t !== '')
-    .join(DOCUMENT_SEPARATOR);
-  if (text.length === 0) throw new UserError(`corpus ${name} is empty: every input is empty`);
   const source = groups.map((g, i) => (g.inputs.length === 1 ? loaded[i]![0]!.source : g.spec));
-  return { name, source: source.join(', '), text, inputs };
+  return { name, source: source.join(', '), joined: true };
+}
+
+/** The error for a corpus without a character. */
+export function emptyCorpus(name: string, joined: boolean): UserError {
+  return new UserError(
+    joined ? `corpus ${name} is empty: every input is empty` : `corpus ${name} is empty`,
+  );
 }
 
 /** loadCorpus's options inside: the limit, and the bytes the inputs before this one took. */
 type Inner = LoadCorpusOptions & { maxBytes: number; before: number };
 
-/** One input as read: its name, source and text, and how many bytes it had. */
-interface Loaded {
-  name: string;
-  source: string;
-  text: string;
-  bytes: number;
-}
-
 /** One input: a built-in name, an http(s) or file URL, or a path. */
-async function loadOne(spec: string, opts: Inner): Promise<Loaded> {
-  if (Object.hasOwn(BUILTIN_CORPORA, spec)) return loadBuiltin(spec, BUILTIN_CORPORA[spec]!, opts);
-  if (/^https?:\/\//i.test(spec)) return loadUrl(spec, opts);
-  if (/^file:\/\//i.test(spec)) return loadFile(fileURLToPath(spec), spec, opts);
+async function loadOne<R, T>(
+  spec: string,
+  opts: Inner,
+  reader: InputReader<R, T>,
+): Promise<ReadInput<T>> {
+  if (Object.hasOwn(BUILTIN_CORPORA, spec))
+    return loadBuiltin(spec, BUILTIN_CORPORA[spec]!, opts, reader);
+  if (/^https?:\/\//i.test(spec)) return loadUrl(spec, opts, reader);
+  if (/^file:\/\//i.test(spec)) return loadFile(fileURLToPath(spec), spec, opts, reader);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
     // Checked after the Windows-path-safe patterns above: "C:\x" has no "//".
     throw new UserError(`unsupported corpus URL ${show(spec)}: only http(s) and file URLs work`);
   }
-  return loadFile(spec, spec, opts);
+  return loadFile(spec, spec, opts, reader);
 }
 
 /** A group's name: a folder's or a glob's own, else its one input's. */
-function groupName(group: InputGroup, loaded: Loaded[]): string {
+function groupName(group: InputGroup, loaded: readonly { name: string }[]): string {
   return group.kind === 'folder' || group.kind === 'glob' ? group.name : loaded[0]!.name;
 }
 
@@ -197,21 +252,33 @@ function codePoints(text: string): number {
   return text.length - pairs;
 }
 
-async function loadBuiltin(name: string, entry: BuiltinCorpus, opts: Inner): Promise<Loaded> {
+async function loadBuiltin<R, T>(
+  name: string,
+  entry: BuiltinCorpus,
+  opts: Inner,
+  reader: InputReader<R, T>,
+): Promise<ReadInput<T>> {
+  const checkBytes = (read: R): string | undefined => checkRead(read, entry, reader);
+  const done = (file: string, read: R): ReadInput<T> => ({
+    name,
+    source: file,
+    read: reader.finish(read, file),
+    bytes: reader.size(read),
+  });
   // 1. A copy the user (or CI) keeps in a data folder. It must be exactly the known file: a
   //    different text under a built-in name would silently give different results.
   const dataDir = opts.dataDir ?? nonEmpty(process.env[ENV_DATA_DIR]);
   if (dataDir !== undefined) {
     const file = path.resolve(dataDir, `${name}.txt`);
     if (await isFile(file)) {
-      const bytes = await readBytes(file, opts);
-      const mismatch = checkBytes(bytes, entry);
+      const bytes = await reader.read(file, opts);
+      const mismatch = checkBytes(bytes);
       if (mismatch) {
         throw new UserError(
           `${file} is not the built-in corpus ${name} (${mismatch}); remove it or unset ${ENV_DATA_DIR}`,
         );
       }
-      return { name, source: file, text: decodeText(bytes, file), bytes: bytes.length };
+      return done(file, bytes);
     }
   }
 
@@ -226,24 +293,23 @@ async function loadBuiltin(name: string, entry: BuiltinCorpus, opts: Inner): Pro
         `corpus ${name} needs the npm package ${entry.npm.package}, which is not installed`,
       );
     }
-    const bytes = await readBytes(file, opts);
-    const mismatch = checkBytes(bytes, entry);
+    const bytes = await reader.read(file, opts);
+    const mismatch = checkBytes(bytes);
     if (mismatch) {
       throw new UserError(
         `${file} is not the built-in corpus ${name} (${mismatch}); reinstall ${entry.npm.package}`,
       );
     }
-    return { name, source: file, text: decodeText(bytes, file), bytes: bytes.length };
+    return done(file, bytes);
   }
 
   // 3. Download once, then read from the cache with no network at all.
   if (!entry.url) throw new Error(`built-in corpus ${name} has neither npm nor url`);
   const dest = path.join(cacheDir(opts), `${name}.txt`);
   if (await isFile(dest)) {
-    const bytes = await readBytes(dest, opts);
+    const bytes = await reader.read(dest, opts);
     // A damaged cache file (disk trouble, a hand edit) is fetched again rather than trusted.
-    if (!checkBytes(bytes, entry))
-      return { name, source: dest, text: decodeText(bytes, dest), bytes: bytes.length };
+    if (!checkBytes(bytes)) return done(dest, bytes);
   }
   await downloadToCache({
     url: entry.url,
@@ -254,11 +320,14 @@ async function loadBuiltin(name: string, entry: BuiltinCorpus, opts: Inner): Pro
     progress: opts.progress ?? Boolean(process.stderr.isTTY),
     label: name,
   });
-  const bytes = await readBytes(dest, opts);
-  return { name, source: dest, text: decodeText(bytes, dest), bytes: bytes.length };
+  return done(dest, await reader.read(dest, opts));
 }
 
-async function loadUrl(url: string, opts: Inner): Promise<Loaded> {
+async function loadUrl<R, T>(
+  url: string,
+  opts: Inner,
+  reader: InputReader<R, T>,
+): Promise<ReadInput<T>> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -279,8 +348,8 @@ async function loadUrl(url: string, opts: Inner): Promise<Loaded> {
     });
   }
   // `source` is the URL the user asked for; the cache path is an implementation detail.
-  const bytes = await readBytes(dest, opts);
-  return { name, source: url, text: decodeText(bytes, url), bytes: bytes.length };
+  const bytes = await reader.read(dest, opts);
+  return { name, source: url, read: reader.finish(bytes, url), bytes: reader.size(bytes) };
 }
 
 /** The download options that come from loadCorpus's. */
@@ -298,7 +367,12 @@ function downloadLimits(
   };
 }
 
-async function loadFile(file: string, spec: string, opts: Inner): Promise<Loaded> {
+async function loadFile<R, T>(
+  file: string,
+  spec: string,
+  opts: Inner,
+  reader: InputReader<R, T>,
+): Promise<ReadInput<T>> {
   let kind: 'file' | 'missing' | 'other';
   try {
     kind = (await stat(file)).isFile() ? 'file' : 'other';
@@ -317,9 +391,9 @@ async function loadFile(file: string, spec: string, opts: Inner): Promise<Loaded
   }
   // For a folder or an unreadable file, readBytes gives the precise reason (EISDIR, EACCES). A
   // pipe or a device (/dev/stdin, a FIFO, /dev/zero) is read like a file, up to the limit.
-  const bytes = await readBytes(file, opts);
+  const bytes = await reader.read(file, opts);
   const name = path.basename(file).replace(/\.txt$/i, '') || file;
-  return { name, source: file, text: decodeText(bytes, file), bytes: bytes.length };
+  return { name, source: file, read: reader.finish(bytes, file), bytes: reader.size(bytes) };
 }
 
 /**
@@ -376,10 +450,15 @@ function overLimit(file: string, maxBytes: number, before: number): UserError {
     : tooLarge(`the corpus up to ${file} (${before} bytes before it)`, maxBytes);
 }
 
-/** Why `bytes` is not the known file, or undefined when it is. */
-function checkBytes(bytes: Uint8Array, entry: BuiltinCorpus): string | undefined {
-  if (bytes.length !== entry.size) return `expected ${entry.size} bytes, got ${bytes.length}`;
-  const digest = createHash('sha256').update(bytes).digest('hex');
+/** Why what was read is not the known file, or undefined when it is. */
+function checkRead<R>(
+  read: R,
+  entry: BuiltinCorpus,
+  reader: InputReader<R, unknown>,
+): string | undefined {
+  const size = reader.size(read);
+  if (size !== entry.size) return `expected ${entry.size} bytes, got ${size}`;
+  const digest = reader.sha256(read);
   if (digest !== entry.sha256) return `expected sha256 ${entry.sha256}, got ${digest}`;
   return undefined;
 }
@@ -397,9 +476,14 @@ function nonEmpty(s: string | undefined): string | undefined {
 }
 
 function cacheDir(opts: LoadCorpusOptions): string {
+  return path.join(cacheHome(opts), 'corpora');
+}
+
+/** The cache root: `opts.home`, else `$CHARLSTM_HOME`, else ~/.cache/charlstm. */
+export function cacheHome(opts: { home?: string }): string {
   const home =
     opts.home ?? nonEmpty(process.env[ENV_HOME]) ?? path.join(os.homedir(), '.cache', 'charlstm');
-  return path.join(path.resolve(home), 'corpora');
+  return path.resolve(home);
 }
 
 /** The URL's last path segment without `.txt`, or the host name when the path is empty. */
@@ -429,7 +513,7 @@ function urlCacheName(url: string, name: string): string {
  * The inputs of a corpus of several, one line each with its size, for the dry run and the start
  * of a run; "" for one input (its figures are the corpus's own).
  */
-export function inputListing(corpus: Corpus): string {
+export function inputListing(corpus: Pick<Corpus, 'inputs'>): string {
   if (corpus.inputs.length < 2) return '';
   const n = (x: number): string => x.toLocaleString('en-US');
   const lines = corpus.inputs.map(

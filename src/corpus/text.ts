@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { UserError } from '../errors.ts';
 
 // Turning a corpus file's bytes into text. The text is never altered here apart from dropping a
@@ -13,18 +14,12 @@ import { UserError } from '../errors.ts';
 export function decodeText(bytes: Uint8Array, where: string): string {
   // Text in another Unicode encoding is text all the same: say which, and how to convert it.
   const wide = wideEncoding(bytes);
-  if (wide !== undefined) {
-    throw new UserError(
-      `${where} is ${wide.name} text, not UTF-8; convert it to UTF-8 (e.g. iconv -f ${wide.iconv} -t UTF-8 old.txt > new.txt)`,
-    );
-  }
+  if (wide !== undefined) throw wideError(where, wide);
   // NUL never appears in UTF-8 text but is common in binary formats, and is itself valid UTF-8,
   // so it has to be looked for separately. Checked first because for a binary file "not UTF-8
   // at offset 11" is less helpful than "this is not a text file".
   const nul = bytes.indexOf(0);
-  if (nul >= 0) {
-    throw new UserError(`${where} looks like a binary file, not text (NUL byte at offset ${nul})`);
-  }
+  if (nul >= 0) throw binaryError(where, nul);
   let text: string;
   try {
     // ignoreBOM: false (the default) is what strips a leading BOM.
@@ -32,8 +27,7 @@ export function decodeText(bytes: Uint8Array, where: string): string {
   } catch (err) {
     if (err instanceof TypeError) {
       // The decoder says only that the input is bad, not where; find the place ourselves.
-      const offset = firstInvalidUtf8(bytes);
-      throw new UserError(`${where} is not UTF-8 text (invalid byte at offset ${offset ?? '?'})`);
+      throw notUtf8Error(where, firstInvalidUtf8(bytes));
     }
     if (err instanceof RangeError) {
       // V8 strings are limited to about 2^29 UTF-16 units (~512 MiB of ASCII).
@@ -42,6 +36,80 @@ export function decodeText(bytes: Uint8Array, where: string): string {
     throw err;
   }
   return text;
+}
+
+const wideError = (where: string, wide: { name: string; iconv: string }): UserError =>
+  new UserError(
+    `${where} is ${wide.name} text, not UTF-8; convert it to UTF-8 (e.g. iconv -f ${wide.iconv} -t UTF-8 old.txt > new.txt)`,
+  );
+const binaryError = (where: string, nul: number): UserError =>
+  new UserError(`${where} looks like a binary file, not text (NUL byte at offset ${nul})`);
+const notUtf8Error = (where: string, offset: number | undefined): UserError =>
+  new UserError(`${where} is not UTF-8 text (invalid byte at offset ${offset ?? '?'})`);
+
+/**
+ * decodeText's checks on bytes that come in chunks, without the text: `push` each chunk in order,
+ * then `problem(where)` is the error decodeText would throw for the whole of them (the same
+ * message, the same offset), or undefined when they decode. Memory: 4 KiB and a few bytes.
+ */
+export class TextCheck {
+  private readonly head = new Uint8Array(4096); // wideEncoding looks at the first 4096 bytes
+  private headLength = 0;
+  private carry = new Uint8Array(0); // a sequence cut by the end of the last chunk
+  private offset = 0; // bytes pushed before the current chunk
+  private nul = -1;
+  private invalid: number | undefined;
+
+  push(chunk: Uint8Array): void {
+    if (this.headLength < this.head.length) {
+      const take = chunk.subarray(0, this.head.length - this.headLength);
+      this.head.set(take, this.headLength);
+      this.headLength += take.length;
+    }
+    if (this.nul < 0) {
+      const at = chunk.indexOf(0);
+      if (at >= 0) this.nul = this.offset + at;
+    }
+    if (this.invalid === undefined) {
+      const start = this.offset - this.carry.length; // where `bytes` begins in the input
+      const bytes = this.carry.length > 0 ? concat(this.carry, chunk) : chunk;
+      const cut = bytes.length - incompleteTail(bytes);
+      const whole = bytes.subarray(0, cut);
+      if (!isUtf8(whole)) this.invalid = start + firstInvalidUtf8(whole)!;
+      this.carry = bytes.slice(cut);
+    }
+    this.offset += chunk.length;
+  }
+
+  /** The error for the bytes pushed, as decodeText gives it, or undefined: they are UTF-8 text. */
+  problem(where: string): UserError | undefined {
+    const wide = wideEncoding(this.head.subarray(0, this.headLength));
+    if (wide !== undefined) return wideError(where, wide);
+    if (this.nul >= 0) return binaryError(where, this.nul);
+    if (this.invalid === undefined && this.carry.length > 0) {
+      this.invalid = this.offset - this.carry.length; // cut off by the end of the data
+    }
+    return this.invalid === undefined ? undefined : notUtf8Error(where, this.invalid);
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Bytes at the end of `bytes` that begin a multi-byte sequence the next chunk may complete. */
+function incompleteTail(bytes: Uint8Array): number {
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const b = bytes[bytes.length - back]!;
+    if (b < 0x80) return 0;
+    if (b < 0xc0) continue; // a continuation byte: its lead is further back
+    const len = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+    return len > back ? back : 0;
+  }
+  return 0;
 }
 
 /**

@@ -163,6 +163,17 @@ export class CharCounts {
   /** Characters (code points) counted. */
   total = 0;
 
+  /** Counts made elsewhere (a prepared corpus, src/corpus/prepare.ts): [code point, count]. */
+  static fromEntries(entries: Iterable<readonly [number, number]>): CharCounts {
+    const counts = new CharCounts();
+    for (const [cp, n] of entries) {
+      if (cp < 0x10000) counts.bmp[cp] = counts.bmp[cp]! + n;
+      else counts.astral.set(cp, (counts.astral.get(cp) ?? 0) + n);
+      counts.total += n;
+    }
+    return counts;
+  }
+
   /** Count the characters of `chunk`, the text after the previous chunk. */
   add(chunk: string): this {
     const { bmp } = this;

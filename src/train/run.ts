@@ -1,12 +1,12 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { saveModel } from '../checkpoint/model-format.ts';
 import { acquireRunLock } from '../checkpoint/run-lock.ts';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
-import { inputListing, loadCorpus } from '../corpus/corpus.ts';
+import { inputListing } from '../corpus/corpus.ts';
+import { prepareCorpus } from '../corpus/prepare.ts';
 import { REFERENCE, VALIDATION } from '../defaults.ts';
-import { Vocabulary, countChars, describeLimits } from '../data/vocabulary.ts';
+import { describeLimits } from '../data/vocabulary.ts';
 import { makeWindows, splitWindows } from '../data/windows.ts';
 import { resolveEngine } from '../engine/kernels.ts';
 import { SHARDS, checkEngineFits } from '../engine/shards.ts';
@@ -125,11 +125,14 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       }
     : runSettings(opts);
 
-  const corpus = await loadCorpus(config.corpus, {
+  // read as a stream into a file of ids (src/corpus/prepare.ts), from the cache when prepared before
+  const corpus = await prepareCorpus(config.corpus, {
     lowercase: config.lowercase,
     ...(config.maxCorpusBytes !== undefined && { maxBytes: config.maxCorpusBytes }),
+    ...(config.maxVocab !== undefined && { maxVocab: config.maxVocab }),
+    ...(config.minCount !== undefined && { minCount: config.minCount }),
   });
-  const corpusSha256 = createHash('sha256').update(corpus.text).digest('hex');
+  const corpusSha256 = corpus.textSha256; // the text's, as before there was a token file
   if (resumed && resumed.corpusSha256 !== corpusSha256) {
     throw new UserError(
       `corpus ${[config.corpus].flat().join(', ')} is not the text the checkpoint in ${opts.resume} was trained on${corpus.inputs.length > 1 ? ' (an input changed, or a folder or glob finds other files)' : ''}`,
@@ -138,14 +141,9 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   out(inputListing(corpus)); // several inputs: each with its size
   // --max-vocab / --min-count: the rarer characters are all encoded as one unknown symbol
   const limited = config.maxVocab !== undefined || config.minCount !== undefined;
-  const counts = limited ? countChars(corpus.text) : undefined;
-  const vocab = counts
-    ? Vocabulary.fromCounts(counts, {
-        ...(config.maxVocab !== undefined && { maxVocab: config.maxVocab }),
-        ...(config.minCount !== undefined && { minCount: config.minCount }),
-      })
-    : Vocabulary.fromText(corpus.text);
-  const tokens = vocab.encode(corpus.text, 'text', 'map');
+  const counts = limited ? corpus.counts : undefined;
+  const vocab = corpus.vocab;
+  const tokens = corpus.tokens.readAll();
   checkTextLength(`corpus ${corpus.name}`, tokens.length, config.maxlen);
   const all = makeWindows(tokens, config.maxlen, config.stride);
   out(
