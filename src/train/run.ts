@@ -113,18 +113,14 @@ const log = (s: string): void => {
   process.stderr.write(s);
 };
 
-export async function runTrain(opts: TrainRunOptions): Promise<void> {
-  const ckpt = opts.resume ? await loadCheckpoint(opts.resume) : undefined;
-  const resumed = ckpt && (ckpt.state as unknown as RunState);
-  // resumed: the stored settings (old names mapped), except the resumable ones given now
-  const config: TrainRunConfig = resumed
-    ? {
-        ...storedConfig(resumed.config as unknown as Record<string, unknown>),
-        ...resumeOverrides(opts, opts.explicit),
-        out: opts.resume!,
-      }
-    : runSettings(opts);
-
+/**
+ * The corpus → vocabulary → windows part of a run: the ids from the prepared token file, the
+ * training and held-out windows, and whether validation samples them; prints the corpus lines.
+ */
+async function readRunCorpus(
+  config: TrainRunConfig,
+  resumed: { corpusSha256: string; from: string } | undefined,
+) {
   // read as a stream into a file of ids (src/corpus/prepare.ts), from the cache when prepared before
   const corpus = await prepareCorpus(config.corpus, {
     lowercase: config.lowercase,
@@ -135,7 +131,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   const corpusSha256 = corpus.textSha256; // the text's, as before there was a token file
   if (resumed && resumed.corpusSha256 !== corpusSha256) {
     throw new UserError(
-      `corpus ${[config.corpus].flat().join(', ')} is not the text the checkpoint in ${opts.resume} was trained on${corpus.inputs.length > 1 ? ' (an input changed, or a folder or glob finds other files)' : ''}`,
+      `corpus ${[config.corpus].flat().join(', ')} is not the text the checkpoint in ${resumed.from} was trained on${corpus.inputs.length > 1 ? ' (an input changed, or a folder or glob finds other files)' : ''}`,
     );
   }
   out(inputListing(corpus)); // several inputs: each with its size
@@ -170,6 +166,26 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
         `the same ones every epoch, and the best model (best/) is chosen on it; --val-full scores all of them\n`,
     );
   }
+  return { corpus, corpusSha256, vocab, tokens, train, val, sampled, sampleRules };
+}
+
+export async function runTrain(opts: TrainRunOptions): Promise<void> {
+  const ckpt = opts.resume ? await loadCheckpoint(opts.resume) : undefined;
+  const resumed = ckpt && (ckpt.state as unknown as RunState);
+  // resumed: the stored settings (old names mapped), except the resumable ones given now
+  const config: TrainRunConfig = resumed
+    ? {
+        ...storedConfig(resumed.config as unknown as Record<string, unknown>),
+        ...resumeOverrides(opts, opts.explicit),
+        out: opts.resume!,
+      }
+    : runSettings(opts);
+
+  const { corpus, corpusSha256, vocab, tokens, train, val, sampled, sampleRules } =
+    await readRunCorpus(
+      config,
+      resumed && { corpusSha256: resumed.corpusSha256, from: opts.resume! },
+    );
   const shape: ModelShape = {
     vocabSize: vocab.size,
     units: config.units,
@@ -329,22 +345,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     ...(opts.callbacks ?? []),
   );
 
-  // Ctrl-C, or SIGTERM (kill, systemd, Docker, CI): finish the batch in flight, save a checkpoint
-  // and the model, exit with 128 + the signal's number. A second signal quits at once.
-  let interrupts = 0;
-  let signalExit = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    interrupts++;
-    signalExit ||= signal === 'SIGTERM' ? 143 : 130;
-    if (interrupts > 1) process.exit(signalExit);
-    const again = signal === 'SIGINT' ? 'Ctrl-C' : 'a second signal';
-    log(
-      `\n${signal === 'SIGINT' ? '' : `${signal}: `}stopping after this batch and saving (${again} to quit at once; the last checkpoint is kept)\n`,
-    );
-    trainer.requestStop();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = stopOnSignals(trainer);
   try {
     await trainer.fit();
   } catch (err) {
@@ -359,18 +360,59 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     }
     throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signals.dispose();
     await dashboard?.close();
     lock.release();
   }
+  printRunEnd(trainer, run, config, sampled);
+  if (signals.exitCode) process.exitCode = signals.exitCode;
+}
+
+/**
+ * Ctrl-C, or SIGTERM (kill, systemd, Docker, CI): the trainer finishes the batch in flight and the
+ * run saves a checkpoint and the model; `exitCode` is then 128 + the signal's number. A second
+ * signal quits at once.
+ */
+function stopOnSignals(trainer: Trainer): { readonly exitCode: number; dispose(): void } {
+  let interrupts = 0;
+  let exitCode = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupts++;
+    exitCode ||= signal === 'SIGTERM' ? 143 : 130;
+    if (interrupts > 1) process.exit(exitCode);
+    const again = signal === 'SIGINT' ? 'Ctrl-C' : 'a second signal';
+    log(
+      `\n${signal === 'SIGINT' ? '' : `${signal}: `}stopping after this batch and saving (${again} to quit at once; the last checkpoint is kept)\n`,
+    );
+    trainer.requestStop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    get exitCode() {
+      return exitCode;
+    },
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/** The run's last lines: what was saved where, the best model, and how to go on. */
+function printRunEnd(
+  trainer: Trainer,
+  run: RunContext,
+  config: TrainRunConfig,
+  sampled: boolean,
+): void {
+  const { dir, best, sinceBest } = run;
   const where =
     trainer.step > 0
       ? `epoch ${trainer.epoch + 1}, batch ${trainer.step}`
       : `${trainer.epoch} epoch${trainer.epoch === 1 ? '' : 's'}`;
   if (trainer.epoch > 0 || trainer.step > 0) out(`model saved to ${dir} (${where})\n`);
   else out('stopped before the first batch: nothing saved\n');
-  const { best, sinceBest } = run;
   if (best)
     out(
       `best validation loss ${best.valLoss.toFixed(4)} (${(best.valLoss / Math.LN2).toFixed(3)} bits/char${sampled ? ', on the sample' : ''}) at epoch ${best.epoch}, saved to ${path.join(dir, 'best')}\n`,
@@ -385,5 +427,4 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
         : `resume with: charlstm train --resume ${dir}\n`,
     );
   }
-  if (interrupts > 0) process.exitCode = signalExit;
 }
