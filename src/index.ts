@@ -3,8 +3,26 @@
 export { REFERENCE } from './defaults.ts';
 export { UserError } from './errors.ts';
 
-export { loadCorpus, type Corpus, type LoadCorpusOptions } from './corpus/corpus.ts';
-export { Vocabulary } from './data/vocabulary.ts';
+export {
+  loadCorpus,
+  type Corpus,
+  type CorpusInput,
+  type LoadCorpusOptions,
+} from './corpus/corpus.ts';
+export {
+  prepareCorpus,
+  TokenFile,
+  type PrepareOptions,
+  type PreparedCorpus,
+} from './corpus/prepare.ts';
+export {
+  CharCounts,
+  UNKNOWN_SYMBOL,
+  Vocabulary,
+  type UnknownPolicy,
+  type VocabularyLimits,
+} from './data/vocabulary.ts';
+export { Permutation } from './data/permutation.ts';
 
 export { CharModel, StatefulStepper } from './model/char-model.ts';
 export { initParameters } from './model/init.ts';
@@ -17,6 +35,7 @@ export {
 } from './checkpoint/model-format.ts';
 
 export { Trainer } from './train/trainer.ts';
+export { scoreText, type ScoreTextOptions, type TextScore } from './train/evaluate.ts';
 export type {
   BatchEndEvent,
   EpochEndEvent,
