@@ -33,6 +33,8 @@ import { Rng } from '../src/sampling/rng.ts';
 import { RmsProp } from '../src/train/rmsprop.ts';
 import { benchFourTemperatures, benchStream } from './generate-bench.ts';
 import {
+  readScale,
+  readmeBlocks,
   renderBlocks,
   renderPerformance,
   replaceBlocks,
@@ -349,11 +351,15 @@ async function main(): Promise<void> {
     `load average at the end: ${results.machine.loadAverage.end.map((x) => x.toFixed(2)).join(' ')}`,
   );
 
-  const blocks = renderBlocks(results); // renders (and checks) before anything is written
+  renderBlocks(results); // renders (and checks) before anything is written
   if (args.write) {
     const jsonPath = `${REPO}docs/bench-latest.json`;
     const readmePath = `${REPO}README.md`;
-    const readme = replaceBlocks(readFileSync(readmePath, 'utf8'), blocks);
+    // the bench:scale block is docs/scale.json's (npm run bench:scale), re-rendered unchanged
+    const readme = replaceBlocks(
+      readFileSync(readmePath, 'utf8'),
+      readmeBlocks(results, readScale()),
+    );
     writeFileSync(jsonPath, JSON.stringify(results, null, 2) + '\n');
     writeFileSync(readmePath, readme);
     log(`wrote docs/bench-latest.json and README.md's bench blocks`);

@@ -4,13 +4,16 @@
 //
 //   <!-- bench:intro:start --> … <!-- bench:intro:end -->              the intro's one sentence
 //   <!-- bench:performance:start --> … <!-- bench:performance:end -->  the Performance table
+//   <!-- bench:scale:start --> … <!-- bench:scale:end -->              the scale table
+// (the last from docs/scale.json, which `npm run bench:scale` writes: renderScale())
 //
 // Everything here is pure (test/bench-render.test.ts); ratios are derived from the measured
 // figures, never stored.
 //
 //   node --import tsx bench/render.ts [--check]
-// re-renders the README's blocks from the committed docs/bench-latest.json without measuring
-// anything (after a change to this file), or with --check exits 1 when they differ.
+// re-renders the README's blocks from the committed docs/bench-latest.json and docs/scale.json
+// without measuring anything (after a change to this file), or with --check exits 1 when they
+// differ.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -355,6 +358,165 @@ export function renderBlocks(r: BenchResults): Record<BlockName, string> {
   return blocks;
 }
 
+/** One corpus of `npm run bench:scale` (bench/scale.ts): what the real CLI process took. */
+export interface ScaleRun {
+  /** "1 MB", "100 MB", "Hangul/CJK" */
+  label: string;
+  /** 'moby-dick': Moby-Dick's lines recased and reordered; 'wide': thousands of distinct characters */
+  kind: 'moby-dick' | 'wide';
+  bytes: number;
+  chars: number;
+  /** distinct characters, as the dry run printed them */
+  vocab: number;
+  /** the two dry runs: the first builds the token file, the second reuses it (absent for 'wide') */
+  preparation?: {
+    command: string;
+    firstSeconds: number;
+    firstMaxRssMiB: number;
+    mbPerSec: number;
+    reuseSeconds: number;
+    reuseMaxRssMiB: number;
+  };
+  /** one epoch of about 200 batches and its end */
+  training: {
+    command: string;
+    step: number;
+    trainingWindows: number;
+    validationWindows: number;
+    batches: number;
+    wallSeconds: number;
+    seqPerSec: number;
+    maxRssMiB: number;
+    covered: string[];
+  };
+}
+
+/** The issue's targets and each row's pass (true) or fail; a key is absent where it does not apply. */
+export interface ScaleTargets {
+  prepareMBps: number;
+  maxRssMiB: number;
+  /** the largest Moby-Dick corpus's seq/s within this fraction of the smallest's */
+  speedWithin: number;
+  rows: { label: string; prepare?: boolean; rss: boolean; speed?: boolean }[];
+}
+
+export interface ScaleResults {
+  format: 1;
+  command: string;
+  machine: {
+    cpus: number;
+    model: string;
+    node: string;
+    date: string;
+    loadAverage: { start: number[]; end: number[] };
+  };
+  runner: 'compiled' | 'tsx';
+  batchSize: number;
+  rssMethod: string;
+  runs: ScaleRun[];
+  targets: ScaleTargets;
+}
+
+export const SCALE_BLOCK = 'scale';
+
+const mb = (v: number): string => (finite(v) >= 10 ? int(v) : v.toFixed(1));
+const secs = (v: number): string => (finite(v) >= 10 ? int(v) : v.toFixed(1));
+const verdict = (ok: boolean | undefined): string =>
+  ok === undefined ? '' : ok ? ' (pass)' : ' (**miss**)';
+
+/** The Performance section's scale block: the table of docs/scale.json and the targets, met or missed. */
+export function renderScale(r: ScaleResults): string {
+  if (r.format !== 1)
+    throw new Error(`scale results in format ${String(r.format)}, not 1: run npm run bench:scale`);
+  const m = r.machine;
+  const t = r.targets;
+  const rowOf = (label: string): ScaleTargets['rows'][number] => {
+    const row = t.rows.find((x) => x.label === label);
+    if (!row) throw new Error(`scale targets have no row for ${label}`);
+    return row;
+  };
+  const wideCorpus = r.runs.find((x) => x.kind === 'wide');
+  const lines: string[] = [];
+  lines.push(
+    `Measured by \`${r.command}\`, which wrote [\`docs/scale.json\`](docs/scale.json), on ${day(m.date)}: ` +
+      `${m.cpus} × ${m.model}, Node ${m.node.replace(/^v/, '')}; load average ${finite(m.loadAverage.start[0]!).toFixed(2)} ` +
+      `when it began and ${finite(m.loadAverage.end[0]!).toFixed(2)} when it ended. Each size is Moby-Dick's lines, ` +
+      `copy after copy in a seeded order and case${wideCorpus ? ` (the ${wideCorpus.label} corpus: seeded words of Hangul syllables and CJK ideographs)` : ''}, ` +
+      `and each figure is one real \`charlstm\` process with an empty ` +
+      `\`CHARLSTM_HOME\`: preparation is the first \`train --dry-run\` (it builds the token file), reuse the second; ` +
+      `training is one epoch of about ${int(r.runs[0]!.training.batches)} batches of ${r.batchSize} (\`--step\` chosen for it) ` +
+      `and its end (${r.runs[0]!.training.covered.join(', ')}); peak memory is the whole process's, by ${r.rssMethod}. ` +
+      `Preparation's rate counts the whole process, start-up included: the reuse column, a dry run that reads ` +
+      `no text, shows what that costs.`,
+  );
+  lines.push(
+    '',
+    '| corpus | characters | vocabulary | preparation | reuse | train process | speed | peak memory |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  );
+  for (const x of r.runs) {
+    const p = x.preparation;
+    const v = rowOf(x.label);
+    lines.push(
+      `| ${x.label} | ${int(x.chars)} | ${int(x.vocab)} | ` +
+        `${p ? `${mb(p.mbPerSec)} MB/s${verdict(v.prepare)}` : '–'} | ${p ? `${secs(p.reuseSeconds)} s` : '–'} | ` +
+        `${secs(x.training.wallSeconds)} s, ${int(x.training.batches)} batches | ${int(x.training.seqPerSec)} seq/s${verdict(v.speed)} | ` +
+        `${int(x.training.maxRssMiB)} MiB${verdict(v.rss)} |`,
+    );
+  }
+  const moby = r.runs.filter((x) => x.kind === 'moby-dick');
+  const small = moby[0]!;
+  const large = moby[moby.length - 1]!;
+  const missed = (key: 'prepare' | 'rss' | 'speed'): string[] =>
+    t.rows.filter((x) => x[key] === false).map((x) => x.label);
+  const say = (labels: string[]): string =>
+    labels.length === 0 ? 'met at every size' : `missed at ${labels.join(', ')}`;
+  const prose: string[] = [];
+  prose.push(
+    `Targets (issue 13): preparation at ${t.prepareMBps} MB/s or more: ${say(missed('prepare'))}; ` +
+      `peak memory of \`charlstm train\` under ${t.maxRssMiB} MiB at every size: ${say(missed('rss'))}; ` +
+      `training at ${large.label} within ${Math.round(t.speedWithin * 100)}% of the speed at ${small.label}: ` +
+      `${int(large.training.seqPerSec)} against ${int(small.training.seqPerSec)} seq/s, ` +
+      `${rowOf(large.label).speed === false ? 'missed' : 'met'}.`,
+  );
+  const MiB = 2 ** 20;
+  const ids = (chars: number): string => `${int((4 * chars) / MiB)} MiB`; // Int32Array: 4 bytes an id
+  const heavy = moby.filter((x) => rowOf(x.label).rss === false);
+  if (heavy.length > 0)
+    prose.push(
+      `Where the memory target is missed, training still holds the ids as an Int32Array, 4 bytes a ` +
+        `character: ${heavy.map((x) => `${ids(x.chars)} at ${x.label}`).join(', ')}.`,
+    );
+  if (!moby.some((x) => x.bytes >= 1e9))
+    prose.push(
+      `The 1 GB corpus (\`npm run bench:scale -- --sizes 1,10,100,1000\`) is not run by default: its ids ` +
+        `alone would take about ${ids(1e9)}, so it needs about 5 GB and misses the memory target.`,
+    );
+  const wide = r.runs.find((x) => x.kind === 'wide');
+  if (wide)
+    prose.push(
+      `The ${wide.label} corpus has ${int(wide.vocab)} distinct characters: a model with that vocabulary trains at ` +
+        `${int(wide.training.seqPerSec)} seq/s (${times(wide.training.seqPerSec / small.training.seqPerSec)} the ${small.label} speed).`,
+    );
+  lines.push('', prose.join(' '));
+  const text = lines.join('\n');
+  if (/\bundefined\b|\bNaN\b/.test(text))
+    throw new Error(`bench block ${SCALE_BLOCK} rendered an undefined figure:\n${text}`);
+  return text;
+}
+
+/** Every README bench block: renderBlocks of docs/bench-latest.json, and the scale block of docs/scale.json. */
+export function readmeBlocks(latest: BenchResults, scale: ScaleResults): Record<string, string> {
+  return { ...renderBlocks(latest), [SCALE_BLOCK]: renderScale(scale) };
+}
+
+/** docs/scale.json as committed. */
+export function readScale(): ScaleResults {
+  return JSON.parse(
+    readFileSync(new URL('../docs/scale.json', import.meta.url), 'utf8'),
+  ) as ScaleResults;
+}
+
 const marker = (name: string, end: 'start' | 'end'): string => `<!-- bench:${name}:${end} -->`;
 
 /**
@@ -398,14 +560,18 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const latest = JSON.parse(
     readFileSync(new URL('../docs/bench-latest.json', import.meta.url), 'utf8'),
   ) as BenchResults;
-  const out = replaceBlocks(readme, renderBlocks(latest));
+  const out = replaceBlocks(readme, readmeBlocks(latest, readScale()));
   if (process.argv.includes('--check')) {
     if (out !== readme) {
-      process.stderr.write("README.md's bench blocks differ from docs/bench-latest.json\n");
+      process.stderr.write(
+        "README.md's bench blocks differ from docs/bench-latest.json and docs/scale.json\n",
+      );
       process.exitCode = 1;
     }
   } else if (out !== readme) {
     writeFileSync(readmeUrl, out);
-    process.stderr.write("rewrote README.md's bench blocks from docs/bench-latest.json\n");
+    process.stderr.write(
+      "rewrote README.md's bench blocks from docs/bench-latest.json and docs/scale.json\n",
+    );
   }
 }

@@ -56,7 +56,7 @@ export function benchCorpusChoice(): { name: string; dataDir?: string; fallback?
 }
 
 /** The compiled CLI in a temporary package folder, or undefined when the compiler fails. */
-function buildCli(dir: string): { argv: string[]; runner: TrainProcessResult['runner'] } {
+export function buildCli(dir: string): { argv: string[]; runner: TrainProcessResult['runner'] } {
   const pkg = path.join(dir, 'pkg');
   mkdirSync(path.join(pkg, 'bin'), { recursive: true });
   const tsc = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');

@@ -4,16 +4,22 @@ import { readFileSync } from 'node:fs';
 
 import {
   BLOCK_NAMES,
+  SCALE_BLOCK,
   gflops,
   int,
   readBlock,
+  readScale,
+  readmeBlocks,
   renderBlocks,
   renderIntro,
   renderPerformance,
+  renderScale,
   replaceBlocks,
   times,
   type BenchResults,
+  type ScaleResults,
 } from '../bench/render.ts';
+import { judge } from '../bench/scale.ts';
 
 // bench/render.ts turns docs/bench-latest.json into the README's bench blocks; these tests feed
 // it a small fixture (test/fixtures/bench-results.json) whose figures are known.
@@ -213,4 +219,97 @@ test("the README's bench blocks are exactly what docs/bench-latest.json renders 
       `README's bench:${name} block differs from docs/bench-latest.json: run npm run bench -- --write`,
     );
   }
+});
+
+// bench/scale.ts's results (docs/scale.json) render to the README's bench:scale block; the fixture
+// (test/fixtures/scale-results.json) has one target met and one missed in each column
+const scaleFixture = (): ScaleResults =>
+  JSON.parse(
+    readFileSync(new URL('./fixtures/scale-results.json', import.meta.url), 'utf8'),
+  ) as ScaleResults;
+
+test('the scale block shows each corpus, each figure and each target met or missed', () => {
+  const md = renderScale(scaleFixture());
+  assert.match(md, /^Measured by `npm run bench:scale`, which wrote \[`docs\/scale\.json`\]/);
+  assert.match(
+    md,
+    /on 2026-12-03: 2 × AMD EPYC, Node 20\.20\.2; load average 2\.02 when it began and 3\.45/,
+  );
+  assert.match(md, /one epoch of about 199 batches of 128 .* by GNU time \(%M\)\./);
+  const table = md.split('\n').filter((l) => l.startsWith('| '));
+  assert.deepEqual(table, [
+    '| corpus | characters | vocabulary | preparation | reuse | train process | speed | peak memory |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| 1 MB | 987,792 | 57 | 3.2 MB/s (**miss**) | 0.2 s | 6.0 s, 199 batches | 5,607 seq/s | 288 MiB (pass) |',
+    '| 100 MB | 98,781,696 | 57 | 63 MB/s (pass) | 0.6 s | 22 s, 200 batches | 4,200 seq/s (**miss**) | 713 MiB (**miss**) |',
+    '| Hangul/CJK | 782,475 | 2,502 | – | – | 15 s, 197 batches | 1,867 seq/s | 465 MiB (pass) |',
+  ]);
+  assert.match(
+    md,
+    /Targets \(issue 13\): preparation at 50 MB\/s or more: missed at 1 MB; peak memory of `charlstm train` under 600 MiB at every size: missed at 100 MB; training at 100 MB within 10% of the speed at 1 MB: 4,200 against 5,607 seq\/s, missed\./,
+  );
+  assert.match(md, /Int32Array, 4 bytes a character: 377 MiB at 100 MB\./);
+  assert.match(
+    md,
+    /The 1 GB corpus .* is not run by default: its ids alone would take about 3,815 MiB/,
+  );
+  assert.match(
+    md,
+    /The Hangul\/CJK corpus has 2,502 distinct characters: .* 1,867 seq\/s \(0\.33× the 1 MB speed\)\./,
+  );
+});
+
+test("the scale targets are judged from the runs' figures, as the fixture records them", () => {
+  const r = scaleFixture();
+  assert.deepEqual(judge(r.runs), r.targets);
+  r.runs[1]!.training.seqPerSec = 0.9 * 5607; // exactly 10% slower: within
+  r.runs[1]!.training.maxRssMiB = 599.9;
+  r.runs[0]!.preparation!.mbPerSec = 50;
+  assert.deepEqual(
+    judge(r.runs).rows.map((x) => [x.prepare, x.rss, x.speed]),
+    [
+      [true, true, undefined],
+      [true, true, true],
+      [undefined, true, undefined],
+    ],
+  );
+});
+
+test('a scale run that meets every target, 1 GB included, says so and nothing else', () => {
+  const r = scaleFixture();
+  r.runs[1]!.label = '1 GB';
+  r.runs[1]!.bytes = 1e9;
+  r.runs[1]!.training.maxRssMiB = 512;
+  r.runs[1]!.training.seqPerSec = 5500;
+  r.runs[0]!.preparation!.mbPerSec = 55;
+  r.targets = judge(r.runs);
+  const md = renderScale(r);
+  assert.match(
+    md,
+    /preparation at 50 MB\/s or more: met at every size; peak memory .*: met at every size; training at 1 GB within 10% of the speed at 1 MB: 5,500 against 5,607 seq\/s, met\./,
+  );
+  assert.doesNotMatch(md, /\*\*miss\*\*|Int32Array|not run by default|undefined|NaN/);
+});
+
+test('a figure missing from docs/scale.json is an error, not a blank in the README', () => {
+  const r = scaleFixture();
+  delete (r.runs[0]!.training as Partial<ScaleResults['runs'][number]['training']>).seqPerSec;
+  assert.throws(() => renderScale(r), RangeError);
+  const s = scaleFixture();
+  s.targets.rows.pop();
+  assert.throws(() => renderScale(s), /no row for Hangul\/CJK/);
+});
+
+test("the README's bench:scale block is exactly what docs/scale.json renders to", () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const latest = JSON.parse(
+    readFileSync(new URL('../docs/bench-latest.json', import.meta.url), 'utf8'),
+  ) as BenchResults;
+  const blocks = readmeBlocks(latest, readScale());
+  assert.equal(
+    readBlock(readme, SCALE_BLOCK),
+    blocks[SCALE_BLOCK],
+    "README's bench:scale block differs from docs/scale.json: run node --import tsx bench/render.ts",
+  );
+  assert.equal(replaceBlocks(readme, blocks), readme);
 });
