@@ -121,7 +121,12 @@ describe('prepareCorpus', () => {
     for (const [text, bytes] of cases) {
       const f = file(text);
       await same(f);
-      assert.equal((await prepareCorpus(f, { home })).tokens.bytesPerId, bytes);
+      const { tokens } = await prepareCorpus(f, { home });
+      assert.equal(tokens.bytesPerId, bytes);
+      // what training holds: the same ids in an array of the file's own width
+      const compact = tokens.readCompact();
+      assert.equal(compact.BYTES_PER_ELEMENT, bytes);
+      assert.deepEqual([...compact], [...tokens.readAll()]);
     }
   });
 

@@ -96,7 +96,7 @@ async function directLoss(dir: string, w: Windows): Promise<number> {
   let sum = 0;
   for (let i = 0; i < w.count; i++) {
     const s = startOf(w, i);
-    const probs = m.predictTokens(w.tokens.slice(s, s + w.maxlen), 1, w.maxlen);
+    const probs = m.predictTokens(Int32Array.from(w.tokens.subarray(s, s + w.maxlen)), 1, w.maxlen);
     sum -= Math.log(Math.max(probs[w.tokens[s + w.maxlen]!]!, 1e-7));
   }
   return sum / w.count;

@@ -4,6 +4,7 @@ import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CharCounts, Vocabulary } from '../data/vocabulary.ts';
+import type { TokenIds } from '../data/windows.ts';
 import { REFERENCE } from '../defaults.ts';
 import { UserError } from '../errors.ts';
 import {
@@ -98,6 +99,26 @@ export class TokenFile {
     }
   }
 
+  /**
+   * Every id, in the file's own width (Uint8Array, Uint16Array or Int32Array): what training
+   * holds, a quarter of readAll()'s memory for a vocabulary of up to 256 characters.
+   */
+  readCompact(): TokenIds {
+    const out =
+      this.bytesPerId === 1
+        ? new Uint8Array(this.length)
+        : this.bytesPerId === 2
+          ? new Uint16Array(this.length)
+          : new Int32Array(this.length);
+    const fd = openSync(this.path, 'r');
+    try {
+      this.readFd(fd, 0, this.length, out);
+    } finally {
+      closeSync(fd);
+    }
+    return out;
+  }
+
   /** Every id, as the Int32Array Vocabulary.encode gives. */
   readAll(): Int32Array {
     const out = new Int32Array(this.length);
@@ -110,7 +131,7 @@ export class TokenFile {
     return out;
   }
 
-  private readFd(fd: number, start: number, count: number, into: Int32Array): void {
+  private readFd(fd: number, start: number, count: number, into: TokenIds): void {
     const b = this.bytesPerId;
     const step = Math.floor((16 * CHUNK) / b); // ids per read
     const buf = Buffer.allocUnsafeSlow(Math.min(count, step) * b);

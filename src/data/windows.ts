@@ -10,8 +10,14 @@
 import type { Batch } from '../engine/types.ts';
 import { UserError } from '../errors.ts';
 
+/**
+ * An encoded text: one id per character, in the smallest array that holds the vocabulary (1 byte
+ * up to 256 characters, 2 up to 65,536, else 4), since a corpus's ids are most of a run's memory.
+ */
+export type TokenIds = Uint8Array | Uint16Array | Int32Array;
+
 export interface Windows {
-  tokens: Int32Array; // the whole encoded text
+  tokens: TokenIds; // the whole encoded text
   maxlen: number;
   stride: number; // a new window every `stride` characters
   count: number;
@@ -24,7 +30,7 @@ export function startOf(w: Windows, i: number): number {
   return w.starts ? w.starts[i]! : i * w.stride;
 }
 
-export function makeWindows(tokens: Int32Array, maxlen: number, stride: number): Windows {
+export function makeWindows(tokens: TokenIds, maxlen: number, stride: number): Windows {
   if (!(Number.isInteger(maxlen) && maxlen >= 1))
     throw new RangeError(`maxlen must be a positive integer, got ${maxlen}`);
   if (!(Number.isInteger(stride) && stride >= 1))
@@ -42,7 +48,7 @@ export function makeWindows(tokens: Int32Array, maxlen: number, stride: number):
  * passes stride 1 (or its --every) to score them all.
  */
 export function splitWindows(
-  tokens: Int32Array,
+  tokens: TokenIds,
   cfg: { maxlen: number; stride: number; valSplit: number },
 ): { train: Windows; val: Windows | undefined } {
   if (cfg.valSplit <= 0)
@@ -92,14 +98,14 @@ export function gatherBatch(
  * stopped and the LSTM state can be carried from one batch to the next.
  */
 export interface Streams {
-  tokens: Int32Array;
+  tokens: TokenIds;
   rows: number;
   length: number; // characters per stream
   maxlen: number; // T: characters per batch and stream
   steps: number; // batches in one pass over the streams
 }
 
-export function makeStreams(tokens: Int32Array, rows: number, maxlen: number): Streams {
+export function makeStreams(tokens: TokenIds, rows: number, maxlen: number): Streams {
   // each stream also needs the target after its last input character
   const length = Math.floor((tokens.length - 1) / rows);
   return { tokens, rows, length, maxlen, steps: Math.floor(length / maxlen) };

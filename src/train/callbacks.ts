@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import path from 'node:path';
 import { saveModel, type ModelMeta } from '../checkpoint/model-format.ts';
 import type { Vocabulary } from '../data/vocabulary.ts';
-import type { Windows } from '../data/windows.ts';
+import type { TokenIds, Windows } from '../data/windows.ts';
 import { kernelModule } from '../engine/kernels.ts';
 import { MemorisationIndex, type TokenText } from '../generate/memorisation.ts';
 import { generateWindow } from '../generate/window.ts';
@@ -115,7 +115,7 @@ export function progressCallback(
 }
 
 export interface SampleOptions {
-  tokens: Int32Array; // the encoded corpus, to draw seed texts from
+  tokens: TokenIds; // the encoded corpus, to draw seed texts from
   trainTokens: TokenText; // the text before the validation cut: what the memorisation report indexes
   vocab: Vocabulary;
   meta: () => ModelMeta; // the model's metadata as of now

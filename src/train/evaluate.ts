@@ -1,4 +1,10 @@
-import { makeWindows, splitWindows, startOf, type Windows } from '../data/windows.ts';
+import {
+  makeWindows,
+  splitWindows,
+  startOf,
+  type TokenIds,
+  type Windows,
+} from '../data/windows.ts';
 import { DEFAULT_VAL_SPLIT, VALIDATION } from '../defaults.ts';
 import { UserError } from '../errors.ts';
 import { createKernels, resolveEngine } from '../engine/kernels.ts';
@@ -158,7 +164,7 @@ export async function evaluate(
  */
 export async function evaluateStateful(
   params: Parameters,
-  tokens: Int32Array,
+  tokens: TokenIds,
   opts: { streams?: number; engine?: EngineKind | 'auto' } = {},
 ): Promise<Evaluation> {
   const R = Math.max(1, Math.min(opts.streams ?? 32, Math.floor((tokens.length - 1) / 2)));

@@ -139,7 +139,7 @@ async function readRunCorpus(
   const limited = config.maxVocab !== undefined || config.minCount !== undefined;
   const counts = limited ? corpus.counts : undefined;
   const vocab = corpus.vocab;
-  const tokens = corpus.tokens.readAll();
+  const tokens = corpus.tokens.readCompact(); // 1 byte a character up to 256 of them
   checkTextLength(`corpus ${corpus.name}`, tokens.length, config.maxlen);
   const all = makeWindows(tokens, config.maxlen, config.stride);
   out(
