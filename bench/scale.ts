@@ -37,7 +37,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { BUILTIN_CORPORA } from '../src/corpus/corpus.ts';
-import { REFERENCE } from '../src/defaults.ts';
+import { CORPUS, REFERENCE } from '../src/defaults.ts';
 import { int, type ScaleResults, type ScaleRun, type ScaleTargets } from './render.ts';
 import { buildCli } from './train-rss.ts';
 
@@ -208,8 +208,11 @@ async function measure(
   const shown = `<${corpus.label}>`;
   const log = (s: string): void => void process.stderr.write(`  ${corpus.label}: ${s}\n`);
 
+  // a corpus beyond the default --max-corpus-bytes (512 MiB) names its size explicitly, as a
+  // user would: training never holds it as one string, so the limit is only a guard
+  const limit = bytes > CORPUS.maxBytes ? ['--max-corpus-bytes', String(bytes)] : [];
   // the first dry run reads the text, builds the token file, and says how many characters it has
-  const dry = ['train', '--corpus', corpus.file, '--dry-run'];
+  const dry = ['train', '--corpus', corpus.file, ...limit, '--dry-run'];
   const first = mustSucceed(await runCli(cli, dry, env, dir), 'the first dry run');
   const chars = /^corpus length: (\d+)$/m.exec(first.output);
   const vocab = /^unique characters: (\d+)$/m.exec(first.output);
@@ -226,7 +229,7 @@ async function measure(
     if (tokenFiles().length !== 1 || statSync(tokenPath).mtimeMs !== built)
       throw new Error('the second dry run rebuilt the token file instead of reusing it');
     preparation = {
-      command: `charlstm train --corpus ${shown} --dry-run`,
+      command: `charlstm train --corpus ${shown}${limit.length ? ` ${limit.join(' ')}` : ''} --dry-run`,
       firstSeconds: first.seconds,
       firstMaxRssMiB: first.maxRssMiB,
       mbPerSec: bytes / MB / first.seconds,
@@ -251,7 +254,7 @@ async function measure(
   const out = path.join(dir, `model-${corpus.label}`);
   const t = await runCli(
     cli,
-    ['train', '--corpus', corpus.file, ...trainArgs, '--out', out],
+    ['train', '--corpus', corpus.file, ...limit, ...trainArgs, '--out', out],
     env,
     dir,
   );
@@ -270,7 +273,7 @@ async function measure(
     throw new Error(`the train run printed no ${missing.join(', ') || 'epoch line'}:\n${t.output}`);
   const trainingWindows = num(windows[1]!);
   const training: ScaleRun['training'] = {
-    command: `charlstm train --corpus ${shown} ${trainArgs.join(' ')} --out <temporary folder>`,
+    command: `charlstm train --corpus ${shown}${limit.length ? ` ${limit.join(' ')}` : ''} ${trainArgs.join(' ')} --out <temporary folder>`,
     step,
     trainingWindows,
     validationWindows: num(windows[2]!),

@@ -263,6 +263,19 @@ describe('prepareCorpus', () => {
           for (const part of [bytes.subarray(0, a), bytes.subarray(a, b), bytes.subarray(b)])
             check.push(part);
           assert.equal(check.problem('x.txt')?.message, want, `${bytes.toString('hex')} ${a} ${b}`);
+          // as the readers push: each part read into the same Buffer, overwritten by the next
+          const reused = new TextCheck();
+          const buffer = Buffer.alloc(bytes.length);
+          for (const part of [bytes.subarray(0, a), bytes.subarray(a, b), bytes.subarray(b)]) {
+            part.copy(buffer);
+            reused.push(buffer.subarray(0, part.length));
+            buffer.fill(0xff); // what a next read leaves there before it lands
+          }
+          assert.equal(
+            reused.problem('x.txt')?.message,
+            want,
+            `reused ${bytes.toString('hex')} ${a} ${b}`,
+          );
         }
       }
     }

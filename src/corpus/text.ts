@@ -76,7 +76,8 @@ export class TextCheck {
       const cut = bytes.length - incompleteTail(bytes);
       const whole = bytes.subarray(0, cut);
       if (!isUtf8(whole)) this.invalid = start + firstInvalidUtf8(whole)!;
-      this.carry = bytes.slice(cut);
+      // a copy: `chunk` may be a Buffer its reader fills again (Buffer's slice() is a view)
+      this.carry = Uint8Array.from(bytes.subarray(cut));
     }
     this.offset += chunk.length;
   }
