@@ -248,10 +248,13 @@ test('the scale block shows each corpus, each figure and each target met or miss
     md,
     /Targets \(issue 13\): preparation at 50 MB\/s or more: missed at 1 MB; peak memory of `charlstm train` under 600 MiB at every size: missed at 100 MB; training at 100 MB within 10% of the speed at 1 MB: 4,200 against 5,607 seq\/s, missed\./,
   );
-  assert.match(md, /Int32Array, 4 bytes a character: 377 MiB at 100 MB\./);
   assert.match(
     md,
-    /The 1 GB corpus .* is not run by default: its ids alone would take about 3,815 MiB/,
+    /holds every id in memory \(1 byte a character for this vocabulary; .*\): 94 MiB at 100 MB\./,
+  );
+  assert.match(
+    md,
+    /The 1 GB corpus .* is not run by default: its ids alone would take about 954 MiB/,
   );
   assert.match(
     md,
@@ -288,7 +291,7 @@ test('a scale run that meets every target, 1 GB included, says so and nothing el
     md,
     /preparation at 50 MB\/s or more: met at every size; peak memory .*: met at every size; training at 1 GB within 10% of the speed at 1 MB: 5,500 against 5,607 seq\/s, met\./,
   );
-  assert.doesNotMatch(md, /\*\*miss\*\*|Int32Array|not run by default|undefined|NaN/);
+  assert.doesNotMatch(md, /\*\*miss\*\*|holds every id|not run by default|undefined|NaN/);
 });
 
 test('a figure missing from docs/scale.json is an error, not a blank in the README', () => {
