@@ -88,7 +88,7 @@ export class TokenFile {
   ) {}
 
   /** Ids start .. start + count into `into` (from its index 0); synchronous, positional. */
-  read(start: number, count: number, into: Int32Array): void {
+  read(start: number, count: number, into: TokenIds): void {
     if (!(start >= 0 && count >= 0 && start + count <= this.length && count <= into.length))
       throw new RangeError(`ids ${start} + ${count} are outside 0..${this.length}`);
     const fd = openSync(this.path, 'r');
@@ -104,30 +104,15 @@ export class TokenFile {
    * holds, a quarter of readAll()'s memory for a vocabulary of up to 256 characters.
    */
   readCompact(): TokenIds {
-    const out =
-      this.bytesPerId === 1
-        ? new Uint8Array(this.length)
-        : this.bytesPerId === 2
-          ? new Uint16Array(this.length)
-          : new Int32Array(this.length);
-    const fd = openSync(this.path, 'r');
-    try {
-      this.readFd(fd, 0, this.length, out);
-    } finally {
-      closeSync(fd);
-    }
+    const out = idArray(this.bytesPerId, this.length);
+    this.read(0, this.length, out);
     return out;
   }
 
   /** Every id, as the Int32Array Vocabulary.encode gives. */
   readAll(): Int32Array {
     const out = new Int32Array(this.length);
-    const fd = openSync(this.path, 'r');
-    try {
-      this.readFd(fd, 0, this.length, out);
-    } finally {
-      closeSync(fd);
-    }
+    this.read(0, this.length, out);
     return out;
   }
 
@@ -143,16 +128,22 @@ export class TokenFile {
         if (r === 0) throw new UserError(`${this.path} was cut short; delete it and run again`);
         got += r;
       }
-      const ids =
-        b === 1
-          ? new Uint8Array(buf.buffer, buf.byteOffset, n)
-          : b === 2
-            ? new Uint16Array(buf.buffer, buf.byteOffset, n)
-            : new Int32Array(buf.buffer, buf.byteOffset, n);
+      const ids = idArray(b, n, buf.buffer, buf.byteOffset);
       into.set(ids, done);
       done += n;
     }
   }
+}
+
+/** `length` ids of `bytesPerId` bytes each: a new array, or a view of `buffer` from `byteOffset`. */
+function idArray(
+  bytesPerId: 1 | 2 | 4,
+  length: number,
+  buffer?: ArrayBuffer,
+  byteOffset = 0,
+): TokenIds {
+  const Type = bytesPerId === 1 ? Uint8Array : bytesPerId === 2 ? Uint16Array : Int32Array;
+  return buffer ? new Type(buffer, byteOffset, length) : new Type(length);
 }
 
 /** One input after pass 0. */
@@ -525,12 +516,7 @@ async function passTwo(
     await dst.write(head);
     const provisional = new Uint32Array(CHUNK / 4);
     const raw = new Uint8Array(provisional.buffer);
-    const mapped =
-      b === 1
-        ? new Uint8Array(provisional.length)
-        : b === 2
-          ? new Uint16Array(provisional.length)
-          : new Int32Array(provisional.length);
+    const mapped = idArray(b, provisional.length);
     for (;;) {
       const { bytesRead } = await src.read(raw, 0, raw.length, null);
       if (bytesRead === 0) break;
