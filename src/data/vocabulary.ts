@@ -40,9 +40,7 @@ export class Vocabulary {
   }
 
   static fromText(text: string): Vocabulary {
-    const set = new Set<number>();
-    for (const ch of text) set.add(ch.codePointAt(0)!);
-    return new Vocabulary([...set].sort((a, b) => a - b).map((cp) => String.fromCodePoint(cp)));
+    return Vocabulary.fromCounts(countChars(text));
   }
 
   /**

@@ -1,11 +1,13 @@
-import { GENERATE, REFERENCE } from '../defaults.ts';
+import { REFERENCE } from '../defaults.ts';
 import { UserError, show } from '../errors.ts';
 import type { UnknownPolicy } from '../data/vocabulary.ts';
 import type { CharModel } from '../model/char-model.ts';
 import { Rng, checkSeed } from '../sampling/rng.ts';
 import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
 import { StatefulStream } from './stateful.ts';
-import { checkLength, windowSteps } from './window.ts';
+import { checkLength, preparePrompt, windowSteps } from './window.ts';
+
+export { preparePrompt } from './window.ts';
 
 // The library's generation API: one stream of text from a prompt, in either mode, as an async
 // iterable of text chunks. Chunks end after `chunkChars` characters or `chunkMs` milliseconds,
@@ -73,18 +75,6 @@ export function checkMode(mode: unknown): GenerateMode {
     throw new UserError(`mode must be "window" or "stateful", got ${show(mode)}`);
   }
   return mode;
-}
-
-/**
- * The prompt as the model reads it: lowercased when the model is, then its characters outside
- * the vocabulary named in an error, dropped, or mapped to the model's unknown symbol.
- */
-export function preparePrompt(
-  model: CharModel,
-  prompt: string,
-  unknown: UnknownPolicy = GENERATE.unknown,
-): string {
-  return model.vocab.applyUnknown(model.prepareText(prompt), unknown, 'prompt');
 }
 
 function positiveInteger(value: unknown, what: string): number {

@@ -3,7 +3,7 @@ import type { CharModel, StatefulStepper } from '../model/char-model.ts';
 import { argmax, checkDistribution, TOP_P_TOLERANCE, type Probs } from '../sampling/processors.ts';
 import { Rng } from '../sampling/rng.ts';
 import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
-import { checkLength } from './window.ts';
+import { checkLength, preparePrompt } from './window.ts';
 
 // Stateful generation: the prompt is fed once, one LSTM step per character from the zero state,
 // and then every generated character costs one more step on the carried state (h, c). Unlike the
@@ -266,7 +266,7 @@ export interface StatefulTextOptions {
  */
 export function generateStateful(model: CharModel, opts: StatefulTextOptions): string {
   const length = checkLength(opts.length);
-  const text = model.vocab.applyUnknown(model.prepareText(opts.prompt), opts.unknown, 'prompt');
+  const text = preparePrompt(model, opts.prompt, opts.unknown);
   const prompt = model.vocab.encode(text, 'prompt');
   const sampler = samplerFrom(opts);
   const rng = new Rng(opts.seed ?? randomSeed());

@@ -1,4 +1,5 @@
 import type { UnknownPolicy } from '../data/vocabulary.ts';
+import { GENERATE } from '../defaults.ts';
 import { UserError, show } from '../errors.ts';
 import type { CharModel } from '../model/char-model.ts';
 import { Rng } from '../sampling/rng.ts';
@@ -197,7 +198,7 @@ export function textSteps(
   const sampler = samplerFrom(opts);
   const seed = opts.seed ?? randomSeed();
   const it = windowSteps(model, {
-    prompts: [model.vocab.applyUnknown(model.prepareText(opts.prompt), opts.unknown, 'prompt')],
+    prompts: [preparePrompt(model, opts.prompt, opts.unknown)],
     samplers: [sampler],
     length: opts.length,
     rng: new Rng(seed),
@@ -215,4 +216,16 @@ export function generateText(model: CharModel, opts: GenerateTextOptions): strin
     opts.onText?.(ch);
   }
   return text;
+}
+
+/**
+ * The prompt as the model reads it: lowercased when the model is, then its characters outside
+ * the vocabulary named in an error, dropped, or mapped to the model's unknown symbol.
+ */
+export function preparePrompt(
+  model: CharModel,
+  prompt: string,
+  unknown: UnknownPolicy = GENERATE.unknown,
+): string {
+  return model.vocab.applyUnknown(model.prepareText(prompt), unknown, 'prompt');
 }
