@@ -45,6 +45,17 @@ export function trainCommand(): Command {
       if (row.helpDefault === false) (config as Record<string, unknown>)[key] ??= row.default;
     }
     const { dashboard, port, host, ...rest } = config;
-    await runTrain({ ...rest, ...(dashboard && { dashboard: { port, host } }), explicit });
+    const command = ['charlstm', ...process.argv.slice(2)].map(shellWord).join(' ');
+    await runTrain({
+      ...rest,
+      ...(dashboard && { dashboard: { port, host } }),
+      explicit,
+      command,
+    });
   });
+}
+
+/** `word` as a POSIX shell reads it back: bare when safe, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }

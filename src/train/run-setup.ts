@@ -45,7 +45,8 @@ export function checkTextLength(
 /** What a run is, as far as its saved model tells. */
 export interface RunDescription {
   corpus: string; // the corpus's name
-  source?: string; // where it was read from
+  source?: string; // where it was read from (absent for built-in corpora)
+  command?: string; // the command line of the process that saved it
   vocab: Vocabulary;
   lowercase: boolean;
   maxlen: number;
@@ -77,6 +78,7 @@ export function trainedModelMeta(
     training: {
       corpus: run.corpus,
       ...(run.source !== undefined && { source: run.source }),
+      ...(run.command !== undefined && { command: run.command }),
       epochs: trainer.epoch,
       batchSize: run.batchSize,
       optimizer: run.optimizer,

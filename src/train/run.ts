@@ -3,7 +3,7 @@ import path from 'node:path';
 import { saveModel } from '../checkpoint/model-format.ts';
 import { acquireRunLock } from '../checkpoint/run-lock.ts';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
-import { inputListing } from '../corpus/corpus.ts';
+import { BUILTIN_CORPORA, inputListing } from '../corpus/corpus.ts';
 import { prepareCorpus } from '../corpus/prepare.ts';
 import { REFERENCE, VALIDATION } from '../defaults.ts';
 import { describeLimits } from '../data/vocabulary.ts';
@@ -61,6 +61,8 @@ export interface TrainRunOptions
   callbacks?: TrainCallback[];
   /** settings given explicitly on the command line (the resumable ones override a resumed run's) */
   explicit?: ReadonlySet<string>;
+  /** the command line that started this process, recorded in the saved model ("charlstm train …") */
+  command?: string;
 }
 
 /** A checkpoint's JSON state. */
@@ -257,7 +259,11 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
 
   const description: RunDescription = {
     corpus: corpus.name,
-    source: corpus.source,
+    // a built-in corpus is known by its name; where this machine keeps it is nobody's business
+    ...(!(typeof config.corpus === 'string' ? [config.corpus] : config.corpus).every(
+      (spec) => spec in BUILTIN_CORPORA,
+    ) && { source: corpus.source }),
+    ...(opts.command !== undefined && { command: opts.command }),
     vocab,
     lowercase: config.lowercase,
     maxlen: config.maxlen,
