@@ -55,6 +55,12 @@ test('a short run trains, samples at every temperature, and saves a loadable mod
   assert.equal(meta.units, 16);
   assert.equal(meta.maxlen, 60);
   assert.equal(meta.training.epochs, 2);
+  // how it was made: the command line as a shell reads it back, and the user's own file
+  assert.equal(
+    meta.training.command,
+    `charlstm train --corpus ${small} --epochs 2 --units 16 --out ${out} --seed 11 --sample-length 30`,
+  );
+  assert.equal(meta.training.source, small);
   assert.equal(params.shape.units, 16);
 });
 
