@@ -68,7 +68,8 @@ export function evalCommand(): Command {
           import('../data/vocabulary.ts'),
           import('../train/evaluate.ts'),
         ]);
-      const { params, meta } = await loadModel(flags.model);
+      const { resolveModel } = await import('../checkpoint/builtin-models.ts');
+      const { params, meta } = await loadModel(await resolveModel(flags.model));
       // the text's own ids (a token file, from the cache when prepared before), in the model's
       const corpus = await prepareCorpus(flags.corpus, { lowercase: meta.lowercase });
       const tokens = encodeIn(

@@ -1,3 +1,4 @@
+import { resolveModel } from '../checkpoint/builtin-models.ts';
 import { MODEL_JSON, loadModel, type ModelMeta } from '../checkpoint/model-format.ts';
 import { REFERENCE } from '../defaults.ts';
 import { Vocabulary } from '../data/vocabulary.ts';
@@ -72,10 +73,15 @@ export class CharModel {
   }
 
   /**
-   * Load a model folder written by saveModel; every problem with it is a UserError naming the file.
+   * Load a model folder written by saveModel, or a built-in model by name (`moby-dick`; see
+   * resolveModel); every problem with it is a UserError naming the file.
    * `engine`: the kernels that run it ('auto', the default, takes the native addon when built).
    */
-  static async load(dir: string, opts: { engine?: EngineKind | 'auto' } = {}): Promise<CharModel> {
+  static async load(
+    nameOrDir: string,
+    opts: { engine?: EngineKind | 'auto' } = {},
+  ): Promise<CharModel> {
+    const dir = await resolveModel(nameOrDir);
     const [{ params, meta }] = await Promise.all([loadModel(dir), kernelModule()]);
     const model = new CharModel(params, meta, `${dir}/${MODEL_JSON}`);
     model.kernels = await kernelFactory(await resolveEngine(opts.engine ?? 'auto'));
