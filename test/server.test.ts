@@ -515,7 +515,6 @@ describe('charlstm serve', () => {
         );
       });
     const cases: [string[], RegExp][] = [
-      [['serve'], /required option '-m, --model <dir>'/],
       [['serve', '-m', modelDir, '--port', '70000'], /port must be an integer from 0 to 65535/],
       [['serve', '-m', modelDir, '--max-streams', '0'], /max streams must be an integer/],
       [['serve', '-m', path.join(tmp, 'missing')], /model folder not found/],

@@ -14,7 +14,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { UserError, show } from '../errors.ts';
-import { MODEL_JSON } from './model-json.ts';
+import { layerCount } from '../model/params.ts';
+import { MODEL_JSON, jsonFromText, parseModelJson } from './model-json.ts';
 
 /** The built-in models' names, in the order `charlstm models` and `charlstm serve` list them. */
 export const BUILTIN_MODELS = ['moby-dick', 'nietzsche'] as const;
@@ -67,3 +68,96 @@ export async function resolveModel(nameOrDir: string): Promise<string> {
 }
 
 const builtinList = (): string => BUILTIN_MODELS.join(', ');
+
+/** Where `charlstm train` saves a run without --out: models/<corpus name>, in the current folder. */
+export const LOCAL_MODELS_DIR = 'models';
+
+/** A model folder as `charlstm models` lists it, read from its model.json (weights unread). */
+export interface ModelEntry {
+  /** What `--model` takes: the built-in name, or the folder as found (models/<name>). */
+  name: string;
+  builtin: boolean;
+  /** The folder, absolute. */
+  dir: string;
+  layers: number;
+  units: number;
+  /** Vocabulary size. */
+  characters: number;
+  /** model.json and its weights files, bytes. */
+  bytes: number;
+  /** training.corpus */
+  corpus?: string;
+  /** training.epochs: epochs done */
+  epochs?: number;
+  /** The last held-out loss recorded (nats per character), if the run validated. */
+  valLoss?: number;
+  /** training.command: the command line that trained it */
+  command?: string;
+}
+
+/** Read `dir/model.json` (checked as a load would) and size its files; weights are not read. */
+export async function describeModel(
+  name: string,
+  dir: string,
+  builtin: boolean,
+): Promise<ModelEntry> {
+  const jsonFile = path.join(dir, MODEL_JSON);
+  let text: string;
+  try {
+    text = await fs.readFile(jsonFile, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(`cannot read ${jsonFile}${code ? ` (${code})` : ''}`);
+  }
+  const { meta, shape, weightPaths } = parseModelJson(jsonFromText(text, jsonFile), jsonFile);
+  let bytes = Buffer.byteLength(text);
+  for (const p of weightPaths)
+    bytes += (await fs.stat(path.join(dir, p)).catch(() => null))?.size ?? 0;
+  const t = meta.training;
+  const valLoss = Array.isArray(t.valLoss)
+    ? t.valLoss.filter((v): v is number => typeof v === 'number').at(-1)
+    : undefined;
+  return {
+    name,
+    builtin,
+    dir: path.resolve(dir),
+    layers: layerCount(shape),
+    units: shape.units,
+    characters: shape.vocabSize,
+    bytes,
+    ...(typeof t.corpus === 'string' && { corpus: t.corpus }),
+    ...(typeof t.epochs === 'number' && { epochs: t.epochs }),
+    ...(valLoss !== undefined && { valLoss }),
+    ...(typeof t.command === 'string' && { command: t.command }),
+  };
+}
+
+/**
+ * The built-in models, then the model folders under ./models (the train default); a local
+ * folder whose model.json cannot be read is passed to `skipped` with the reason, not listed.
+ */
+export async function listModels(
+  skipped: (dir: string, reason: string) => void = () => {},
+): Promise<ModelEntry[]> {
+  const entries: ModelEntry[] = [];
+  for (const name of BUILTIN_MODELS)
+    entries.push(await describeModel(name, builtinModelDir(name), true));
+  let names: string[] = [];
+  try {
+    const found = await fs.readdir(LOCAL_MODELS_DIR, { withFileTypes: true });
+    names = found.filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch {
+    // no ./models: no local models
+  }
+  for (const name of names.sort()) {
+    const dir = path.join(LOCAL_MODELS_DIR, name);
+    if (!(await exists(path.join(dir, MODEL_JSON)))) continue; // not a model folder
+    try {
+      entries.push(await describeModel(dir, dir, false));
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      skipped(dir, err.message);
+    }
+  }
+  return entries;
+}

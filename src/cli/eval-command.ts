@@ -4,6 +4,7 @@ import { DEFAULT_VAL_SPLIT } from '../defaults.ts';
 import { UserError } from '../errors.ts';
 import { parseCount, parseFraction } from './options.ts';
 import { writeOut } from './output.ts';
+import { MODEL_FLAGS, MODEL_HELP } from './models-command.ts';
 
 // `charlstm eval`: a saved model's loss on a text, the protocol every quality figure in the README
 // is quoted with (each scored character predicted from the maxlen characters before it, from a
@@ -28,7 +29,7 @@ export function evalCommand(): Command {
     .description(
       "score a saved model on a text: nats and bits per character and perplexity of the text's held-out end (or all of it)",
     )
-    .requiredOption('-m, --model <dir>', 'model folder')
+    .requiredOption(MODEL_FLAGS, MODEL_HELP)
     .requiredOption(
       '-c, --corpus <spec>',
       'built-in name (nietzsche, moby-dick), text file or http(s) URL',

@@ -6,6 +6,7 @@ import { UNKNOWN_POLICIES, type UnknownPolicy } from '../data/vocabulary.ts';
 import { GENERATE, REFERENCE } from '../defaults.ts';
 import { parseLength, parseSeed, parseTemperature, parseTopK, parseTopP } from './options.ts';
 import { OutputClosed, writeOut } from './output.ts';
+import { MODEL_FLAGS, MODEL_HELP } from './models-command.ts';
 
 /**
  * Characters per write: stdout gets one write per few KB (or per 16 ms of generation, whichever
@@ -44,7 +45,7 @@ export function generateCommand(): Command {
       'continue a prompt, one character at a time: each predicted from the last maxlen characters ' +
         '(window mode, the reference), or from the state carried along the text (stateful mode)',
     )
-    .requiredOption('-m, --model <dir>', 'model folder')
+    .requiredOption(MODEL_FLAGS, MODEL_HELP)
     .requiredOption('-p, --prompt <text>', 'text to continue (lowercased first if the model is)')
     .option('-n, --length <n>', 'characters to generate', parseLength, REFERENCE.sampleLength)
     .option('-t, --temperature <t>', 'sampling temperature', parseTemperature, GENERATE.temperature)

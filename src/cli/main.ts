@@ -5,6 +5,7 @@ import { UserError } from '../errors.ts';
 import { benchCommand } from './bench-command.ts';
 import { evalCommand } from './eval-command.ts';
 import { generateCommand } from './generate-command.ts';
+import { modelsCommand } from './models-command.ts';
 import { OutputClosed, exitQuietlyOnClosedStdout } from './output.ts';
 import { predictCommand } from './predict-command.ts';
 import { serveCommand } from './serve-command.ts';
@@ -33,6 +34,7 @@ async function buildProgram(): Promise<Command> {
   program.addCommand(predictCommand());
   program.addCommand(evalCommand());
   program.addCommand(serveCommand());
+  program.addCommand(modelsCommand());
   program.addCommand(benchCommand());
   program.addCommand((await import('./train-command.ts')).trainCommand());
 

@@ -5,6 +5,7 @@ import { UserError } from '../errors.ts';
 import { unknownOption } from './generate-command.ts';
 import { parseCount } from './options.ts';
 import { writeOut } from './output.ts';
+import { MODEL_FLAGS, MODEL_HELP } from './models-command.ts';
 
 interface PredictFlags {
   model: string;
@@ -17,7 +18,7 @@ interface PredictFlags {
 export function predictCommand(): Command {
   return new Command('predict')
     .description('show the next-character distribution after a text (its last maxlen characters)')
-    .requiredOption('-m, --model <dir>', 'model folder')
+    .requiredOption(MODEL_FLAGS, MODEL_HELP)
     .requiredOption('--text <text>', 'the text so far (lowercased first if the model is)')
     .option('--json', 'print {"vocab": [...], "probs": [...]} on one line')
     .option('--top <n>', 'rows of the table (without --json)', parseCount, 10)

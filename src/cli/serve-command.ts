@@ -2,10 +2,11 @@ import { Command } from 'commander';
 
 import { MAX_GENERATE_LENGTH } from '../generate/window.ts';
 import { SERVER } from '../defaults.ts';
+import { MODEL_FLAGS } from './models-command.ts';
 import { integerIn, parsePort } from './options.ts';
 
 interface ServeFlags {
-  model: string[];
+  model?: string[];
   port: number;
   host: string;
   maxLength: number;
@@ -21,9 +22,10 @@ export function serveCommand(): Command {
     .description(
       'serve models over HTTP: POST /v1/generate (whole or streamed), POST /v1/predict, GET /v1/models, GET /health; and the web app at /',
     )
-    .requiredOption(
-      '-m, --model <dir>',
-      'model folder (repeat to serve several; the first is the default)',
+    .option(
+      MODEL_FLAGS,
+      'a built-in model or a model folder (repeat to serve several; the first is the default; ' +
+        'none: the built-in models)',
       collect,
     )
     .option('--port <n>', 'TCP port (0: any free one)', parsePort, SERVER.port)
@@ -46,7 +48,8 @@ export function serveCommand(): Command {
       const { buildServer } = await import('../server/app.ts');
       const { loadModels } = await import('../server/served-models.ts');
       const { resolveWebDir } = await import('../server/web-app.ts');
-      const models = await loadModels(flags.model);
+      const { BUILTIN_MODELS } = await import('../checkpoint/builtin-models.ts');
+      const models = await loadModels(flags.model ?? BUILTIN_MODELS);
       const webDir = resolveWebDir(flags.web);
       const app = buildServer({
         models,
@@ -69,8 +72,9 @@ export function serveCommand(): Command {
         throw err;
       }
       const names = models.map((m) => m.name).join(', ');
+      const which = flags.model ? 'models' : 'the built-in models, as no --model was given';
       const web = webDir ? `; web app at ${address}/` : '';
-      process.stdout.write(`charlstm: serving ${address} (models: ${names})${web}\n`);
+      process.stdout.write(`charlstm: serving ${address} (${which}: ${names})${web}\n`);
       // Stop cleanly on Ctrl-C / SIGTERM: generations in progress are stopped, then the server
       // closes; a second signal exits at once.
       await new Promise<void>((resolve) => {

@@ -91,7 +91,7 @@ export class Playground {
     } catch (err) {
       const msg =
         err instanceof ApiError && err.status === 404
-          ? 'This server offers no models (GET /v1/models: not found). Start one with `charlstm serve --model DIR`, or use the in-browser view.'
+          ? 'This server offers no models (GET /v1/models: not found). Start one with `charlstm serve` (the built-in models) or `charlstm serve --model DIR`, or use the in-browser view.'
           : `Cannot list the models: ${(err as Error).message}`;
       showMessage(this.error, msg);
       this.modelInfo.textContent = '';
