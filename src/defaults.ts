@@ -89,6 +89,16 @@ export const GENERATE = {
   unknown: 'error', // prompt characters the model never saw: named in an error (--unknown)
 } as const;
 
+/** Decoding beyond one sampled stream (src/generate/decoding.ts): the bounds the library, the
+ * CLI (--stop, --count, --beam) and the API (stop, n, beam_width) share. */
+export const DECODING = {
+  maxStops: 8, // stop sequences per generation
+  maxStopChars: 100, // characters in one stop sequence
+  count: 1, // samples when none is asked for
+  maxCount: 64, // samples per request (each one ordinary generation: n × length characters)
+  maxBeamWidth: 32, // beams kept after every character (width steps, or window rows, a character)
+} as const;
+
 /** The live training view (`charlstm train --dashboard`). */
 export const DASHBOARD = {
   port: 8081,

@@ -1,13 +1,23 @@
-import { REFERENCE } from '../defaults.ts';
+import { DECODING, REFERENCE } from '../defaults.ts';
 import { UserError, show } from '../errors.ts';
 import type { UnknownPolicy } from '../data/vocabulary.ts';
 import type { CharModel } from '../model/char-model.ts';
 import { Rng, checkSeed } from '../sampling/rng.ts';
 import { Sampler, randomSeed, samplerFrom } from '../sampling/sampler.ts';
+import {
+  BeamSearch,
+  checkBeamWidth,
+  checkCount,
+  checkStops,
+  sampleSeed,
+  stopAt,
+  type FinishReason,
+} from './decoding.ts';
 import { StatefulStream } from './stateful.ts';
 import { checkLength, preparePrompt, windowSteps } from './window.ts';
 
 export { preparePrompt } from './window.ts';
+export { sampleSeed, type FinishReason } from './decoding.ts';
 
 // The library's generation API: one stream of text from a prompt, in either mode, as an async
 // iterable of text chunks. Chunks end after `chunkChars` characters or `chunkMs` milliseconds,
@@ -43,6 +53,20 @@ export interface GenerateOptions {
   unknown?: UnknownPolicy;
   /** Stops the generation: the iterator throws the signal's reason within one chunk. */
   signal?: AbortSignal;
+  /**
+   * Stop sequences: the text ends just before the first occurrence of any of them (which is not
+   * included), compared with the text as generated (so lowercased for a lowercase model, as the
+   * prompt is). Characters that may begin one are held back until decided. At most
+   * DECODING.maxStops, each of 1 to DECODING.maxStopChars characters.
+   */
+  stop?: string | readonly string[];
+  /**
+   * Beam search of this width (1 to DECODING.maxBeamWidth; 1 is greedy) instead of sampling:
+   * the `length` characters of highest total log-probability found, deterministic (see
+   * BeamSearch in decoding.ts). Temperature, top-k, top-p, greedy and seed do not apply. The
+   * text comes once the search has finished, still in chunks.
+   */
+  beam?: number;
   /** Most characters in one chunk (default 64). */
   chunkChars?: number;
   /** A chunk ends once it has taken this long to produce (default 16 ms). */
@@ -57,6 +81,10 @@ export interface Generation extends AsyncIterable<string> {
   /** The prompt as the model reads it: lowercased if the model is, unknown characters dropped
    * (`unknown: 'skip'`) or replaced by the unknown symbol (`unknown: 'map'`). */
   readonly prompt: string;
+  /** The beam width, when it is a beam search. */
+  readonly beam: number | undefined;
+  /** Why it ended (`length`, or `stop`: a stop sequence met); undefined until it has. */
+  readonly finishReason: FinishReason | undefined;
 }
 
 const DEFAULT_CHUNK_CHARS = 64;
@@ -100,6 +128,9 @@ export function generate(model: CharModel, opts: GenerateOptions = {}): Generati
   const chunkChars = positiveInteger(opts.chunkChars ?? DEFAULT_CHUNK_CHARS, 'chunkChars');
   const chunkMs = opts.chunkMs ?? DEFAULT_CHUNK_MS;
   if (!(chunkMs >= 0)) throw new RangeError(`chunkMs must be a number >= 0, got ${show(chunkMs)}`);
+  const stops =
+    opts.stop === undefined ? [] : checkStops(opts.stop).map((s) => model.prepareText(s));
+  const beam = opts.beam === undefined ? undefined : checkBeamWidth(opts.beam);
   const { signal } = opts;
   const rng = new Rng(seed);
   if (mode === 'window' && prompt.length === 0) {
@@ -110,21 +141,52 @@ export function generate(model: CharModel, opts: GenerateOptions = {}): Generati
   }
   const tokens = model.vocab.encode(prompt, 'prompt');
   const chunks =
-    mode === 'window'
-      ? windowChunks(model, prompt, sampler, rng, length, chunkChars, chunkMs, signal) // re-encodes its windows
-      : statefulChunks(model, tokens, sampler, rng, length, chunkChars, chunkMs, signal);
+    beam !== undefined
+      ? beamChunks(model, tokens, mode, beam, length, chunkChars, chunkMs, signal)
+      : mode === 'window'
+        ? windowChunks(model, prompt, sampler, rng, length, chunkChars, chunkMs, signal) // re-encodes its windows
+        : statefulChunks(model, tokens, sampler, rng, length, chunkChars, chunkMs, signal);
   let started = false;
+  let finishReason: FinishReason | undefined;
   return {
     mode,
     seed,
     length,
     prompt,
+    beam,
+    get finishReason() {
+      return finishReason;
+    },
     [Symbol.asyncIterator]() {
       if (started) throw new Error('a Generation can be iterated only once');
       started = true;
-      return chunks();
+      return stopAt(chunks(), stops, (reason) => (finishReason = reason));
     },
   };
+}
+
+/** generate()'s options with the number of samples. */
+export interface SamplesOptions extends GenerateOptions {
+  /** Independent samples (1 to DECODING.maxCount, default 1). */
+  count?: number;
+}
+
+/**
+ * `count` independent generations of one request: sample i is exactly generate() with the seed
+ * sampleSeed(seed, i) (sample 0: the seed itself), the other options the same; `seed` is drawn
+ * at random when undefined. Each is an ordinary Generation, run as its consumer iterates it, so
+ * they may run one after the other or side by side. A beam search gives one text: count 1.
+ */
+export function generateSamples(model: CharModel, opts: SamplesOptions = {}): Generation[] {
+  const { count: asked, ...rest } = opts;
+  const count = checkCount(asked ?? DECODING.count);
+  if (count > 1 && rest.beam !== undefined) {
+    throw new UserError(`beam search gives one text: count must be 1 with beam, got ${count}`);
+  }
+  const seed = checkSeed(rest.seed ?? randomSeed());
+  return Array.from({ length: count }, (_, i) =>
+    generate(model, { ...rest, seed: sampleSeed(seed, i) }),
+  );
 }
 
 /**
@@ -149,6 +211,40 @@ function channelTurn(): () => Promise<void> {
       waiting.push(resolve);
       channel.port2.postMessage(null);
     });
+}
+
+function beamChunks(
+  model: CharModel,
+  prompt: Int32Array,
+  mode: GenerateMode,
+  width: number,
+  length: number,
+  chunkChars: number,
+  chunkMs: number,
+  signal: AbortSignal | undefined,
+): () => AsyncGenerator<string, void, undefined> {
+  return async function* () {
+    signal?.throwIfAborted();
+    const search = new BeamSearch(model, { prompt, length, width, mode });
+    try {
+      // the search in slices of chunkMs, so that it cannot hold the event loop
+      while (!search.advance(performance.now() + chunkMs)) {
+        await nextTurn();
+        signal?.throwIfAborted();
+      }
+      const text = model.vocab.decode(search.result());
+      const points = [...text]; // chunks end between code points
+      for (let i = 0; i < points.length; i += chunkChars) {
+        yield points.slice(i, i + chunkChars).join('');
+        if (i + chunkChars < points.length) {
+          await nextTurn();
+          signal?.throwIfAborted();
+        }
+      }
+    } finally {
+      search.close();
+    }
+  };
 }
 
 function windowChunks(

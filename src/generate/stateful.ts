@@ -175,6 +175,9 @@ const FEED_CHECK = 64;
 export class StatefulStream {
   private stepper: StatefulStepper | undefined;
   private probs: Float32Array | undefined; // the current distribution, once the prompt is fed
+  // probs between calls: a step's distribution is a view into the shared step core, which another
+  // stream's step overwrites, so it is copied here whenever a call ends holding one
+  private readonly held: Float32Array;
   private fed = 0;
   private produced = 0;
   private readonly drawer: Drawer;
@@ -187,6 +190,7 @@ export class StatefulStream {
     readonly length: number,
   ) {
     this.drawer = new Drawer(sampler, model.vocab.size);
+    this.held = new Float32Array(model.vocab.size);
     this.stepper = model.stepper();
   }
 
@@ -205,7 +209,7 @@ export class StatefulStream {
     const { prompt } = this;
     while (this.fed < prompt.length) {
       const p = stepper.step(prompt[this.fed++]!);
-      if (this.fed === prompt.length) this.probs = p;
+      if (this.fed === prompt.length) this.probs = this.hold(p);
       else if (this.fed % FEED_CHECK === 0 && performance.now() >= deadline) return false;
     }
     return true;
@@ -230,8 +234,13 @@ export class StatefulStream {
       probs = stepper.step(next);
       if (deadline !== Infinity && performance.now() >= deadline) break;
     }
-    this.probs = probs;
+    this.probs = this.hold(probs);
     return i;
+  }
+
+  private hold(probs: Float32Array): Float32Array {
+    if (probs !== this.held) this.held.set(probs);
+    return this.held;
   }
 
   /** Release the engine core. Idempotent. */

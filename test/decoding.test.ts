@@ -1,0 +1,309 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+
+import { DECODING } from '../src/defaults.ts';
+import { kernelModule } from '../src/engine/kernels.ts';
+import { UserError } from '../src/errors.ts';
+import {
+  BeamSearch,
+  StopMatcher,
+  beamSearch,
+  checkStops,
+  sampleSeed,
+} from '../src/generate/decoding.ts';
+import { generate, generateSamples, type GenerateOptions } from '../src/generate/generate.ts';
+import type { CharModel } from '../src/model/char-model.ts';
+import { randomCharModel } from './helpers/models.ts';
+
+// Stop sequences, n samples and beam search (issue 15 part 2), each against an independent
+// expectation: the plain generation cut by hand, a generation with the derived seed, and every
+// sequence of a tiny vocabulary scored by brute force.
+
+before(async () => {
+  await kernelModule();
+});
+
+async function collect(gen: AsyncIterable<string>): Promise<string[]> {
+  const chunks: string[] = [];
+  for await (const c of gen) chunks.push(c);
+  return chunks;
+}
+
+async function text(model: CharModel, opts: GenerateOptions): Promise<string> {
+  return (await collect(generate(model, opts))).join('');
+}
+
+describe('StopMatcher', () => {
+  /** The matcher's output for `pieces`, with the flush at the end unless it stopped. */
+  function run(stops: string[], pieces: string[]): { out: string[]; stopped: boolean } {
+    const m = new StopMatcher(stops);
+    const out = pieces.map((p) => m.push(p));
+    if (!m.stopped) out.push(m.flush());
+    return { out, stopped: m.stopped };
+  }
+
+  it('holds back exactly the end that may start a stop sequence, and drops the match', () => {
+    assert.deepEqual(run(['bcd'], ['xab', 'c', 'q', 'bc', 'de']), {
+      out: ['xa', '', 'bcq', '', ''],
+      stopped: true,
+    });
+    // "ab" then "abc": the held "ab" was no match, the second one is
+    assert.deepEqual(run(['abc'], ['ab', 'ab', 'c!']), { out: ['', 'ab', ''], stopped: true });
+    assert.deepEqual(run(['\n\n', 'END'], ['one\n', 'two E', 'N', 'x']), {
+      out: ['one', '\ntwo ', '', 'ENx', ''],
+      stopped: false,
+    });
+  });
+
+  it('cuts at the earliest match of any sequence, whatever the pieces', () => {
+    const whole = 'the cat sat. then the dog ran.';
+    const stops = ['dog', 'sat.', 'at. t'];
+    for (let cut = 0; cut <= whole.length; cut++) {
+      const { out, stopped } = run(stops, [whole.slice(0, cut), whole.slice(cut)]);
+      assert.equal(out.join(''), 'the cat ', `cut at ${cut}`);
+      assert.equal(stopped, true);
+    }
+    const chars = run(stops, [...whole]);
+    assert.equal(chars.out.join(''), 'the cat ');
+    assert.equal(run(['zz'], [...whole]).out.join(''), whole);
+  });
+
+  it('refuses empty, too long or too many sequences with a one-line UserError', () => {
+    assert.deepEqual(checkStops('a'), ['a']);
+    assert.deepEqual(checkStops(['a', 'bc']), ['a', 'bc']);
+    assert.throws(() => checkStops(''), /stop sequence must be a string of 1 to 100 .* got ""/);
+    assert.throws(() => checkStops(['a', 3]), /got 3$/);
+    assert.throws(() => checkStops('x'.repeat(101)), UserError);
+    assert.throws(
+      () => checkStops(Array.from({ length: DECODING.maxStops + 1 }, () => 'a')),
+      /at most 8 sequences, got 9/,
+    );
+  });
+});
+
+const VOCAB = [...' .abcdefgh'];
+const small = (seed = 3) => randomCharModel({ vocab: VOCAB, units: 8, maxlen: 6, seed });
+
+describe('generate() with stop', () => {
+  for (const mode of ['window', 'stateful'] as const) {
+    it(`${mode}: ends just before the first stop sequence, the same for any chunk size`, async () => {
+      const model = small();
+      const base: GenerateOptions = { prompt: 'ab', length: 300, seed: 7, mode };
+      const plain = await text(model, base);
+      // two stops that the plain text holds, and where it holds them
+      const stops = [plain.slice(140, 143), plain.slice(90, 92)];
+      const at = Math.min(plain.indexOf(stops[0]!), plain.indexOf(stops[1]!));
+      assert.ok(at > 0 && at <= 140);
+      for (const chunkChars of [1, 5, 64]) {
+        const gen = generate(model, { ...base, stop: stops, chunkChars });
+        assert.equal(gen.finishReason, undefined);
+        const chunks = await collect(gen);
+        assert.equal(chunks.join(''), plain.slice(0, at), `chunkChars ${chunkChars}`);
+        assert.equal(gen.finishReason, 'stop');
+      }
+      // a stop that never comes: the whole text, ended by its length
+      const gen = generate(model, { ...base, stop: 'never!' });
+      assert.equal((await collect(gen)).join(''), plain);
+      assert.equal(gen.finishReason, 'length');
+    });
+  }
+
+  it('compares with the text as generated: a lowercase model lowercases its stops', async () => {
+    const model = small();
+    const plain = await text(model, { prompt: 'ab', length: 100, seed: 7 });
+    const stop = plain.slice(30, 33);
+    const cut = await text(model, { prompt: 'ab', length: 100, seed: 7, stop: stop.toUpperCase() });
+    assert.equal(cut, plain.slice(0, plain.indexOf(stop)));
+  });
+
+  it('checks its stops at once', () => {
+    assert.throws(() => generate(small(), { prompt: 'a', stop: [''] }), UserError);
+  });
+});
+
+describe('samples', () => {
+  it('derives seed i by splitmix from the request seed; sample 0 keeps it', () => {
+    assert.deepEqual(
+      [0, 1, 2, 3].map((i) => sampleSeed(42, i)),
+      [42, 939911724, 3948730756, 321366731],
+    );
+    assert.equal(sampleSeed(0xffffffff, 1), 920564995);
+    const seeds = new Set(Array.from({ length: 1000 }, (_, i) => sampleSeed(5, i + 1)));
+    assert.equal(seeds.size, 1000);
+    assert.throws(() => sampleSeed(-1, 1), UserError);
+  });
+
+  for (const mode of ['window', 'stateful'] as const) {
+    it(`${mode}: sample i is the single generation with seed sampleSeed(seed, i)`, async () => {
+      const model = small();
+      const opts: GenerateOptions = { prompt: 'ab', length: 80, seed: 11, mode, temperature: 1 };
+      const gens = generateSamples(model, { ...opts, count: 4 });
+      assert.deepEqual(
+        gens.map((g) => g.seed),
+        [0, 1, 2, 3].map((i) => sampleSeed(11, i)),
+      );
+      // consumed side by side, as the server does
+      const texts = await Promise.all(gens.map(async (g) => (await collect(g)).join('')));
+      for (let i = 0; i < 4; i++) {
+        assert.equal(texts[i], await text(model, { ...opts, seed: sampleSeed(11, i) }));
+      }
+      assert.equal(new Set(texts).size, 4);
+      assert.equal(texts[0], await text(model, opts)); // one sample is the plain generation
+    });
+  }
+
+  it('refuses a bad count, and count > 1 with a beam', () => {
+    const model = small();
+    assert.throws(() => generateSamples(model, { prompt: 'a', count: 0 }), /from 1 to 64, got 0/);
+    assert.throws(() => generateSamples(model, { prompt: 'a', count: 1.5 }), UserError);
+    assert.throws(() => generateSamples(model, { prompt: 'a', count: 65 }), UserError);
+    assert.throws(
+      () => generateSamples(model, { prompt: 'a', count: 2, beam: 2 }),
+      /count must be 1 with beam/,
+    );
+    assert.equal(generateSamples(model, { prompt: 'a', beam: 2 }).length, 1);
+  });
+});
+
+describe('beam search', () => {
+  // A vocabulary of 3 and 5 characters: 243 sequences, each scored by feeding it through the
+  // model on its own, with the same float64 sum of Math.log(p) in the same order as the search.
+  const ABC = [...'abc'];
+  const L = 5;
+  const PROMPT = [0, 1];
+  const tiny = (seed: number) =>
+    randomCharModel({ vocab: ABC, units: 4, maxlen: 3, seed, scale: 1 });
+  type Mode = 'window' | 'stateful';
+
+  function logProb(model: CharModel, seq: readonly number[], mode: Mode): number {
+    let s = 0;
+    if (mode === 'stateful') {
+      const stepper = model.stepper();
+      let p = stepper.feed(PROMPT);
+      for (const v of seq) {
+        s += Math.log(p[v]!);
+        p = stepper.step(v);
+      }
+      stepper.release();
+      return s;
+    }
+    const all = [...PROMPT];
+    for (const v of seq) {
+      const w = Int32Array.from(all.slice(-model.maxlen)); // the last maxlen, from a zero state
+      s += Math.log(model.predictTokens(w, 1, w.length)[v]!);
+      all.push(v);
+    }
+    return s;
+  }
+
+  function sequences(n: number): number[][] {
+    if (n === 0) return [[]];
+    return sequences(n - 1).flatMap((q) => ABC.map((_, v) => [...q, v]));
+  }
+
+  /** The best of all sequences (ties: the first in id order). */
+  function bruteBest(model: CharModel, mode: Mode): { seq: number[]; score: number } {
+    let best = { seq: [] as number[], score: -Infinity };
+    for (const seq of sequences(L)) {
+      const score = logProb(model, seq, mode);
+      if (score > best.score) best = { seq, score };
+    }
+    return best;
+  }
+
+  const search = (model: CharModel, width: number, mode: Mode) =>
+    beamSearch(model, { prompt: Int32Array.from(PROMPT), length: L, width, mode });
+
+  for (const mode of ['window', 'stateful'] as const) {
+    it(`${mode}: width 2 finds the best sequence where greedy does not (seed 5)`, () => {
+      const model = tiny(5);
+      const best = bruteBest(model, mode);
+      const greedy = search(model, 1, mode);
+      const beam2 = search(model, 2, mode);
+      const expected = { window: ['11221', '11211'], stateful: ['21111', '11111'] }[mode];
+      assert.equal(best.seq.join(''), expected[0]);
+      assert.equal(beam2.tokens.join(''), expected[0]);
+      assert.equal(beam2.logProb, best.score);
+      assert.equal(greedy.tokens.join(''), expected[1]);
+      assert.equal(greedy.logProb, logProb(model, [...greedy.tokens], mode));
+      assert.ok(greedy.logProb < beam2.logProb);
+    });
+
+    it(`${mode}: a beam as wide as every prefix is exhaustive: the brute-force best`, () => {
+      for (const seed of [1, 2, 5, 8]) {
+        const model = tiny(seed);
+        const wide = search(model, 27, mode); // 3^3 ≥ the prefixes of 4 characters
+        const best = bruteBest(model, mode);
+        assert.deepEqual([...wide.tokens], best.seq, `seed ${seed}`);
+        assert.equal(wide.logProb, best.score);
+      }
+    });
+
+    it(`${mode}: width 1 is greedy decoding, character for character`, async () => {
+      const model = small(4);
+      const opts: GenerateOptions = { prompt: 'a.b', length: 200, mode };
+      const greedy = await text(model, { ...opts, greedy: true });
+      const beam = generate(model, { ...opts, beam: 1, temperature: 0.3, seed: 9 }); // ignored
+      assert.equal(beam.beam, 1);
+      const chunks = await collect(beam);
+      assert.equal(chunks.join(''), greedy);
+      assert.equal(beam.finishReason, 'length');
+    });
+  }
+
+  it('is deterministic, chunked after the search, and cut by a stop like any text', async () => {
+    const model = small(4);
+    const opts: GenerateOptions = { prompt: 'ab', length: 120, beam: 4, mode: 'stateful' };
+    const whole = await text(model, opts);
+    assert.equal(whole.length, 120);
+    assert.equal(await text(model, { ...opts, seed: 1 }), whole);
+    const chunks = await collect(generate(model, { ...opts, chunkChars: 50 }));
+    assert.deepEqual(
+      chunks.map((c) => c.length),
+      [50, 50, 20],
+    );
+    const stop = whole.slice(60, 63);
+    const gen = generate(model, { ...opts, stop });
+    assert.equal((await collect(gen)).join(''), whole.slice(0, whole.indexOf(stop)));
+    assert.equal(gen.finishReason, 'stop');
+  });
+
+  it('advances in slices, and keeps at most width beams', () => {
+    const model = small(4);
+    const s = new BeamSearch(model, {
+      prompt: Int32Array.of(2),
+      length: 30,
+      width: 3,
+      mode: 'window',
+    });
+    let calls = 0;
+    while (!s.advance(0)) calls++; // a deadline already passed: one character per call
+    assert.equal(calls, 29);
+    const again = beamSearch(model, {
+      prompt: Int32Array.of(2),
+      length: 30,
+      width: 3,
+      mode: 'window',
+    });
+    assert.deepEqual(s.result(), again.tokens);
+    assert.equal(s.logProb, again.logProb);
+    s.close();
+    assert.deepEqual(
+      beamSearch(model, { prompt: Int32Array.of(2), length: 0, width: 3, mode: 'window' }),
+      {
+        tokens: new Int32Array(0),
+        logProb: 0,
+      },
+    );
+  });
+
+  it('refuses a bad width with a one-line UserError', () => {
+    const model = small();
+    for (const beam of [0, 1.5, DECODING.maxBeamWidth + 1]) {
+      assert.throws(
+        () => generate(model, { prompt: 'a', beam }),
+        /beam width must be an integer from 1 to 32/,
+      );
+    }
+  });
+});
