@@ -54,11 +54,7 @@ export class Vocabulary {
     const { maxVocab = Infinity, minCount = 1 } = limits;
     if (!(maxVocab >= 1)) throw new RangeError(`maxVocab must be >= 1, got ${show(maxVocab)}`);
     const all = counts.entries(); // [code point, count], code points ascending
-    const ranked = all
-      .filter(([, n]) => n >= minCount)
-      .sort((a, b) => b[1] - a[1] || a[0] - b[0])
-      .map(([cp]) => cp);
-    let kept = ranked.slice(0, maxVocab);
+    let kept = ranked(all, minCount).slice(0, maxVocab);
     const symbol = UNKNOWN_SYMBOL.codePointAt(0)!;
     const mapped = kept.length < all.length;
     if (mapped && !kept.includes(symbol)) {
@@ -252,6 +248,53 @@ export class CharCounts {
   private addAstral(cp: number): void {
     this.astral.set(cp, (this.astral.get(cp) ?? 0) + 1);
   }
+}
+
+/**
+ * A model's vocabulary extended by a new text's characters (fine-tuning, `train --init-from`):
+ * the model's characters keep their ids, in its order, always, whatever the limits; the text's
+ * characters it lacks are appended after them in code-point order. The limits apply to those new
+ * characters only, as fromCounts applies them to a whole text: --min-count drops the new ones seen
+ * fewer than c times, and --max-vocab n keeps the n − (model's size) most frequent (ties by code
+ * point). A dropped character is encoded as the unknown symbol: the model's own when it has one
+ * (or holds U+FFFD), else UNKNOWN_SYMBOL appended as one more new character, counted in n.
+ * `what` names the model in the error for an n too small for the model's characters (and for an
+ * unknown symbol, when it has none and the text brings new characters).
+ */
+export function extendVocabulary(
+  base: Vocabulary,
+  counts: CharCounts,
+  limits: VocabularyLimits = {},
+  what = 'the model',
+): { vocab: Vocabulary; added: string[] } {
+  const missing = counts.entries().filter(([cp]) => !base.has(String.fromCodePoint(cp)));
+  const own = base.unknownSymbol ?? (base.has(UNKNOWN_SYMBOL) ? UNKNOWN_SYMBOL : undefined);
+  const { maxVocab = Infinity, minCount = 1 } = limits;
+  const room = maxVocab - base.size; // new characters that fit, a symbol of our own included
+  const least = base.size + (own === undefined && missing.length > 0 ? 1 : 0);
+  if (maxVocab < least) {
+    throw new UserError(
+      `--max-vocab ${maxVocab} is below the ${base.size} characters of ${what}, which are always kept${least > base.size ? ', plus the unknown symbol' : ''}: give at least ${least}`,
+    );
+  }
+  let kept = ranked(missing, minCount).slice(0, room);
+  const dropped = kept.length < missing.length;
+  const symbol = UNKNOWN_SYMBOL.codePointAt(0)!;
+  if (dropped && own === undefined && !kept.includes(symbol)) {
+    if (kept.length >= room) kept = kept.slice(0, room - 1); // room for the symbol
+    kept.push(symbol);
+  }
+  const added = kept.sort((a, b) => a - b).map((cp) => String.fromCodePoint(cp));
+  const unknown = dropped ? (own ?? UNKNOWN_SYMBOL) : base.unknownSymbol;
+  return { vocab: new Vocabulary([...base.chars, ...added], unknown), added };
+}
+
+/** Code points seen at least `minCount` times, the most frequent first (ties: code point). */
+function ranked(entries: [codePoint: number, count: number][], minCount: number): number[] {
+  return entries
+    .filter(([, n]) => n >= minCount)
+    .sort((a, b) => b[1] - a[1] || a[0] - b[0])
+    .map(([cp]) => cp);
 }
 
 /** Count the characters of a whole text (see CharCounts for a text in chunks). */

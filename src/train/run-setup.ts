@@ -47,6 +47,7 @@ export interface RunDescription {
   corpus: string; // the corpus's name
   source?: string; // where it was read from (absent for built-in corpora)
   command?: string; // the command line of the process that saved it
+  initFrom?: string; // the model it was fine-tuned from (`--init-from`): a built-in name or a folder
   vocab: Vocabulary;
   lowercase: boolean;
   maxlen: number;
@@ -79,6 +80,7 @@ export function trainedModelMeta(
       corpus: run.corpus,
       ...(run.source !== undefined && { source: run.source }),
       ...(run.command !== undefined && { command: run.command }),
+      ...(run.initFrom !== undefined && { initFrom: run.initFrom }),
       epochs: trainer.epoch,
       batchSize: run.batchSize,
       optimizer: run.optimizer,

@@ -1,17 +1,19 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { saveModel } from '../checkpoint/model-format.ts';
+import { builtinModelDir, isBuiltinModel, resolveModel } from '../checkpoint/builtin-models.ts';
+import { loadModel, saveModel } from '../checkpoint/model-format.ts';
 import { acquireRunLock } from '../checkpoint/run-lock.ts';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
 import { BUILTIN_CORPORA, inputListing } from '../corpus/corpus.ts';
-import { prepareCorpus } from '../corpus/prepare.ts';
+import { encodeIn, prepareCorpus } from '../corpus/prepare.ts';
 import { REFERENCE, VALIDATION } from '../defaults.ts';
-import { describeLimits } from '../data/vocabulary.ts';
-import { makeWindows, splitWindows } from '../data/windows.ts';
+import { Vocabulary, describeLimits, extendVocabulary } from '../data/vocabulary.ts';
+import { makeWindows, splitWindows, type TokenIds } from '../data/windows.ts';
 import { resolveEngine } from '../engine/kernels.ts';
 import { SHARDS, checkEngineFits } from '../engine/shards.ts';
 import { WorkerExitError } from '../engine/worker-engine.ts';
 import { UserError } from '../errors.ts';
+import { extendParameters } from '../model/extend.ts';
 import { initParameters } from '../model/init.ts';
 import { Parameters, layerCount, lstmLayerName, type ModelShape } from '../model/params.ts';
 import type { RngState } from '../sampling/rng.ts';
@@ -73,6 +75,15 @@ interface RunState {
   sampleRng: RngState;
   best: { valLoss: number; epoch: number } | null;
   sinceBest: number;
+  /** A fine-tuned run's vocabulary (the model's, extended by the corpus); others: the corpus's. */
+  vocab?: { chars: string[]; unknown?: string };
+}
+
+/** A run's vocabulary when it is not the corpus's own: a model's to extend (`extend`: the
+ * model's name, for errors), or a resumed fine-tuned run's, as its checkpoint holds it. */
+interface StartVocabulary {
+  vocab: Vocabulary;
+  extend?: string;
 }
 
 export function modelSummary(shape: ModelShape, maxlen: number, dropout = 0): string {
@@ -122,13 +133,19 @@ const log = (s: string): void => {
 async function readRunCorpus(
   config: TrainRunConfig,
   resumed: { corpusSha256: string; from: string } | undefined,
+  start?: StartVocabulary,
 ) {
+  // a fine-tuned run's limits apply to its new characters only (extendVocabulary): the corpus is
+  // prepared whole, then encoded in the extended vocabulary
+  const limits = {
+    ...(config.maxVocab !== undefined && { maxVocab: config.maxVocab }),
+    ...(config.minCount !== undefined && { minCount: config.minCount }),
+  };
   // read as a stream into a file of ids (src/corpus/prepare.ts), from the cache when prepared before
   const corpus = await prepareCorpus(config.corpus, {
     lowercase: config.lowercase,
     ...(config.maxCorpusBytes !== undefined && { maxBytes: config.maxCorpusBytes }),
-    ...(config.maxVocab !== undefined && { maxVocab: config.maxVocab }),
-    ...(config.minCount !== undefined && { minCount: config.minCount }),
+    ...(!start && limits),
   });
   const corpusSha256 = corpus.textSha256; // the text's, as before there was a token file
   if (resumed && resumed.corpusSha256 !== corpusSha256) {
@@ -139,13 +156,21 @@ async function readRunCorpus(
   out(inputListing(corpus)); // several inputs: each with its size
   // --max-vocab / --min-count: the rarer characters are all encoded as one unknown symbol
   const limited = config.maxVocab !== undefined || config.minCount !== undefined;
-  const counts = limited ? corpus.counts : undefined;
-  const vocab = corpus.vocab;
-  const tokens = corpus.tokens.readCompact(); // 1 byte a character up to 256 of them
+  const counts = limited && !start ? corpus.counts : undefined;
+  const { vocab, added } = !start
+    ? { vocab: corpus.vocab, added: [] }
+    : start.extend !== undefined
+      ? extendVocabulary(start.vocab, corpus.counts, limits, start.extend)
+      : { vocab: start.vocab, added: [] }; // resumed: the vocabulary its checkpoint holds
+  // 1 byte a character up to 256 of them; a fine-tuned run's are the corpus's ids mapped to the
+  // extended vocabulary
+  const tokens = start
+    ? compactIds(encodeIn(corpus, vocab, `corpus ${corpus.name}`, 'map'), vocab.size)
+    : corpus.tokens.readCompact();
   checkTextLength(`corpus ${corpus.name}`, tokens.length, config.maxlen);
   const all = makeWindows(tokens, config.maxlen, config.stride);
   out(
-    `corpus length: ${tokens.length}\nunique characters: ${counts ? counts.distinct : vocab.size}\nsequences: ${all.count}\n`,
+    `corpus length: ${tokens.length}\nunique characters: ${counts ? counts.distinct : corpus.vocab.size}\nsequences: ${all.count}\n`,
   );
   if (counts) out(`vocabulary: ${vocab.size} (${describeLimits(counts, vocab)})\n`);
   const { train, val } = splitWindows(tokens, config);
@@ -168,12 +193,21 @@ async function readRunCorpus(
         `the same ones every epoch, and the best model (best/) is chosen on it; --val-full scores all of them\n`,
     );
   }
-  return { corpus, corpusSha256, vocab, tokens, train, val, sampled, sampleRules };
+  // the corpus's characters the run's vocabulary lacks (fine-tuning's limits): the unknown symbol
+  const dropped = start ? corpus.vocab.chars.filter((c) => !vocab.has(c)) : [];
+  return { corpus, corpusSha256, vocab, added, dropped, tokens, train, val, sampled, sampleRules };
 }
 
 export async function runTrain(opts: TrainRunOptions): Promise<void> {
+  if (opts.resume !== undefined && opts.initFrom !== undefined) {
+    throw new UserError(
+      `--init-from ${opts.initFrom} cannot be combined with --resume ${opts.resume}: a resumed run's weights come from its checkpoint`,
+    );
+  }
   const ckpt = opts.resume ? await loadCheckpoint(opts.resume) : undefined;
   const resumed = ckpt && (ckpt.state as unknown as RunState);
+  // fine-tuning: the model's weights, vocabulary and architecture (which win over the defaults)
+  const base = opts.initFrom !== undefined ? await startingModel(opts) : undefined;
   // resumed: the stored settings (old names mapped), except the resumable ones given now
   const config: TrainRunConfig = resumed
     ? {
@@ -181,13 +215,18 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
         ...resumeOverrides(opts, opts.explicit),
         out: opts.resume!,
       }
-    : runSettings(opts);
+    : { ...runSettings(opts), ...base?.settings };
 
-  const { corpus, corpusSha256, vocab, tokens, train, val, sampled, sampleRules } =
+  const start: StartVocabulary | undefined = base
+    ? { vocab: base.vocab, extend: base.name }
+    : resumed?.vocab && { vocab: new Vocabulary(resumed.vocab.chars, resumed.vocab.unknown) };
+  const { corpus, corpusSha256, vocab, added, dropped, tokens, train, val, sampled, sampleRules } =
     await readRunCorpus(
       config,
       resumed && { corpusSha256: resumed.corpusSha256, from: opts.resume! },
+      start,
     );
+  if (base) out(`${startingLine(base, vocab, added, dropped.length)}\n`);
   const shape: ModelShape = {
     vocabSize: vocab.size,
     units: config.units,
@@ -217,7 +256,11 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       : `seed: ${seed}\n`,
   );
   const { init: initRng, shuffle: shuffleRng, sample: sampleRng, dropoutSeed } = seedStreams(seed);
-  const params = ckpt ? new Parameters(shape, ckpt.params) : initParameters(shape, initRng);
+  const params = ckpt
+    ? new Parameters(shape, ckpt.params)
+    : base
+      ? extendParameters(base.params, added.length, initRng) // src/model/extend.ts: which draws
+      : initParameters(shape, initRng);
   const threads =
     opts.threads ?? Math.min(SHARDS, (await import('node:os')).availableParallelism());
   const engine = await resolveEngine(opts.engine ?? 'auto');
@@ -264,6 +307,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       (spec) => spec in BUILTIN_CORPORA,
     ) && { source: corpus.source }),
     ...(opts.command !== undefined && { command: opts.command }),
+    ...(config.initFrom !== undefined && { initFrom: config.initFrom }),
     vocab,
     lowercase: config.lowercase,
     maxlen: config.maxlen,
@@ -298,6 +342,13 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
         sampleRng: sampleRng.getState(),
         best: run.best,
         sinceBest: run.sinceBest,
+        // a fine-tuned run's vocabulary is the model's extended: --resume encodes the corpus in it
+        ...(config.initFrom !== undefined && {
+          vocab: {
+            chars: [...vocab.chars],
+            ...(vocab.unknownSymbol !== undefined && { unknown: vocab.unknownSymbol }),
+          },
+        }),
       };
       await saveCheckpoint(dir, {
         state: state as unknown as Record<string, unknown>,
@@ -433,4 +484,91 @@ function printRunEnd(
         : `resume with: charlstm train --resume ${dir}\n`,
     );
   }
+}
+
+/** The model a fine-tuned run starts from (`--init-from`), and the settings it fixes. */
+interface StartingModel {
+  name: string; // as the user gave it
+  params: Parameters;
+  vocab: Vocabulary;
+  settings: Pick<TrainRunConfig, 'units' | 'layers' | 'maxlen' | 'lowercase' | 'initFrom'>;
+}
+
+/**
+ * Load `--init-from` (a folder or a built-in name: resolveModel's rule). Its units, layers,
+ * maxlen and lowercasing are the run's: one given explicitly with another value is refused,
+ * naming both. The run records a built-in model by its name, a folder by its absolute path.
+ */
+async function startingModel(opts: TrainRunOptions): Promise<StartingModel> {
+  const name = opts.initFrom!;
+  const dir = await resolveModel(name);
+  const { params, meta } = await loadModel(dir);
+  const layers = meta.layers ?? 1;
+  const explicit = opts.explicit ?? new Set<string>();
+  const fixed: [key: 'units' | 'layers' | 'maxlen', model: number, given: number][] = [
+    ['units', meta.units, opts.units],
+    ['layers', layers, opts.layers],
+    ['maxlen', meta.maxlen, opts.maxlen],
+  ];
+  for (const [key, model, given] of fixed) {
+    if (explicit.has(key) && given !== model) {
+      throw new UserError(
+        `--${key} ${given} conflicts with --init-from ${name}, whose ${key} is ${model}: a fine-tuned model keeps its architecture (leave --${key} out)`,
+      );
+    }
+  }
+  if (explicit.has('lowercase') && opts.lowercase !== meta.lowercase) {
+    throw new UserError(
+      `--no-lowercase conflicts with --init-from ${name}, which was trained on lowercased text (leave --no-lowercase out)`,
+    );
+  }
+  const builtin = isBuiltinModel(name) && path.resolve(dir) === path.resolve(builtinModelDir(name));
+  return {
+    name,
+    params,
+    vocab: new Vocabulary(meta.vocab, meta.unknown),
+    settings: {
+      units: meta.units,
+      layers,
+      maxlen: meta.maxlen,
+      lowercase: meta.lowercase,
+      initFrom: builtin ? name : path.resolve(dir),
+    },
+  };
+}
+
+/**
+ * "starting from moby-dick (2 × LSTM(256), 57 characters; 3 new characters: "é", "ü", "—")", and
+ * with limits "; 4 rarer ones map to the unknown symbol "�" (new)".
+ */
+function startingLine(
+  base: StartingModel,
+  vocab: Vocabulary,
+  added: readonly string[],
+  dropped: number,
+): string {
+  const { units, layers } = base.settings;
+  const symbol = vocab.unknownSymbol;
+  const newSymbol = symbol !== undefined && !base.vocab.has(symbol);
+  const chars = added.filter((c) => !(newSymbol && c === symbol));
+  const shown = chars
+    .slice(0, 20)
+    .map((c) => JSON.stringify(c))
+    .join(', ');
+  const more = chars.length > 20 ? ` and ${chars.length - 20} more` : '';
+  const news =
+    chars.length === 0
+      ? 'no new characters'
+      : `${chars.length} new character${chars.length === 1 ? '' : 's'}: ${shown}${more}`;
+  const mapped =
+    dropped > 0
+      ? `; ${dropped} rarer one${dropped === 1 ? '' : 's'} map${dropped === 1 ? 's' : ''} to the unknown symbol ${JSON.stringify(symbol)}${newSymbol ? ' (new)' : ''}`
+      : '';
+  return `starting from ${base.name} (${layers} × LSTM(${units}), ${base.vocab.size} characters; ${news}${mapped})`;
+}
+
+/** Ids in the narrowest array their vocabulary allows, as a token file holds them (prepare.ts). */
+function compactIds(ids: Int32Array, vocabSize: number): TokenIds {
+  if (vocabSize > 0x10000) return ids;
+  return vocabSize <= 0x100 ? Uint8Array.from(ids) : Uint16Array.from(ids);
 }

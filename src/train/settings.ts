@@ -115,6 +115,11 @@ export const TRAIN_OPTIONS = {
     flags: '-o, --out <dir>',
     help: 'model folder, saved after every epoch (default: models/<corpus name>)',
   }),
+  initFrom: setting({
+    // not resumable: a resumed run's weights and vocabulary come from its checkpoint
+    flags: '--init-from <model>',
+    help: 'fine-tune: start from this model (a folder or a built-in name), its architecture and weights; characters of the corpus it never saw extend its vocabulary',
+  }),
   epochs: setting({
     flags: '-e, --epochs <n>',
     help: 'epochs to train',
