@@ -13,10 +13,12 @@ import {
   stopAt,
   type FinishReason,
 } from './decoding.ts';
+import { batcherFor, nextTurn } from './batcher.ts';
 import { StatefulStream } from './stateful.ts';
 import { checkLength, preparePrompt, windowSteps } from './window.ts';
 
 export { preparePrompt } from './window.ts';
+export { nextTurn } from './batcher.ts';
 export { sampleSeed, type FinishReason } from './decoding.ts';
 
 // The library's generation API: one stream of text from a prompt, in either mode, as an async
@@ -69,8 +71,15 @@ export interface GenerateOptions {
   beam?: number;
   /** Most characters in one chunk (default 64). */
   chunkChars?: number;
-  /** A chunk ends once it has taken this long to produce (default 16 ms). */
+  /** With `batch: false`, a chunk ends once it has taken this long to produce (default 16 ms);
+   * batched streams are paced by the scheduler's ticks instead. */
   chunkMs?: number;
+  /**
+   * Run in the model's scheduler (default true): generations on one model advance together, one
+   * batched step for all (batcher.ts), each giving exactly the text it gives alone. `false`: on a
+   * single-row stepper of its own, one step at a time (for comparisons).
+   */
+  batch?: boolean;
 }
 
 /** A running generation: the chunks, and what it was started with. */
@@ -143,9 +152,11 @@ export function generate(model: CharModel, opts: GenerateOptions = {}): Generati
   const chunks =
     beam !== undefined
       ? beamChunks(model, tokens, mode, beam, length, chunkChars, chunkMs, signal)
-      : mode === 'window'
-        ? windowChunks(model, prompt, sampler, rng, length, chunkChars, chunkMs, signal) // re-encodes its windows
-        : statefulChunks(model, tokens, sampler, rng, length, chunkChars, chunkMs, signal);
+      : opts.batch !== false
+        ? batchedChunks(model, mode, tokens, sampler, rng, length, chunkChars, signal)
+        : mode === 'window'
+          ? windowChunks(model, prompt, sampler, rng, length, chunkChars, chunkMs, signal) // re-encodes its windows
+          : statefulChunks(model, tokens, sampler, rng, length, chunkChars, chunkMs, signal);
   let started = false;
   let finishReason: FinishReason | undefined;
   return {
@@ -189,28 +200,35 @@ export function generateSamples(model: CharModel, opts: SamplesOptions = {}): Ge
   );
 }
 
-/**
- * Let other work run (I/O, timers, other streams, a Web Worker's incoming messages) before the
- * next chunk. Browsers have no setImmediate, and nested setTimeout(0) waits at least 4 ms, so
- * there a message to a MessageChannel of our own is the macrotask (made at first use).
- */
-export const nextTurn: () => Promise<void> =
-  typeof setImmediate === 'function'
-    ? () => new Promise((resolve) => setImmediate(resolve))
-    : channelTurn();
+/** Unread characters a batched stream may hold, in chunks: it waits for its reader beyond that. */
+const BATCH_BUFFER_CHUNKS = 4;
 
-function channelTurn(): () => Promise<void> {
-  let channel: MessageChannel | undefined;
-  const waiting: (() => void)[] = [];
-  return () =>
-    new Promise((resolve) => {
-      if (!channel) {
-        channel = new MessageChannel();
-        channel.port1.onmessage = () => waiting.shift()?.();
-      }
-      waiting.push(resolve);
-      channel.port2.postMessage(null);
-    });
+/**
+ * A stream in the model's scheduler (batcher.ts): each chunk is what has been produced since the
+ * last one (up to chunkChars); the scheduler's ticks pace it, not chunkMs.
+ */
+function batchedChunks(
+  model: CharModel,
+  mode: GenerateMode,
+  prompt: Int32Array,
+  sampler: Sampler,
+  rng: Rng,
+  length: number,
+  chunkChars: number,
+  signal: AbortSignal | undefined,
+): () => AsyncGenerator<string, void, undefined> {
+  const text = new TokenText(model.vocab.chars);
+  return async function* () {
+    signal?.throwIfAborted();
+    const buffer = Math.max(1, Math.min(BATCH_BUFFER_CHUNKS * chunkChars, length, 65_536));
+    const stream = batcherFor(model).submit({ mode, prompt, sampler, rng, length, buffer });
+    try {
+      const out = new Int32Array(chunkChars);
+      for (let n: number; (n = await stream.read(out, signal)) > 0;) yield text.decode(out, n);
+    } finally {
+      stream.close();
+    }
+  };
 }
 
 function beamChunks(

@@ -54,7 +54,7 @@ export function encodeSeed(model: CharModel, text: string, what = 'prompt'): Int
  * The last `maxlen` tokens of a growing text, in a buffer of 2·maxlen that is compacted when
  * full, so that appending is O(1) amortised and the window is always one contiguous subarray.
  */
-class TokenWindow {
+export class TokenWindow {
   private readonly buf: Int32Array;
   private len: number;
 

@@ -38,6 +38,7 @@ export class CharModel {
   private readonly tokens: Int32Array; // scratch for predict(): one window [maxlen]
   private stepCore: LstmCore | undefined; // shared by all steppers, one row
   private stepOwner: StatefulStepper | undefined; // whose state the step core holds
+  private rowsCore: LstmCore | undefined; // batched steps of many streams (batchStepCore)
   private zeroProbs: Float32Array | undefined; // the distribution at the zero state, softmax(dense bias)
 
   private constructor(params: Parameters, meta: ModelMeta, where?: string) {
@@ -106,6 +107,7 @@ export class CharModel {
   syncParams(): void {
     this.batchCore?.setParams(this.params.flat);
     this.stepCore?.setParams(this.params.flat);
+    this.rowsCore?.setParams(this.params.flat);
     this.zeroProbs = undefined;
   }
 
@@ -162,6 +164,27 @@ export class CharModel {
       s.unpark(core);
       this.stepOwner = s;
     }
+    return core;
+  }
+
+  /**
+   * @internal The core of batched stateful steps (the scheduler in generate/batcher.ts): one time
+   * step for up to `rows` streams at once, each row carrying its own h and c. Made on first use,
+   * and replaced by a larger one (state not carried: the caller moves it) when `rows` exceeds its
+   * capacity. Each row's arithmetic is the single-row step's: every kernel computes a row from that
+   * row alone, summing in the same order whatever the batch (test/batching.test.ts checks it).
+   */
+  batchStepCore(rows: number): LstmCore {
+    const have = this.rowsCore;
+    if (have && rows <= have.cap.maxB) return have;
+    const maxB = Math.max(rows, 8, 2 * (have?.cap.maxB ?? 0));
+    const core = new LstmCore(
+      this.params.shape,
+      { maxB, maxT: 1, training: false },
+      this.kernels(),
+    );
+    core.setParams(this.params.flat);
+    this.rowsCore = core;
     return core;
   }
 
