@@ -33,6 +33,8 @@ export {
   type ModelMeta,
   type SavedModel,
 } from './checkpoint/model-format.ts';
+export { onnxModel } from './checkpoint/onnx.ts';
+export { modelFromSafetensors, safetensorsFromModel } from './checkpoint/safetensors.ts';
 
 export { Trainer } from './train/trainer.ts';
 export { scoreText, type ScoreTextOptions, type TextScore } from './train/evaluate.ts';

@@ -4,7 +4,9 @@ import { CHARLSTM_VERSION } from '../checkpoint/model-format.ts';
 import { UserError } from '../errors.ts';
 import { benchCommand } from './bench-command.ts';
 import { evalCommand } from './eval-command.ts';
+import { exportCommand } from './export-command.ts';
 import { generateCommand } from './generate-command.ts';
+import { importCommand } from './import-command.ts';
 import { modelsCommand } from './models-command.ts';
 import { OutputClosed, exitQuietlyOnClosedStdout } from './output.ts';
 import { predictCommand } from './predict-command.ts';
@@ -35,6 +37,8 @@ async function buildProgram(): Promise<Command> {
   program.addCommand(evalCommand());
   program.addCommand(serveCommand());
   program.addCommand(modelsCommand());
+  program.addCommand(exportCommand());
+  program.addCommand(importCommand());
   program.addCommand(benchCommand());
   program.addCommand((await import('./train-command.ts')).trainCommand());
 
