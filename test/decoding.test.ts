@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
 
-import { DECODING } from '../src/defaults.ts';
+import type { FastifyInstance } from 'fastify';
+
+import { saveModel } from '../src/checkpoint/model-format.ts';
+import { DECODING, GENERATE } from '../src/defaults.ts';
 import { kernelModule } from '../src/engine/kernels.ts';
 import { UserError } from '../src/errors.ts';
 import {
@@ -13,6 +19,9 @@ import {
 } from '../src/generate/decoding.ts';
 import { generate, generateSamples, type GenerateOptions } from '../src/generate/generate.ts';
 import type { CharModel } from '../src/model/char-model.ts';
+import { buildServer } from '../src/server/app.ts';
+import { loadModels } from '../src/server/served-models.ts';
+import { charlstm } from './helpers/cli.ts';
 import { randomCharModel } from './helpers/models.ts';
 
 // Stop sequences, n samples and beam search (issue 15 part 2), each against an independent
@@ -304,6 +313,163 @@ describe('beam search', () => {
         () => generate(model, { prompt: 'a', beam }),
         /beam width must be an integer from 1 to 32/,
       );
+    }
+  });
+});
+
+describe('the CLI and the API', () => {
+  let tmp: string;
+  let dir: string;
+  let app: FastifyInstance;
+  let url: string;
+  const model = small(6);
+
+  before(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'charlstm-decoding-'));
+    dir = path.join(tmp, 'small');
+    const { vocab, lowercase, maxlen, step, units, training } = model.meta;
+    await saveModel(dir, model.params, { vocab, lowercase, maxlen, step, units, training });
+    app = buildServer({ models: await loadModels([dir]) });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/v1/generate`;
+  });
+
+  after(async () => {
+    await app?.close();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  // what the API and the CLI do when a request names no temperature or mode
+  const lib = (opts: GenerateOptions) =>
+    text(model, { prompt: 'ab', temperature: GENERATE.temperature, ...opts });
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  async function post(body: unknown): Promise<{ status: number; body: any }> {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const t = await res.text();
+    return {
+      status: res.status,
+      body: res.headers.get('content-type')?.includes('json') ? JSON.parse(t) : t,
+    };
+  }
+
+  it('POST /v1/generate: n samples, each the generation with its derived seed', async () => {
+    const a = await post({ prompt: 'ab', length: 50, seed: 5, n: 3, stream: false });
+    assert.equal(a.status, 200, JSON.stringify(a.body));
+    assert.equal(a.body.seed, 5);
+    assert.equal(a.body.chars, 150);
+    assert.deepEqual(
+      a.body.samples.map((s: { index: number; seed: number }) => [s.index, s.seed]),
+      [0, 1, 2].map((i) => [i, sampleSeed(5, i)]),
+    );
+    for (let i = 0; i < 3; i++) {
+      assert.equal(a.body.samples[i].text, await lib({ length: 50, seed: sampleSeed(5, i) }));
+      assert.equal(a.body.samples[i].finish_reason, 'length');
+      assert.equal(a.body.samples[i].chars, 50);
+    }
+    // without n: the plain answer, which is sample 0, with why it ended
+    const one = await post({ prompt: 'ab', length: 50, seed: 5 });
+    assert.equal(one.body.text, a.body.samples[0].text);
+    assert.equal(one.body.finish_reason, 'length');
+    assert.equal(one.body.samples, undefined);
+  });
+
+  it('POST /v1/generate: stop and beam_width', async () => {
+    const plain = await lib({ length: 200, seed: 8, mode: 'stateful' });
+    const stop = [plain.slice(120, 123), 'zzzz'];
+    const a = await post({ prompt: 'ab', length: 200, seed: 8, mode: 'stateful', stop });
+    assert.equal(a.body.text, plain.slice(0, plain.indexOf(stop[0]!)));
+    assert.equal(a.body.finish_reason, 'stop');
+    assert.equal(a.body.chars, [...a.body.text].length);
+    const b = await post({ prompt: 'ab', length: 40, beam_width: 3 });
+    const beam = await lib({ length: 40, beam: 3 });
+    assert.equal(b.body.text, beam);
+    assert.equal(b.body.finish_reason, 'length');
+  });
+
+  it('POST /v1/generate with stream and n: events tagged with the sample index', async () => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        prompt: 'ab',
+        length: 300,
+        seed: 2,
+        n: 2,
+        stream: true,
+        stop: 'never',
+      }),
+    });
+    assert.equal(res.status, 200);
+    const frames = (await res.text()).split('\n\n').filter((f) => f.length > 0);
+    const texts = ['', ''];
+    const last = frames.pop()!;
+    for (const f of frames) {
+      assert.match(f, /^data: /);
+      const { index, text: t } = JSON.parse(f.slice(6));
+      texts[index] += t;
+    }
+    for (let i = 0; i < 2; i++)
+      assert.equal(texts[i], await lib({ length: 300, seed: sampleSeed(2, i) }));
+    assert.match(last, /^event: done\ndata: /);
+    const done = JSON.parse(last.split('\n')[1]!.slice(6));
+    assert.equal(done.chars, 600);
+    assert.deepEqual(done.samples, [
+      { index: 0, seed: 2, chars: 300, finish_reason: 'length' },
+      { index: 1, seed: sampleSeed(2, 1), chars: 300, finish_reason: 'length' },
+    ]);
+  });
+
+  it('POST /v1/generate: bad n, stop or beam_width get a 400 envelope naming them', async () => {
+    const cases: [unknown, RegExp][] = [
+      [{ n: 0 }, /n/],
+      [{ n: DECODING.maxCount + 1 }, /n/],
+      [{ n: 1.5 }, /n/],
+      [{ beam_width: 0 }, /beam_width/],
+      [{ beam_width: DECODING.maxBeamWidth + 1 }, /beam_width/],
+      [{ stop: '' }, /stop/],
+      [{ stop: Array.from({ length: DECODING.maxStops + 1 }, () => 'a') }, /stop/],
+      [{ stop: [3] }, /stop/],
+      [{ n: 2, beam_width: 2 }, /count must be 1 with beam, got 2/],
+    ];
+    for (const [extra, re] of cases) {
+      const a = await post({ prompt: 'ab', length: 5, ...(extra as object) });
+      assert.equal(a.status, 400, JSON.stringify(extra));
+      assert.equal(typeof a.body.error.code, 'string');
+      assert.match(a.body.error.message, re, JSON.stringify(extra));
+    }
+  });
+
+  it('charlstm generate --stop, --count, --beam', async () => {
+    const base = ['generate', '-m', dir, '-p', 'ab', '--seed', '4'];
+    const plain = await lib({ length: 200, seed: 4 });
+    const stop = plain.slice(100, 103);
+    const r = charlstm([...base, '-n', '200', '--count', '2', '--stop', 'qqq', '--stop', stop]);
+    assert.equal(r.code, 0, r.stderr);
+    const second = await lib({ length: 200, seed: sampleSeed(4, 1) });
+    const cut = (t: string) =>
+      t.slice(0, Math.min(...[t.indexOf(stop), t.length].filter((i) => i >= 0)));
+    assert.equal(
+      r.stdout,
+      `--- sample 1 of 2, seed 4 ---\n${cut(plain)}\n\n--- sample 2 of 2, seed ${sampleSeed(4, 1)} ---\n${cut(second)}\n`,
+    );
+    const b = charlstm([...base, '-n', '30', '--beam', '2']);
+    assert.equal(b.stdout, `${await lib({ length: 30, beam: 2 })}\n`);
+    for (const [flags, re] of [
+      [['--count', '0'], /--count.*The count must be an integer from 1 to 64/],
+      [['--beam', '33'], /--beam.*The beam width must be an integer from 1 to 32/],
+      [['--stop', ''], /a stop sequence must be a string of 1 to 100 characters, got ""/],
+      [['--count', '2', '--beam', '2'], /count must be 1 with beam, got 2/],
+    ] as const) {
+      const e = charlstm([...base, ...flags]);
+      assert.notEqual(e.code, 0);
+      assert.equal(e.stdout, '');
+      assert.match(e.stderr, /^charlstm: error: [^\n]*\n$/);
+      assert.match(e.stderr, re);
     }
   });
 });

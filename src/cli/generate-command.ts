@@ -3,8 +3,15 @@ import { once } from 'node:events';
 import { Command, Option } from 'commander';
 
 import { UNKNOWN_POLICIES, type UnknownPolicy } from '../data/vocabulary.ts';
-import { GENERATE, REFERENCE } from '../defaults.ts';
-import { parseLength, parseSeed, parseTemperature, parseTopK, parseTopP } from './options.ts';
+import { DECODING, GENERATE, REFERENCE } from '../defaults.ts';
+import {
+  integerIn,
+  parseLength,
+  parseSeed,
+  parseTemperature,
+  parseTopK,
+  parseTopP,
+} from './options.ts';
 import { OutputClosed, writeOut } from './output.ts';
 import { MODEL_FLAGS, MODEL_HELP } from './models-command.ts';
 
@@ -26,6 +33,9 @@ interface GenerateFlags {
   mode: 'window' | 'stateful';
   unknown: UnknownPolicy;
   showPrompt?: boolean;
+  stop: string[];
+  count: number;
+  beam?: number;
 }
 
 /** --unknown, as generate and predict take it. */
@@ -64,15 +74,32 @@ export function generateCommand(): Command {
     )
     .addOption(unknownOption())
     .option('--show-prompt', 'print the prompt before the generated text')
+    .option(
+      '--stop <text>',
+      'end the text just before the first occurrence of this text (not printed); repeatable',
+      (text: string, list: string[]) => [...list, text],
+      [],
+    )
+    .option(
+      '--count <n>',
+      `independent samples, each headed by its seed (sample i's seed derives from --seed; at most ${DECODING.maxCount})`,
+      integerIn('The count', 1, DECODING.maxCount),
+      DECODING.count,
+    )
+    .option(
+      '--beam <width>',
+      `beam search of this width: the most probable text found, deterministic (temperature, top-k/p and seed do not apply; at most ${DECODING.maxBeamWidth})`,
+      integerIn('The beam width', 1, DECODING.maxBeamWidth),
+    )
     .action(async (flags: GenerateFlags) => {
       // Loaded here, not at startup: they bring in the engine and its wasm.
-      const [{ CharModel }, { generate }] = await Promise.all([
+      const [{ CharModel }, { generateSamples }] = await Promise.all([
         import('../model/char-model.ts'),
         import('../generate/generate.ts'),
       ]);
       const model = await CharModel.load(flags.model);
       // generate() checks everything at once, so a bad prompt prints nothing.
-      const chunks = generate(model, {
+      const samples = generateSamples(model, {
         prompt: flags.prompt,
         length: flags.length,
         temperature: flags.temperature,
@@ -82,15 +109,25 @@ export function generateCommand(): Command {
         ...(flags.topP !== undefined && { topP: flags.topP }),
         ...(flags.greedy && { greedy: true }),
         ...(flags.seed !== undefined && { seed: flags.seed }),
+        ...(flags.stop.length > 0 && { stop: flags.stop }),
+        ...(flags.beam !== undefined && { beam: flags.beam }),
+        count: flags.count,
         chunkChars: CHUNK_CHARS,
       });
-      if (flags.showPrompt) writeOut(chunks.prompt); // as the model reads it
-      for await (const chunk of chunks) {
-        // generate() turns the event loop between chunks, so a closed reader shows up here
-        const ok = process.stdout.write(chunk);
-        if (process.stdout.destroyed) throw new OutputClosed();
-        if (!ok) await once(process.stdout, 'drain');
+      for (const [i, chunks] of samples.entries()) {
+        if (samples.length > 1) {
+          writeOut(
+            `${i > 0 ? '\n' : ''}--- sample ${i + 1} of ${samples.length}, seed ${chunks.seed} ---\n`,
+          );
+        }
+        if (flags.showPrompt) writeOut(chunks.prompt); // as the model reads it
+        for await (const chunk of chunks) {
+          // generate() turns the event loop between chunks, so a closed reader shows up here
+          const ok = process.stdout.write(chunk);
+          if (process.stdout.destroyed) throw new OutputClosed();
+          if (!ok) await once(process.stdout, 'drain');
+        }
+        writeOut('\n');
       }
-      writeOut('\n');
     });
 }

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 
 import { UNKNOWN_POLICIES } from '../data/vocabulary.ts';
+import { DECODING } from '../defaults.ts';
 import { MAX_SEED } from '../sampling/rng.ts';
 
 // The request bodies of the API, each written once as a JSON schema (TypeBox builds plain schema
@@ -26,6 +27,9 @@ const oneOf = <const T extends readonly string[]>(values: T) =>
 // prompt characters outside the vocabulary: an error naming them, dropped, or the unknown symbol
 const unknownField = oneOf(UNKNOWN_POLICIES);
 
+// one stop sequence (maxLength counts code points, as the library does)
+const stopText = Type.String({ minLength: 1, maxLength: DECODING.maxStopChars });
+
 /** POST /v1/generate; `length` is bounded by the server's own limit. */
 export const generateBody = (maxLength: number) =>
   Type.Object(
@@ -41,6 +45,12 @@ export const generateBody = (maxLength: number) =>
       stream: Type.Optional(Type.Boolean()),
       mode: Type.Optional(oneOf(['window', 'stateful'])),
       unknown: Type.Optional(unknownField),
+      // decoding (src/generate/decoding.ts): stop sequences, samples, beam search
+      stop: Type.Optional(
+        Type.Union([stopText, Type.Array(stopText, { maxItems: DECODING.maxStops })]),
+      ),
+      n: Type.Optional(Type.Integer({ minimum: 1, maximum: DECODING.maxCount })),
+      beam_width: Type.Optional(Type.Integer({ minimum: 1, maximum: DECODING.maxBeamWidth })),
     },
     { additionalProperties: false },
   );

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 
 import { GENERATE, REFERENCE } from '../../defaults.ts';
 import { UserError } from '../../errors.ts';
-import { generate, type Generation } from '../../generate/generate.ts';
+import { generateSamples, type Generation } from '../../generate/generate.ts';
 import {
   ApiError,
   CLIENT_GONE,
@@ -44,8 +44,9 @@ export const generateRoutes: FastifyPluginAsync<GenerateRoutesOptions> = async (
       const slot = generations.start();
       let detach: (() => void) | undefined;
       try {
-        // everything is checked here, before a byte is sent: a bad request gets its 4xx
-        const gen = generate(model, {
+        // everything is checked here, before a byte is sent: a bad request gets its 4xx. With `n`,
+        // n ordinary generations (sample i's seed is sampleSeed(seed, i)), run side by side.
+        const gens = generateSamples(model, {
           prompt: body.prompt ?? '',
           length: body.length ?? Math.min(REFERENCE.sampleLength, maxLength),
           temperature: body.temperature ?? GENERATE.temperature,
@@ -55,8 +56,12 @@ export const generateRoutes: FastifyPluginAsync<GenerateRoutesOptions> = async (
           ...(body.seed !== undefined && { seed: body.seed }),
           ...(body.mode !== undefined && { mode: body.mode }),
           ...(body.unknown !== undefined && { unknown: body.unknown }),
+          ...(body.stop !== undefined && { stop: body.stop }),
+          ...(body.beam_width !== undefined && { beam: body.beam_width }),
+          ...(body.n !== undefined && { count: body.n }),
           signal: slot.signal,
         });
+        const gen = gens[0]!; // its mode and seed (the request's) are every sample's totals
         // the client left before the answer was complete: stop (nobody reads it)
         const res = reply.raw;
         const onClose = (): void => {
@@ -77,15 +82,27 @@ export const generateRoutes: FastifyPluginAsync<GenerateRoutesOptions> = async (
             chars_per_sec: round(ms > 0 ? (chars * 1000) / ms : 0, 0),
           };
         };
+        const tagged = body.n !== undefined; // answers and events carry the sample's index
         if (body.stream)
-          return await streamEvents(gen, reply, slot.signal, totals, onInternalError);
-        const parts: string[] = [];
-        let chars = 0;
-        for await (const chunk of gen) {
-          parts.push(chunk);
-          chars += countChars(chunk);
-        }
-        return { text: parts.join(''), ...totals(chars) };
+          return await streamEvents(gens, tagged, reply, slot.signal, totals, onInternalError);
+        const texts = await Promise.all(
+          gens.map(async (g) => {
+            const parts: string[] = [];
+            for await (const chunk of g) parts.push(chunk);
+            return parts.join('');
+          }),
+        );
+        const chars = texts.map(countChars);
+        const total = chars.reduce((a, b) => a + b, 0);
+        if (!tagged) return { text: texts[0], finish_reason: gen.finishReason, ...totals(total) };
+        const samples = gens.map((g, index) => ({
+          index,
+          seed: g.seed,
+          text: texts[index],
+          chars: chars[index],
+          finish_reason: g.finishReason,
+        }));
+        return { samples, ...totals(total) };
       } catch (err) {
         // the client left (nobody reads this answer), or the server is closing (503)
         throw slot.signal.aborted ? (slot.signal.reason as ApiError) : err;
@@ -108,27 +125,52 @@ function countChars(s: string): number {
 }
 
 /**
- * Send a generation as server-sent events: `data: {"text": chunk}` per chunk, then
- * `event: done` with the totals (or `event: error` with the error envelope if generation failed
- * after the headers, or the server is closing).
+ * Send generations as server-sent events: `data: {"text": chunk}` per chunk (with `tagged`,
+ * `{"index": i, "text": chunk}`, the samples side by side), then `event: done` with the totals
+ * and why each ended (or `event: error` with the error envelope if generation failed after the
+ * headers, or the server is closing).
  */
 async function streamEvents(
-  gen: Generation,
+  gens: readonly Generation[],
+  tagged: boolean,
   reply: FastifyReply,
   signal: AbortSignal,
   totals: Totals,
   onInternalError: (err: Error) => void,
 ): Promise<FastifyReply> {
   const stream = new EventStream(reply);
-  let chars = 0;
+  const chars = gens.map(() => 0);
+  let failed: { err: unknown } | undefined; // the first sample's failure stops the others
   try {
-    for await (const chunk of gen) {
-      chars += countChars(chunk);
-      if (!stream.send({ text: chunk })) await stream.drained(signal);
-      if (stream.gone || signal.aborted) break;
-    }
+    await Promise.all(
+      gens.map(async (gen, index) => {
+        try {
+          for await (const chunk of gen) {
+            if (failed) break;
+            chars[index] = chars[index]! + countChars(chunk);
+            if (!stream.send(tagged ? { index, text: chunk } : { text: chunk }))
+              await stream.drained(signal);
+            if (stream.gone || signal.aborted) break;
+          }
+        } catch (err) {
+          failed ??= { err };
+        }
+      }),
+    );
+    if (failed) throw failed.err;
     signal.throwIfAborted();
-    if (!stream.gone) void stream.end(sseFrame(totals(chars), 'done'));
+    const ended = tagged
+      ? {
+          samples: gens.map((g, index) => ({
+            index,
+            seed: g.seed,
+            chars: chars[index],
+            finish_reason: g.finishReason,
+          })),
+        }
+      : { finish_reason: gens[0]!.finishReason };
+    const total = chars.reduce((a, b) => a + b, 0);
+    if (!stream.gone) void stream.end(sseFrame({ ...totals(total), ...ended }, 'done'));
   } catch (err) {
     if (stream.gone) return reply; // the client has gone: nobody to tell
     const { code, message } = classify(
