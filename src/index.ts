@@ -64,10 +64,20 @@ export {
 export {
   defaultMode,
   generate,
+  generateSamples,
   type GenerateMode,
   type GenerateOptions,
   type Generation,
+  type SamplesOptions,
 } from './generate/generate.ts';
+export {
+  BeamSearch,
+  beamSearch,
+  sampleSeed,
+  StopMatcher,
+  type BeamOptions,
+  type FinishReason,
+} from './generate/decoding.ts';
 export { generateStateful } from './generate/stateful.ts';
 export { generateText, generateWindow } from './generate/window.ts';
 
