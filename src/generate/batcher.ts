@@ -30,7 +30,7 @@ import { TokenWindow } from './window.ts';
 // the consumer reads, so a slow reader costs nothing and holds no memory beyond that.
 
 /** The scheduler steps for about this long before it yields to the event loop (ms). */
-const TICK_MS = 4;
+const TICK_MS = 2;
 /** How often prompt feeding looks at the clock (steps). */
 const FEED_CHECK = 16;
 
@@ -66,7 +66,13 @@ export interface BatchJob {
   rng: Rng;
   /** Characters to generate. */
   length: number;
-  /** Unread characters a stream may hold before it waits for its consumer (at least 1). */
+  /**
+   * A read waits for `chunk` characters, or `chunkMs` since the last read, or the end; the first
+   * characters come at once (a chunk of what is there at the end of their tick).
+   */
+  chunk: number;
+  chunkMs: number;
+  /** Unread characters a stream may hold before it waits for its consumer (at least `chunk`). */
   buffer: number;
 }
 
@@ -89,6 +95,8 @@ class Row {
   closed = false;
   error: unknown = undefined;
   wake: (() => void) | undefined; // the consumer waiting for characters
+  delivered = false; // a read has returned characters
+  since = performance.now(); // the last read that returned characters
   // stateful
   primed = false; // the prompt has been fed
   fed = 0;
@@ -112,6 +120,14 @@ class Row {
     this.c = new Float32Array(size);
     this.window = job.mode === 'window' ? new TokenWindow(model.maxlen, job.prompt) : undefined;
     if (job.length === 0) this.finished = true;
+  }
+
+  /** Whether a read should return now (see BatchJob.chunk). */
+  get due(): boolean {
+    if (this.finished || this.error !== undefined || this.closed) return true;
+    if (this.count === 0) return false;
+    const { chunk, chunkMs } = this.job;
+    return this.count >= chunk || !this.delivered || performance.now() - this.since >= chunkMs;
   }
 
   /** Whether the next step should advance this stream. */
@@ -174,11 +190,13 @@ export class BatchedStream {
       signal?.throwIfAborted();
       if (row.error !== undefined) throw row.error;
       if (row.closed) throw new Error('this stream is closed');
-      if (row.count > 0) {
+      if (row.count > 0 && row.due) {
         const n = Math.min(out.length, row.count);
         out.set(row.out.subarray(0, n));
         row.out.copyWithin(0, n, row.count);
         row.count -= n;
+        row.delivered = true;
+        row.since = performance.now();
         this.batcher.run(); // room again: it may have been waiting for this
         return n;
       }
@@ -219,8 +237,8 @@ export class Batcher {
 
   /** Start a stream; it runs as soon as the scheduler's next tick, whether or not it is read. */
   submit(job: BatchJob): BatchedStream {
-    if (!(Number.isInteger(job.buffer) && job.buffer >= 1))
-      throw new RangeError(`buffer must be an integer >= 1, got ${job.buffer}`);
+    if (!(Number.isInteger(job.chunk) && job.chunk >= 1 && job.buffer >= job.chunk))
+      throw new RangeError(`need 1 <= chunk <= buffer, got ${job.chunk} and ${job.buffer}`);
     if (job.mode === 'window' && job.prompt.length === 0)
       throw new RangeError('a window-mode stream needs a prompt');
     const row = new Row(this.model, job);
@@ -283,7 +301,7 @@ export class Batcher {
     } catch (err) {
       this.fail(err);
     }
-    for (const row of this.rows) if (row.count > 0 || row.finished) row.wake?.();
+    for (const row of this.rows) if (row.due) row.wake?.();
     return this.anyReady();
   }
 

@@ -71,8 +71,7 @@ export interface GenerateOptions {
   beam?: number;
   /** Most characters in one chunk (default 64). */
   chunkChars?: number;
-  /** With `batch: false`, a chunk ends once it has taken this long to produce (default 16 ms);
-   * batched streams are paced by the scheduler's ticks instead. */
+  /** A chunk ends once it has taken this long to produce (default 16 ms). */
   chunkMs?: number;
   /**
    * Run in the model's scheduler (default true): generations on one model advance together, one
@@ -153,7 +152,7 @@ export function generate(model: CharModel, opts: GenerateOptions = {}): Generati
     beam !== undefined
       ? beamChunks(model, tokens, mode, beam, length, chunkChars, chunkMs, signal)
       : opts.batch !== false
-        ? batchedChunks(model, mode, tokens, sampler, rng, length, chunkChars, signal)
+        ? batchedChunks(model, mode, tokens, sampler, rng, length, chunkChars, chunkMs, signal)
         : mode === 'window'
           ? windowChunks(model, prompt, sampler, rng, length, chunkChars, chunkMs, signal) // re-encodes its windows
           : statefulChunks(model, tokens, sampler, rng, length, chunkChars, chunkMs, signal);
@@ -204,8 +203,8 @@ export function generateSamples(model: CharModel, opts: SamplesOptions = {}): Ge
 const BATCH_BUFFER_CHUNKS = 4;
 
 /**
- * A stream in the model's scheduler (batcher.ts): each chunk is what has been produced since the
- * last one (up to chunkChars); the scheduler's ticks pace it, not chunkMs.
+ * A stream in the model's scheduler (batcher.ts). Its first chunk is what the tick that drew its
+ * first character produced, so that it comes at once; then chunkChars or chunkMs as unbatched.
  */
 function batchedChunks(
   model: CharModel,
@@ -215,15 +214,26 @@ function batchedChunks(
   rng: Rng,
   length: number,
   chunkChars: number,
+  chunkMs: number,
   signal: AbortSignal | undefined,
 ): () => AsyncGenerator<string, void, undefined> {
   const text = new TokenText(model.vocab.chars);
   return async function* () {
     signal?.throwIfAborted();
-    const buffer = Math.max(1, Math.min(BATCH_BUFFER_CHUNKS * chunkChars, length, 65_536));
-    const stream = batcherFor(model).submit({ mode, prompt, sampler, rng, length, buffer });
+    const chunk = Math.min(chunkChars, 65_536);
+    const buffer = BATCH_BUFFER_CHUNKS * chunk;
+    const stream = batcherFor(model).submit({
+      mode,
+      prompt,
+      sampler,
+      rng,
+      length,
+      chunk,
+      chunkMs,
+      buffer,
+    });
     try {
-      const out = new Int32Array(chunkChars);
+      const out = new Int32Array(chunk);
       for (let n: number; (n = await stream.read(out, signal)) > 0;) yield text.decode(out, n);
     } finally {
       stream.close();
