@@ -306,6 +306,24 @@ describe('beam search', () => {
     );
   });
 
+  it('breaks ties by parent rank, then character id', () => {
+    // every weight 0 but the dense bias: the same distribution after any text, characters 1 and 2
+    // exactly tied at the top, so every sequence of them has the same total
+    for (const mode of ['window', 'stateful'] as const) {
+      const model = tiny(1);
+      model.params.flat.fill(0);
+      model.params.denseBias.set([0, 2, 2]);
+      model.syncParams();
+      const p = model.predict('ab');
+      assert.equal(p[1], p[2]);
+      for (const width of [1, 2, 5]) {
+        const r = search(model, width, mode);
+        assert.deepEqual([...r.tokens], [1, 1, 1, 1, 1], `${mode}, width ${width}`);
+        assert.equal(r.logProb, 5 * Math.log(p[1]!));
+      }
+    }
+  });
+
   it('refuses a bad width with a one-line UserError', () => {
     const model = small();
     for (const beam of [0, 1.5, DECODING.maxBeamWidth + 1]) {
