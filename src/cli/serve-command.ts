@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 
 import { MAX_GENERATE_LENGTH } from '../generate/window.ts';
 import { SERVER } from '../defaults.ts';
@@ -13,9 +13,30 @@ interface ServeFlags {
   maxStreams: number;
   web?: string;
   log?: boolean;
+  logLevel?: string;
+  writeStallMs: number;
+  timeLimitMs: number;
+  shutdownGraceMs: number;
+  allowHost?: string[];
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+function logLevel(text: string): string {
+  if (!LOG_LEVELS.includes(text))
+    throw new InvalidArgumentError(`The log level must be one of ${LOG_LEVELS.join(', ')}.`);
+  return text;
+}
+
+function hostName(text: string, previous: string[] = []): string[] {
+  if (!/^[A-Za-z0-9.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/.test(text))
+    throw new InvalidArgumentError(
+      'A host name has letters, digits, dots and dashes only (no port).',
+    );
+  return [...previous, text];
+}
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -43,7 +64,31 @@ export function serveCommand(): Command {
       SERVER.maxStreams,
     )
     .option('--web <dir>', 'static files to serve at / (default: web/dist when it has been built)')
-    .option('--log', 'log every request (JSON lines on stdout)')
+    .option('--log', 'log every request (JSON lines on stdout): --log-level info')
+    .option('--log-level <level>', `log at this level (${LOG_LEVELS.join(', ')})`, logLevel)
+    .option(
+      '--write-stall-ms <n>',
+      'cut a stream whose client has taken nothing for this long (its socket full)',
+      integerIn('The write stall', 1, 3_600_000),
+      SERVER.writeStallMs,
+    )
+    .option(
+      '--time-limit-ms <n>',
+      'stop a generation still running after this long',
+      integerIn('The time limit', 1, 86_400_000),
+      SERVER.timeLimitMs,
+    )
+    .option(
+      '--shutdown-grace-ms <n>',
+      'on SIGTERM, let streams in progress finish for this long, then end them',
+      integerIn('The shutdown grace', 0, 3_600_000),
+      SERVER.shutdownGraceMs,
+    )
+    .option(
+      '--allow-host <name>',
+      'on a loopback address, also answer requests whose Host is this name (repeatable)',
+      hostName,
+    )
     .action(async (flags: ServeFlags) => {
       const { buildServer } = await import('../server/app.ts');
       const { loadModels } = await import('../server/served-models.ts');
@@ -57,6 +102,11 @@ export function serveCommand(): Command {
         maxStreams: flags.maxStreams,
         ...(webDir !== undefined && { webDir }),
         logger: flags.log === true,
+        ...(flags.logLevel !== undefined && { logLevel: flags.logLevel }),
+        writeStallMs: flags.writeStallMs,
+        timeLimitMs: flags.timeLimitMs,
+        shutdownGraceMs: flags.shutdownGraceMs,
+        allowHosts: flags.allowHost ?? [],
       });
       let address: string;
       try {
@@ -75,14 +125,18 @@ export function serveCommand(): Command {
       const which = flags.model ? 'models' : 'the built-in models, as no --model was given';
       const web = webDir ? `; web app at ${address}/` : '';
       process.stdout.write(`charlstm: serving ${address} (${which}: ${names})${web}\n`);
-      // Stop cleanly on Ctrl-C / SIGTERM: generations in progress are stopped, then the server
-      // closes; a second signal exits at once.
+      // Stop cleanly on Ctrl-C / SIGTERM: the server stops listening and refuses new requests,
+      // streams in progress may finish for --shutdown-grace-ms, then the rest end with a
+      // `shutting_down` event, and the process exits 0; a second signal exits at once (130).
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
           process.once(signal, () => process.exit(130));
-          process.stderr.write(`charlstm: ${signal}: stopping\n`);
+          const grace = flags.shutdownGraceMs / 1000;
+          process.stderr.write(
+            `charlstm: ${signal}: stopping (streams in progress may finish for ${grace} s)\n`,
+          );
           void app.close().then(resolve, resolve);
         };
         process.on('SIGINT', stop);

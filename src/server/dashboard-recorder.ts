@@ -209,6 +209,30 @@ export class DashboardRecorder {
     this.emit({ type: 'epoch', data: point });
   }
 
+  /**
+   * The state with at most `maxBatchPoints` batch points (evenly spaced, the newest kept) and
+   * the last `maxSamples` epochs' samples: what a page gets when it connects, so that a newcomer
+   * costs a bounded write however long the run. Epoch points are one per epoch: all kept.
+   */
+  snapshot(maxBatchPoints: number, maxSamples: number): DashboardState {
+    const { batches, samples } = this.state;
+    let kept = batches;
+    if (batches.length > maxBatchPoints) {
+      kept = [];
+      const last = batches.length - 1;
+      // maxBatchPoints positions from the oldest to the newest, evenly apart
+      for (let i = 0; i < maxBatchPoints; i++) {
+        const at = maxBatchPoints === 1 ? last : Math.round((i * last) / (maxBatchPoints - 1));
+        kept.push(batches[at]!);
+      }
+    }
+    return {
+      ...this.state,
+      batches: kept,
+      samples: samples.length > maxSamples ? samples.slice(samples.length - maxSamples) : samples,
+    };
+  }
+
   /** The after-epoch samples: the seed text and one generated text per temperature. */
   recordSamples(epoch: number, seed: string, texts: readonly SampleText[]): void {
     const rec: EpochSamples = {

@@ -92,6 +92,23 @@ function describeSchemaError(e: SchemaError): string {
   return `${field} ${e.message ?? 'is invalid'}, got ${valueText(e.data)}`;
 }
 
+// ---- no paths in answers ---------------------------------------------------------------------
+
+// A UserError may name a file of the server's (a corrupt model.json, a missing folder): the CLI
+// shows it whole, but an HTTP answer must not tell a client where the server keeps its files.
+// Absolute paths become their base name, and the full message goes to stderr instead.
+const PATH =
+  /(^|[\s"'`(=])((?:file:\/\/)?(?:~|[A-Za-z]:)?(?:[\\/][^\s"'`\\/)]+){2,}[\\/]?|[A-Za-z]:\\[^\s"'`)]+)/g;
+
+/** `message` with every absolute path (two or more segments, POSIX or Windows) cut to its base
+ * name. */
+export function redactPaths(message: string): string {
+  return message.replace(PATH, (_m, before: string, p: string) => {
+    const parts = p.split(/[\\/]/).filter((x) => x !== '');
+    return before + (parts[parts.length - 1] ?? '');
+  });
+}
+
 // ---- any error as status, code and message ---------------------------------------------------
 
 export interface Classified {
@@ -105,7 +122,7 @@ export function classify(err: FastifyError | Error, request?: FastifyRequest): C
   if (err instanceof ApiError)
     return { status: err.statusCode, code: err.code, message: err.message };
   if (err instanceof UserError)
-    return { status: 400, code: 'invalid_request', message: err.message };
+    return { status: 400, code: 'invalid_request', message: redactPaths(err.message) };
   const fe = err as FastifyError;
   if (fe.validation && fe.validation.length > 0) {
     return {
@@ -134,7 +151,7 @@ export function classify(err: FastifyError | Error, request?: FastifyRequest): C
   }
   const status = fe.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    return { status, code: 'invalid_request', message: fe.message };
+    return { status, code: 'invalid_request', message: redactPaths(fe.message) };
   }
   return { status: 500, code: 'internal', message: 'internal error (a bug in charlstm)' };
 }
@@ -155,6 +172,9 @@ export const errorHandling = fp<ErrorHandlingOptions>(
     app.setErrorHandler((err: FastifyError | Error, request, reply) => {
       const { status, code, message } = classify(err, request);
       if (status >= 500 && !(err instanceof ApiError)) onInternalError(err);
+      else if (message !== err.message && err instanceof UserError)
+        // the answer has the paths cut: the operator gets the whole message
+        process.stderr.write(`charlstm: ${request.method} ${request.url}: ${err.message}\n`);
       // a connection must not outlive close() by idling in keep-alive
       if (err === SHUTTING_DOWN) void reply.header('connection', 'close');
       void reply.code(status).send(errorBody(code, message));

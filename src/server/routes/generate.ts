@@ -12,6 +12,7 @@ import {
   type ErrorBody,
 } from '../errors.ts';
 import type { Generations } from '../generations.ts';
+import { metrics } from '../metrics.ts';
 import { generateBody, type GenerateBody } from '../schemas.ts';
 import type { ModelTable } from '../served-models.ts';
 import { EventStream, sseFrame } from '../sse.ts';
@@ -73,6 +74,7 @@ export const generateRoutes: FastifyPluginAsync<GenerateRoutesOptions> = async (
         const t0 = performance.now();
         const totals: Totals = (chars) => {
           const ms = performance.now() - t0;
+          metrics.characters.inc({ model: name }, chars);
           return {
             model: name,
             mode: gen.mode,

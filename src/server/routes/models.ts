@@ -24,10 +24,20 @@ export const modelRoutes: FastifyPluginAsync<{ models: ModelTable }> = async (ap
 /**
  * The training figures worth showing about a model: its scalar settings as they are, and the
  * last value of each per-epoch history (loss, valLoss, ...), with the number of epochs recorded.
+ *
+ * Nothing about the server's files: `source` (the training corpus's paths, ", "-separated) and
+ * `initFrom` (the folder of the model fine-tuned) are cut to base names, which still tell a
+ * client what the model read, and `command` (the command line that trained it: paths, and
+ * whatever else its user typed) is left out.
  */
 export function trainingSummary(training: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(training)) {
+    if (key === 'command') continue;
+    if (key === 'source' || key === 'initFrom') {
+      if (typeof value === 'string') out[key] = value.split(', ').map(baseName).join(', ');
+      continue;
+    }
     if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) out[key] = value;
     else if (Array.isArray(value)) {
       if (value.length > 0 && value.every((v) => v === null || typeof v === 'number')) {
@@ -36,4 +46,10 @@ export function trainingSummary(training: Record<string, unknown>): Record<strin
     }
   }
   return out;
+}
+
+/** The last segment of a path, POSIX or Windows, whichever machine trained the model. */
+function baseName(p: string): string {
+  const parts = p.split(/[\\/]/).filter((x) => x !== '');
+  return parts[parts.length - 1] ?? '';
 }

@@ -1,11 +1,15 @@
 import type { FastifyPluginAsync } from 'fastify';
 
+import { DASHBOARD } from '../../defaults.ts';
 import type { DashboardEvent, DashboardRecorder } from '../dashboard-recorder.ts';
+import { ApiError } from '../errors.ts';
 import { EventStream, sseFrame } from '../sse.ts';
 
 // The training dashboard's record of a run: GET /v1/train/state (everything so far, as JSON) and
 // GET /v1/train/events (the same state first, then every new event as it happens), so a page
-// opened or reloaded at any time shows the whole history; and GET /health.
+// opened or reloaded at any time shows the whole history; and GET /health. Both give a bounded
+// snapshot (DASHBOARD: the batch curve thinned, the last epochs' samples), and at most
+// `maxClients` event streams are open at once: a page beyond them gets 503 and retries.
 
 /** A client that has not read this much of its event stream is dropped (it reconnects). */
 const MAX_BUFFERED_BYTES = 1 << 20;
@@ -14,10 +18,16 @@ const RETRY_MS = 2000; // how soon a dropped page reconnects
 
 export interface TrainRoutesOptions {
   recorder: DashboardRecorder;
+  /** Default DASHBOARD.maxClients. */
+  maxClients?: number;
 }
 
-export const trainRoutes: FastifyPluginAsync<TrainRoutesOptions> = async (app, { recorder }) => {
+export const trainRoutes: FastifyPluginAsync<TrainRoutesOptions> = async (app, opts) => {
+  const { recorder } = opts;
+  const maxClients = opts.maxClients ?? DASHBOARD.maxClients;
   const streams = new Set<EventStream>();
+  const snapshot = () =>
+    recorder.snapshot(DASHBOARD.snapshotBatchPoints, DASHBOARD.snapshotSamples);
 
   // One frame per event, written to every page: a non-blocking socket write each.
   const unsubscribe = recorder.subscribe((ev: DashboardEvent) => {
@@ -44,12 +54,19 @@ export const trainRoutes: FastifyPluginAsync<TrainRoutesOptions> = async (app, {
 
   app.get('/v1/train/state', async (_request, reply) => {
     void reply.header('cache-control', 'no-store');
-    return recorder.state;
+    return snapshot();
   });
 
   app.get('/v1/train/events', async (_request, reply) => {
+    if (streams.size >= maxClients) {
+      throw new ApiError(
+        503,
+        'too_many_clients',
+        `too many dashboard pages open at once (the limit is ${maxClients}); close one, or try again shortly`,
+      );
+    }
     const stream = new EventStream(reply);
-    stream.write(`retry: ${RETRY_MS}\n\n${sseFrame(recorder.state, 'state')}`);
+    stream.write(`retry: ${RETRY_MS}\n\n${sseFrame(snapshot(), 'state')}`);
     streams.add(stream);
     stream.onClose(() => void streams.delete(stream));
   });
