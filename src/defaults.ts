@@ -51,9 +51,15 @@ export const VALIDATION = {
 
 /** Reading corpora (src/corpus/): bounds, so that no input can grow memory or hang forever. */
 export const CORPUS = {
-  // The largest corpus read, file or download (--max-corpus-bytes): 512 MiB, which is also about
-  // the longest string V8 can hold (2^29 - 24 UTF-16 units).
-  maxBytes: 512 * 1024 * 1024,
+  // The largest corpus read, file or download (--max-corpus-bytes): 4 GiB. A corpus is never one
+  // string (V8's limit is 2^29 - 24 UTF-16 units): it is streamed into a file of ids, and a run
+  // reads its windows from there (src/corpus/prepare.ts, token-source.ts); 4 GiB keeps every
+  // character position and window index below 2^32 (the window order, the memorisation index).
+  maxBytes: 4 * 1024 * 1024 * 1024,
+  // A prepared corpus whose ids take at most this many bytes (1, 2 or 4 a character) is read into
+  // memory for a run; a larger one stays in its token file and each batch's windows are read from
+  // it (src/corpus/token-source.ts), so a run's memory does not grow with the corpus.
+  idsInMemoryBytes: 128 * 1024 * 1024,
   connectTimeoutMs: 30_000, // a download's server must answer (send its headers) within this
   idleTimeoutMs: 60_000, // and then never go this long without sending a byte
 } as const;
@@ -79,18 +85,6 @@ export const SERVER = {
   maxLength: 10_000, // the longest generation one request may ask for (characters)
   maxStreams: 64, // generations running at once, streamed or not; one more gets 429
   bodyLimit: 64 * 1024, // the largest request body accepted (bytes); larger ones get 413
-  // A client that stops reading: once the socket takes no more (its kernel buffers are full) for
-  // this long, its event stream is cut and its slot freed (src/server/sse.ts).
-  writeStallMs: 5_000,
-  timeLimitMs: 60_000, // the longest one generation may run, streamed or not; then it is stopped
-  // Fastify's: the whole request (headers and body) must arrive within requestTimeoutMs (slow
-  // senders), an idle keep-alive connection closes after keepAliveTimeoutMs, and a socket with no
-  // traffic either way closes after connectionTimeoutMs, kept above timeLimitMs since a whole
-  // (not streamed) answer writes nothing until it is done.
-  requestTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 5_000,
-  connectionTimeoutMs: 75_000,
-  shutdownGraceMs: 10_000, // SIGTERM: streams in progress may finish for this long, then end
 } as const;
 
 /** Generation when the caller names no temperature: the CLI's `generate`, the HTTP API and the
@@ -115,7 +109,4 @@ export const DECODING = {
 export const DASHBOARD = {
   port: 8081,
   host: '127.0.0.1', // loopback only unless asked
-  maxClients: 16, // open event streams (pages); one more gets 503
-  snapshotBatchPoints: 2_000, // the batch points a page gets when it connects (evenly thinned)
-  snapshotSamples: 20, // and the last this many epochs' samples
 } as const;

@@ -100,8 +100,8 @@ const partFiles = (dir: string): string[] =>
   existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.part')) : [];
 
 describe('corpus size limit', () => {
-  it('defaults to 512 MiB', () => {
-    assert.equal(CORPUS.maxBytes, 512 * 1024 * 1024);
+  it('defaults to 4 GiB', () => {
+    assert.equal(CORPUS.maxBytes, 4 * 1024 * 1024 * 1024);
   });
 
   it('/dev/zero stops at the limit with a message naming it and the flag', async () => {

@@ -113,9 +113,12 @@ describe('prepareCorpus', () => {
   it('keeps ids in 1, 2 or 4 bytes by the vocabulary’s size', async () => {
     const cjk = Array.from({ length: 300 }, (_, i) => String.fromCodePoint(0x4e00 + i)).join('');
     const many = Array.from({ length: 70_000 }, (_, i) => String.fromCodePoint(0x10000 + i));
+    const all256 = Array.from({ length: 256 }, (_, i) => String.fromCodePoint(0x100 + i)).join('');
     const cases: [string, number][] = [
       ['abc abc', 1],
+      [all256 + all256, 1], // the most 1-byte provisional ids number
       [cjk, 2],
+      [filler(2 * MiB) + cjk, 2], // the 257th character after pass 1 wrote 1-byte ids: again with 4
       [many.join(''), 4],
     ];
     for (const [text, bytes] of cases) {

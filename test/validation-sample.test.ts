@@ -94,10 +94,11 @@ async function directLoss(dir: string, w: Windows): Promise<number> {
   await kernelModule();
   const m = await CharModel.load(dir);
   let sum = 0;
+  const ids = new Int32Array(w.maxlen + 1);
   for (let i = 0; i < w.count; i++) {
-    const s = startOf(w, i);
-    const probs = m.predictTokens(Int32Array.from(w.tokens.subarray(s, s + w.maxlen)), 1, w.maxlen);
-    sum -= Math.log(Math.max(probs[w.tokens[s + w.maxlen]!]!, 1e-7));
+    w.tokens.read(startOf(w, i), w.maxlen + 1, ids);
+    const probs = m.predictTokens(ids.subarray(0, w.maxlen), 1, w.maxlen);
+    sum -= Math.log(Math.max(probs[ids[w.maxlen]!]!, 1e-7));
   }
   return sum / w.count;
 }
@@ -194,6 +195,12 @@ test('a sampled run: said once, the same windows every epoch and across a resume
     /validation scores a seeded sample of 100 of 800 held-out windows \(±0\.187 nats\), the same ones every epoch, and the best model \(best\/\) is chosen on it; --val-full scores all of them\n/;
   assert.match(first.stdout, line);
   assert.equal(first.stdout.match(/seeded sample/g)!.length, 1);
+  // the epoch's line says its figure is the sample's, once
+  assert.match(
+    first.stderr,
+    /Epoch 1\/1: loss \d\.\d{4} - val_loss \d\.\d{4} \(\d\.\d{3} bits\/char, perplexity \d+\.\d\d, on a sample of 100 windows\) - /,
+  );
+  assert.equal(first.stderr.match(/on a sample of/g)!.length, 1);
   assert.match(
     first.stdout,
     /best validation loss \d\.\d{4} \(\d\.\d{3} bits\/char, on the sample\)/,
@@ -241,6 +248,8 @@ test('--val-full scores every held-out window, knob or not, and says nothing of 
   const r = train(dir, '--epochs', '1', '--val-full');
   assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stdout, /seeded sample|on the sample/);
+  assert.doesNotMatch(r.stderr, /on a sample/);
+  assert.match(r.stderr, /val_loss \d\.\d{4} \(\d\.\d{3} bits\/char, perplexity \d+\.\d\d\) - /);
   assert.match(r.stdout, /validation scores every 3rd held-out character \(--step\), 800 of 2400/);
   const valLoss = (await loadModel(dir)).meta.training.valLoss as number[];
   const exact = evalJson(dir);

@@ -62,18 +62,25 @@ export function evalCommand(): Command {
           `--stateful scores every character; --every ${flags.every} cannot apply`,
         );
       }
-      const [{ loadModel }, { prepareCorpus, encodeIn }, { Vocabulary }, { scoreText, everyNth }] =
-        await Promise.all([
-          import('../checkpoint/model-format.ts'),
-          import('../corpus/prepare.ts'),
-          import('../data/vocabulary.ts'),
-          import('../train/evaluate.ts'),
-        ]);
+      const [
+        { loadModel },
+        { prepareCorpus },
+        { encodedTokens },
+        { Vocabulary },
+        { scoreText, everyNth },
+      ] = await Promise.all([
+        import('../checkpoint/model-format.ts'),
+        import('../corpus/prepare.ts'),
+        import('../corpus/token-source.ts'),
+        import('../data/vocabulary.ts'),
+        import('../train/evaluate.ts'),
+      ]);
       const { resolveModel } = await import('../checkpoint/builtin-models.ts');
       const { params, meta } = await loadModel(await resolveModel(flags.model));
-      // the text's own ids (a token file, from the cache when prepared before), in the model's
+      // the text's own ids (a token file, from the cache when prepared before), in the model's,
+      // read from the file as training reads them (in memory only when small)
       const corpus = await prepareCorpus(flags.corpus, { lowercase: meta.lowercase });
-      const tokens = encodeIn(
+      const tokens = encodedTokens(
         corpus,
         new Vocabulary(meta.vocab, meta.unknown),
         `corpus ${corpus.name}`,

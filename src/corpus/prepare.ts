@@ -23,7 +23,8 @@ import { TextCheck } from './text.ts';
 // string (V8 caps a string at 2^29 - 24 UTF-16 units; a corpus may be larger than the memory):
 //   pass 0  each input's bytes: their sha256 (the cache key) and decodeText's checks (TextCheck)
 //   pass 1  decoded in chunks, lowercased, joined: the text's sha256, the counts, and provisional
-//           ids (the order each character first appears) in a scratch file, 4 bytes each
+//           ids (the order each character first appears) in a scratch file, 1 byte each while
+//           there are at most 256 distinct characters (else pass 1 starts again with 4 bytes)
 //   pass 2  the vocabulary from the counts, then the scratch ids mapped to its ids, 1, 2 or 4
 //           bytes each by its size, into <cache>/tokens/<key>.ids (temp file + rename)
 // A second run whose inputs have the same bytes, with the same settings, finds that file, checks
@@ -136,7 +137,7 @@ export class TokenFile {
 }
 
 /** `length` ids of `bytesPerId` bytes each: a new array, or a view of `buffer` from `byteOffset`. */
-function idArray(
+export function idArray(
   bytesPerId: 1 | 2 | 4,
   length: number,
   buffer?: ArrayBuffer,
@@ -232,12 +233,25 @@ export function encodeIn(
   what: string,
   policy: 'error' | 'map',
 ): Int32Array {
-  const missing = corpus.firstSeen.filter((ch) => !vocab.has(ch));
-  if (missing.length > 0) vocab.encode(missing.join(''), what, policy); // throws as encode would
-  const to = Int32Array.from(corpus.vocab.chars, (ch) => vocab.tokenOf(ch) ?? -1);
+  const to = idMapping(corpus, vocab, what, policy);
   const ids = corpus.tokens.readAll();
   for (let i = 0; i < ids.length; i++) ids[i] = to[ids[i]!]!;
   return ids;
+}
+
+/**
+ * The corpus's ids → `vocab`'s (what encodeIn applies), after the check that `vocab` has every
+ * character of the corpus (or maps it: see encodeIn).
+ */
+export function idMapping(
+  corpus: PreparedCorpus,
+  vocab: Vocabulary,
+  what: string,
+  policy: 'error' | 'map',
+): Int32Array {
+  const missing = corpus.firstSeen.filter((ch) => !vocab.has(ch));
+  if (missing.length > 0) vocab.encode(missing.join(''), what, policy); // throws as encode would
+  return Int32Array.from(corpus.vocab.chars, (ch) => vocab.tokenOf(ch) ?? -1);
 }
 
 // ---- pass 0 ----------------------------------------------------------------------------------
@@ -312,9 +326,9 @@ const ASCII_CUT = Uint8Array.from({ length: 128 }, (_, c) =>
   CUT_BEFORE.test(String.fromCharCode(c)) ? 1 : 0,
 );
 
-/** The last index >= max(from, 1) that `text` may be cut before, else -1. */
+/** The last index >= from that `text` may be cut before, else -1. */
 function lastCut(text: string, from: number): number {
-  for (let i = text.length - 1; i >= Math.max(from, 1); i--) {
+  for (let i = text.length - 1; i >= from; i--) {
     const c = text.charCodeAt(i);
     if (c < 0x80) {
       if (ASCII_CUT[c] === 1) return i;
@@ -343,7 +357,12 @@ async function build(
   });
   const scratch = await scratchFile(s.dir, 'ids');
   try {
-    const text = await passOne(inputs, s.lowercase, scratch);
+    // most texts have at most 256 distinct characters: 1 byte a provisional id; more (CJK, Korean)
+    // are found early, and pass 1 starts again with 4
+    const text = await passOne(inputs, s.lowercase, scratch, 1).catch((err: unknown) => {
+      if (err instanceof TooManyCharacters) return passOne(inputs, s.lowercase, scratch, 4);
+      throw err;
+    });
     if (text.length === 0) throw emptyCorpus(s.name, s.joined);
     const entries = text.seen.map((cp, id): [number, number] => [cp, text.count[id]!]);
     const counts = CharCounts.fromEntries(entries);
@@ -360,13 +379,14 @@ async function build(
       characters: text.characters,
     };
     const to = Int32Array.from(text.seen, (cp) => vocab.tokenOf(String.fromCodePoint(cp))!);
-    return { header, offset: await passTwo(scratch, to, header, s.file) };
+    return { header, offset: await passTwo(scratch, text.width, to, header, s.file) };
   } finally {
     await unlink(scratch).catch(() => {});
   }
 }
 
 interface PassOne {
+  width: 1 | 4; // bytes per provisional id in the scratch file
   sha256: string;
   length: number;
   seen: number[]; // code points by provisional id (the order of first appearance)
@@ -379,9 +399,10 @@ async function passOne(
   inputs: readonly { read: Scan & { where: string } }[],
   lowercase: boolean,
   scratch: string,
+  width: 1 | 4,
 ): Promise<PassOne> {
   const textHash = createHash('sha256');
-  const ids = new ProvisionalIds();
+  const ids = new ProvisionalIds(width);
   let length = 0;
   const out = await open(scratch, 'w');
   const put = async (text: string): Promise<void> => {
@@ -409,13 +430,16 @@ async function passOne(
       let pending = '';
       await readDecoded(scan, async (piece) => {
         if (!lowercase) return emit(piece);
-        pending += piece;
-        const cut = lastCut(pending, pending.length - piece.length);
-        if (cut > 0) {
-          const head = pending.slice(0, cut);
-          pending = pending.slice(cut);
-          await emit(head.toLowerCase());
+        // the cut is looked for in the new piece only (pending has none), and never at the
+        // text's start: lowercased, the head is one copy (no 1 MiB pending + piece to flatten)
+        const cut = lastCut(piece, pending === '' ? 1 : 0);
+        if (cut < 0) {
+          pending += piece;
+          return;
         }
+        const head = pending + piece.slice(0, cut);
+        pending = piece.slice(cut);
+        await emit(head.toLowerCase());
       });
       await emit(pending.toLowerCase());
       characters.push(length - start - (started ? sepBefore : 0));
@@ -427,6 +451,7 @@ async function passOne(
   }
   const { seen, count } = ids;
   return {
+    width,
     sha256: textHash.digest('hex'),
     length,
     seen,
@@ -435,16 +460,26 @@ async function passOne(
   };
 }
 
+/** Pass 1 with 1-byte provisional ids met a 257th distinct character. */
+class TooManyCharacters extends Error {}
+
 /** Code points numbered in the order they first appear, and counted. */
 class ProvisionalIds {
   private readonly id = new Int32Array(0x110000).fill(-1); // code point -> provisional id
   readonly seen: number[] = []; // provisional id -> code point
   readonly count = new Float64Array(0x110000); // by provisional id
-  private buffer = new Uint32Array(CHUNK);
+  private buffer: Uint8Array | Int32Array;
+  private readonly max: number; // the most distinct characters `width` bytes number
+
+  constructor(private readonly width: 1 | 4) {
+    this.buffer = idArray(width, CHUNK) as Uint8Array | Int32Array;
+    this.max = width === 1 ? 0x100 : 0x110000;
+  }
 
   /** The provisional ids of `text` (valid until the next call). */
-  add(text: string): Uint32Array {
-    if (this.buffer.length < text.length) this.buffer = new Uint32Array(text.length);
+  add(text: string): Uint8Array | Int32Array {
+    if (this.buffer.length < text.length)
+      this.buffer = idArray(this.width, text.length) as Uint8Array | Int32Array;
     const { id, count, buffer } = this;
     let n = 0;
     for (let i = 0; i < text.length; i++) {
@@ -454,7 +489,10 @@ class ProvisionalIds {
         i++;
       }
       let k = id[cp]!;
-      if (k < 0) k = id[cp] = this.seen.push(cp) - 1;
+      if (k < 0) {
+        if (this.seen.length === this.max) throw new TooManyCharacters();
+        k = id[cp] = this.seen.push(cp) - 1;
+      }
       count[k]!++;
       buffer[n++] = k;
     }
@@ -487,7 +525,7 @@ async function readDecoded(
     }
     await onPiece(decoder.decode());
   } catch (err) {
-    if (err instanceof UserError) throw err;
+    if (err instanceof UserError || err instanceof TooManyCharacters) throw err; // onPiece's
     if (err instanceof TypeError) throw changed(); // pass 0 found it well formed
     throw new UserError(`cannot read corpus ${scan.where}: ${reason(err)}`);
   } finally {
@@ -499,6 +537,7 @@ async function readDecoded(
 /** Pass 2: the provisional ids in `scratch` mapped by `to` into the token file `file`. */
 async function passTwo(
   scratch: string,
+  width: 1 | 4,
   to: Int32Array,
   header: Header,
   file: string,
@@ -514,20 +553,21 @@ async function passTwo(
     dst = await open(tmp, 'wx');
     const head = headerBytes(header);
     await dst.write(head);
-    const provisional = new Uint32Array(CHUNK / 4);
+    const provisional = idArray(width, CHUNK);
     const raw = new Uint8Array(provisional.buffer);
     const mapped = idArray(b, provisional.length);
     for (;;) {
       const { bytesRead } = await src.read(raw, 0, raw.length, null);
       if (bytesRead === 0) break;
-      const n = bytesRead / 4; // whole ids: the scratch file holds nothing else
+      const n = bytesRead / width; // whole ids: the scratch file holds nothing else
       for (let i = 0; i < n; i++) mapped[i] = to[provisional[i]!]!;
       const bytes = new Uint8Array(mapped.buffer, 0, n * b);
       payload.update(bytes);
       await dst.write(bytes);
     }
     await dst.write(payload.digest());
-    await dst.sync(); // before the rename: a power cut must not leave a renamed, empty file
+    // no fsync before the rename (at 1 GB it was seconds of the preparation): a file a power cut
+    // left short or unwritten fails readHeader's size and sha256 checks and is built again
     await dst.close();
     dst = undefined;
     await rename(tmp, file);

@@ -16,13 +16,56 @@ import { UserError } from '../errors.ts';
  */
 export type TokenIds = Uint8Array | Uint16Array | Int32Array;
 
+/**
+ * Where a run reads its ids from, a few at a time: windows, streams, validation, the samples'
+ * seeds and the memorisation index all go through `read`, so a corpus larger than the memory can
+ * stay in its token file (FileTokens, src/corpus/token-source.ts: positional reads) while a small
+ * one, a test's or the browser's, is an array (MemoryTokens).
+ */
+export interface TokenSource {
+  readonly length: number;
+  /** Ids [start, start + count) into `into` from index `at`; RangeError outside 0..length. */
+  read(start: number, count: number, into: TokenIds, at?: number): void;
+  /** Ids [from, to) as a source of their own, sharing the storage (a typed array's subarray). */
+  subarray(from: number, to?: number): TokenSource;
+}
+
+/** Ids held in memory. */
+export class MemoryTokens implements TokenSource {
+  constructor(readonly ids: TokenIds) {}
+
+  get length(): number {
+    return this.ids.length;
+  }
+
+  read(start: number, count: number, into: TokenIds, at = 0): void {
+    checkRange(start, count, this.ids.length);
+    into.set(this.ids.subarray(start, start + count), at);
+  }
+
+  subarray(from: number, to = this.ids.length): MemoryTokens {
+    return new MemoryTokens(this.ids.subarray(from, to));
+  }
+}
+
+/** Throws unless [start, start + count) lies inside 0..length. */
+export function checkRange(start: number, count: number, length: number): void {
+  if (!(start >= 0 && count >= 0 && start + count <= length))
+    throw new RangeError(`ids ${start} + ${count} are outside 0..${length}`);
+}
+
+/** An array of ids as a source (a source as it is). */
+export function tokenSource(tokens: TokenIds | TokenSource): TokenSource {
+  return ArrayBuffer.isView(tokens) ? new MemoryTokens(tokens) : tokens;
+}
+
 export interface Windows {
-  tokens: TokenIds; // the whole encoded text
+  tokens: TokenSource; // the whole encoded text
   maxlen: number;
   stride: number; // a new window every `stride` characters
   count: number;
   /** [count] start offsets of a set that is not the grid 0, stride, 2·stride, … (a sample) */
-  starts?: Int32Array;
+  starts?: Int32Array | Float64Array;
 }
 
 /** Where window i of `w` starts in `w.tokens`. */
@@ -30,7 +73,8 @@ export function startOf(w: Windows, i: number): number {
   return w.starts ? w.starts[i]! : i * w.stride;
 }
 
-export function makeWindows(tokens: TokenIds, maxlen: number, stride: number): Windows {
+export function makeWindows(ids: TokenIds | TokenSource, maxlen: number, stride: number): Windows {
+  const tokens = tokenSource(ids);
   if (!(Number.isInteger(maxlen) && maxlen >= 1))
     throw new RangeError(`maxlen must be a positive integer, got ${maxlen}`);
   if (!(Number.isInteger(stride) && stride >= 1))
@@ -48,9 +92,10 @@ export function makeWindows(tokens: TokenIds, maxlen: number, stride: number): W
  * passes stride 1 (or its --every) to score them all.
  */
 export function splitWindows(
-  tokens: TokenIds,
+  ids: TokenIds | TokenSource,
   cfg: { maxlen: number; stride: number; valSplit: number },
 ): { train: Windows; val: Windows | undefined } {
+  const tokens = tokenSource(ids);
   if (cfg.valSplit <= 0)
     return { train: makeWindows(tokens, cfg.maxlen, cfg.stride), val: undefined };
   const cut = Math.floor(tokens.length * (1 - cfg.valSplit));
@@ -82,11 +127,12 @@ export function gatherBatch(
 ): number {
   const n = to - from;
   const T = w.maxlen;
+  const ids = new Int32Array(T + 1); // one read a window: its T inputs and the target after them
   for (let b = 0; b < n; b++) {
-    const s = startOf(w, order(from + b));
-    x.set(w.tokens.subarray(s, s + T), b * T);
-    if (scoring === 'every') y.set(w.tokens.subarray(s + 1, s + T + 1), b * T);
-    else y[b] = w.tokens[s + T]!;
+    w.tokens.read(startOf(w, order(from + b)), T + 1, ids);
+    x.set(ids.subarray(0, T), b * T);
+    if (scoring === 'every') y.set(ids.subarray(1, T + 1), b * T);
+    else y[b] = ids[T]!;
   }
   return n;
 }
@@ -98,14 +144,15 @@ export function gatherBatch(
  * stopped and the LSTM state can be carried from one batch to the next.
  */
 export interface Streams {
-  tokens: TokenIds;
+  tokens: TokenSource;
   rows: number;
   length: number; // characters per stream
   maxlen: number; // T: characters per batch and stream
   steps: number; // batches in one pass over the streams
 }
 
-export function makeStreams(tokens: TokenIds, rows: number, maxlen: number): Streams {
+export function makeStreams(ids: TokenIds | TokenSource, rows: number, maxlen: number): Streams {
+  const tokens = tokenSource(ids);
   // each stream also needs the target after its last input character
   const length = Math.floor((tokens.length - 1) / rows);
   return { tokens, rows, length, maxlen, steps: Math.floor(length / maxlen) };
@@ -114,10 +161,11 @@ export function makeStreams(tokens: TokenIds, rows: number, maxlen: number): Str
 /** Batch k of the streams: x [rows, T] and the next character at every position y [rows, T]. */
 export function gatherStreams(s: Streams, k: number, x: Int32Array, y: Int32Array): number {
   const T = s.maxlen;
+  const ids = new Int32Array(T + 1);
   for (let b = 0; b < s.rows; b++) {
-    const at = b * s.length + k * T;
-    x.set(s.tokens.subarray(at, at + T), b * T);
-    y.set(s.tokens.subarray(at + 1, at + T + 1), b * T);
+    s.tokens.read(b * s.length + k * T, T + 1, ids);
+    x.set(ids.subarray(0, T), b * T);
+    y.set(ids.subarray(1, T + 1), b * T);
   }
   return s.rows;
 }

@@ -14,6 +14,7 @@
 // Both reduce to the matching statistics ms[i]: the longest prefix of generated[i..] found in
 // the corpus (exactly, or a lower bound equal to it wherever it is at least exactFrom).
 
+import { MemoryTokens, type TokenSource } from '../data/windows.ts';
 import { MEMORISATION } from '../defaults.ts';
 
 export interface MemorisationReport {
@@ -29,6 +30,59 @@ export interface MemorisationReport {
 
 /** The training text as token ids; any typed array of them (1, 2 or 4 bytes per id). */
 export type TokenText = Readonly<ArrayLike<number>>;
+
+/**
+ * A corpus too large to hold (a TokenSource that is not in memory: a run's token file) read
+ * through a few cached pages of ids: the index's build walks it in order, and a look-up reads
+ * the few places its hits point to and the matches around them.
+ */
+class PagedText {
+  private readonly pages = new Map<number, Int32Array>(); // page number → its ids, oldest first
+
+  constructor(
+    private readonly source: TokenSource,
+    private readonly pageIds = 1 << 16,
+    private readonly maxPages = 16,
+  ) {}
+
+  get length(): number {
+    return this.source.length;
+  }
+
+  at(i: number): number | undefined {
+    if (!(i >= 0 && i < this.source.length)) return undefined;
+    const n = Math.floor(i / this.pageIds);
+    let page = this.pages.get(n);
+    if (!page) {
+      if (this.pages.size >= this.maxPages) this.pages.delete(this.pages.keys().next().value!);
+      const from = n * this.pageIds;
+      page = new Int32Array(Math.min(this.pageIds, this.source.length - from));
+      this.source.read(from, page.length, page);
+      this.pages.set(n, page);
+    }
+    return page[i - n * this.pageIds];
+  }
+}
+
+/** What the index reads: the ids in memory, or pages of a source that is not. */
+type Corpus = TokenText | PagedText;
+const idAt = (c: Corpus, i: number): number | undefined =>
+  c instanceof PagedText ? c.at(i) : c[i];
+
+/** A source in memory as its array; any other source paged (never read whole). */
+function corpusOf(corpus: TokenText | TokenSource): Corpus {
+  if (corpus instanceof MemoryTokens) return corpus.ids;
+  if ('read' in corpus) return new PagedText(corpus);
+  return corpus;
+}
+
+/** Every id of `c` in an array (a corpus small enough for the suffix array). */
+function inMemory(c: Corpus): TokenText {
+  if (!(c instanceof PagedText)) return c;
+  const ids = new Int32Array(c.length);
+  for (let i = 0; i < ids.length; i++) ids[i] = c.at(i)!;
+  return ids;
+}
 
 export interface MemorisationIndexOptions {
   /** the most bytes of typed arrays the index holds, while building too */
@@ -51,13 +105,24 @@ export abstract class MemorisationIndex {
   /** copies at least this long are always found (1 when every copy is) */
   abstract readonly exactFrom: number;
 
-  protected constructor(readonly corpus: TokenText) {}
+  protected constructor(readonly corpus: Corpus) {}
 
-  /** Picks the exact suffix array when it fits the budget, the sampled table otherwise. */
-  static build(corpus: TokenText, opts: MemorisationIndexOptions = {}): MemorisationIndex {
+  /**
+   * Picks the exact suffix array when it fits the budget, the sampled table otherwise. A source
+   * that is not in memory (a large run's token file) is read in pages, never held.
+   */
+  static build(
+    text: TokenText | TokenSource,
+    opts: MemorisationIndexOptions = {},
+  ): MemorisationIndex {
     const budget = opts.budgetBytes ?? MEMORISATION.indexBytes;
     const maxCandidates = opts.maxCandidates ?? MEMORISATION.maxCandidates;
-    if (suffixArrayBuildBytes(corpus) <= budget) return new SuffixArrayIndex(corpus);
+    const corpus = corpusOf(text);
+    // the length alone rules a large corpus out before any id is read
+    if (SA_BYTES_PER_CHAR * corpus.length <= budget) {
+      const held = inMemory(corpus);
+      if (suffixArrayBuildBytes(held) <= budget) return new SuffixArrayIndex(held);
+    }
     return new SampledIndex(corpus, budget, opts.target ?? MEMORISATION.ngram, maxCandidates);
   }
 
@@ -109,6 +174,7 @@ class SuffixArrayIndex extends MemorisationIndex {
   readonly kind = 'suffix-array';
   readonly exactFrom = 1;
   private readonly sa: Int32Array;
+  declare readonly corpus: TokenText;
   get bytes(): number {
     return this.sa.byteLength;
   }
@@ -211,9 +277,9 @@ export function suffixArray(text: TokenText): Int32Array {
 // Polynomial hash modulo 2^32 (Math.imul), then a murmur3 finaliser so the low bits pick buckets
 // evenly; only a filter: every hit is checked character by character.
 const BASE = 0x01000193;
-function kgramHash(s: TokenText, at: number, k: number): number {
+function kgramHash(s: Corpus, at: number, k: number): number {
   let h = 0;
-  for (let i = 0; i < k; i++) h = (Math.imul(h, BASE) + s[at + i]! + 1) | 0;
+  for (let i = 0; i < k; i++) h = (Math.imul(h, BASE) + idAt(s, at + i)! + 1) | 0;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -233,20 +299,22 @@ class SampledIndex extends MemorisationIndex {
   readonly k: number;
   readonly exactFrom: number;
   private readonly start: Int32Array;
-  private readonly pos: Int32Array;
+  private readonly pos: Uint32Array; // positions up to 2^32 - 1 (CORPUS.maxBytes: 4 GiB)
   private readonly mask: number;
   get bytes(): number {
     return this.start.byteLength + this.pos.byteLength;
   }
 
   constructor(
-    corpus: TokenText,
+    corpus: Corpus,
     budget: number,
     target: number,
     private readonly maxCandidates: number,
   ) {
     super(corpus);
     const N = corpus.length;
+    if (N > 2 ** 32)
+      throw new RangeError(`a memorisation index holds up to 2^32 characters, not ${N}`);
     const capacity = Math.floor((budget - 4) / 8);
     if (capacity < 1) throw new RangeError(`a memorisation index needs more than ${budget} bytes`);
     const s = Math.max(1, Math.ceil((N - MIN_K + 1) / capacity));
@@ -259,7 +327,7 @@ class SampledIndex extends MemorisationIndex {
     while (buckets * 2 <= Math.max(1, entries)) buckets *= 2;
     this.mask = buckets - 1;
     this.start = new Int32Array(buckets + 1);
-    this.pos = new Int32Array(entries);
+    this.pos = new Uint32Array(entries);
     const { start, pos, mask } = this;
     for (let e = 0; e < entries; e++) start[(kgramHash(corpus, e * s, k) & mask) + 1]!++;
     for (let b = 1; b <= buckets; b++) start[b]! += start[b - 1]!;
@@ -296,14 +364,14 @@ class SampledIndex extends MemorisationIndex {
         }
         const p = pos[e]!;
         let t = 0;
-        while (t < k && corpus[p + t] === g[j + t]) t++;
+        while (t < k && idAt(corpus, p + t) === g[j + t]) t++;
         if (t < k) continue;
         const d = p - j;
         if ((ends.get(d) ?? -1) > j) continue;
         let a = j; // extend to the maximal match g[a..z) = corpus[a + d..z + d)
-        while (a > 0 && a + d > 0 && g[a - 1] === corpus[a + d - 1]) a--;
+        while (a > 0 && a + d > 0 && g[a - 1] === idAt(corpus, a + d - 1)) a--;
         let z = j + k;
-        while (z < g.length && z + d < N && g[z] === corpus[z + d]) z++;
+        while (z < g.length && z + d < N && g[z] === idAt(corpus, z + d)) z++;
         ends.set(d, z);
         for (let i = a; i < z; i++) if (z - i > ms[i]!) ms[i] = z - i;
       }
@@ -315,7 +383,7 @@ class SampledIndex extends MemorisationIndex {
 /** One text against a corpus indexed for it alone (tests, one-off use); a run builds the index once. */
 export function memorisationReport(
   generated: Int32Array,
-  corpus: TokenText,
+  corpus: TokenText | TokenSource,
   ngram: number = MEMORISATION.ngram,
   opts: MemorisationIndexOptions = {},
 ): MemorisationReport {

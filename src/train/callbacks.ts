@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import path from 'node:path';
 import { saveModel, type ModelMeta } from '../checkpoint/model-format.ts';
 import type { Vocabulary } from '../data/vocabulary.ts';
-import type { TokenIds, Windows } from '../data/windows.ts';
+import type { TokenSource, Windows } from '../data/windows.ts';
 import { kernelModule } from '../engine/kernels.ts';
 import { MemorisationIndex, type TokenText } from '../generate/memorisation.ts';
 import { generateWindow } from '../generate/window.ts';
@@ -54,8 +54,13 @@ export function formatDuration(seconds: number): string {
  */
 export function progressCallback(
   stream: NodeJS.WriteStream = process.stderr,
-  logEverySeconds = 10,
+  opts: {
+    logEverySeconds?: number;
+    /** the windows validation scores when they are a sample of the held-out ones */
+    valSample?: number;
+  } = {},
 ): TrainCallback {
+  const { logEverySeconds = 10, valSample } = opts;
   let bar: cliProgress.SingleBar | undefined;
   let lastLog = 0;
   const tty = Boolean(stream.isTTY);
@@ -99,7 +104,7 @@ export function progressCallback(
       const val =
         ev.valLoss === undefined
           ? ''
-          : ` - val_loss ${ev.valLoss.toFixed(4)} (${ev.valBpc!.toFixed(3)} bits/char, perplexity ${ev.valPerplexity!.toFixed(2)})` +
+          : ` - val_loss ${ev.valLoss.toFixed(4)} (${ev.valBpc!.toFixed(3)} bits/char, perplexity ${ev.valPerplexity!.toFixed(2)}${sampleNote(valSample)})` +
             (ev.valStatefulLoss === undefined
               ? ''
               : ` - stateful val_loss ${ev.valStatefulLoss.toFixed(4)} (${(ev.valStatefulLoss / Math.LN2).toFixed(3)} bits/char)`);
@@ -114,9 +119,13 @@ export function progressCallback(
   };
 }
 
+/** What a validation figure from a sample of the held-out windows says after its perplexity. */
+const sampleNote = (windows: number | undefined): string =>
+  windows === undefined ? '' : `, on a sample of ${windows.toLocaleString('en-US')} windows`;
+
 export interface SampleOptions {
-  tokens: TokenIds; // the encoded corpus, to draw seed texts from
-  trainTokens: TokenText; // the text before the validation cut: what the memorisation report indexes
+  tokens: TokenSource; // the encoded corpus, to draw seed texts from
+  trainTokens: TokenSource | TokenText; // the text before the validation cut: what the memorisation report indexes
   vocab: Vocabulary;
   meta: () => ModelMeta; // the model's metadata as of now
   temperatures: readonly number[];
@@ -143,7 +152,9 @@ export function samplesCallback(opts: SampleOptions): TrainCallback {
       const maxlen = meta.maxlen;
       // random.randint(0, len(text) - maxlen - 1)
       const start = opts.rng.int(opts.tokens.length - maxlen);
-      const seed = opts.vocab.decode(opts.tokens.subarray(start, start + maxlen));
+      const seedIds = new Int32Array(maxlen);
+      opts.tokens.read(start, maxlen, seedIds);
+      const seed = opts.vocab.decode(seedIds);
       opts.write(`--- Generating with seed: ${JSON.stringify(seed)}\n`);
       const temps = opts.temperatures;
       opts.write(`------ temperature: ${temps[0]}\n${seed}`);
@@ -270,8 +281,9 @@ export function stopMidEpochCallback(run: RunContext, val: Windows | undefined):
       if (!(stopped && t.step > 0)) return;
       if (val && t.stopReason === 'budget') {
         const e = await evaluate(run.params, val);
+        const sample = val.starts ? val.count : undefined; // validationWindows' sample
         run.log(
-          `stopped in epoch ${t.epoch + 1}: val_loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char, perplexity ${e.perplexity.toFixed(2)})\n`,
+          `stopped in epoch ${t.epoch + 1}: val_loss ${e.loss.toFixed(4)} (${e.bpc.toFixed(3)} bits/char, perplexity ${e.perplexity.toFixed(2)}${sampleNote(sample)})\n`,
         );
         if (!run.best || e.loss < run.best.valLoss) {
           run.best = { valLoss: e.loss, epoch: t.epoch + 1 };

@@ -2,7 +2,9 @@ import {
   makeWindows,
   splitWindows,
   startOf,
+  tokenSource,
   type TokenIds,
+  type TokenSource,
   type Windows,
 } from '../data/windows.ts';
 import { DEFAULT_VAL_SPLIT, VALIDATION } from '../defaults.ts';
@@ -42,14 +44,14 @@ async function inferenceCore(
 /**
  * `count` distinct integers of [0, population), sorted, each subset equally likely: Vitter's
  * sequential Algorithm A ("Faster methods for random sampling", 1984), which walks the population
- * once and draws one uniform per chosen index, so only the sample's Int32Array is ever allocated.
+ * once and draws one uniform per chosen index, so only the sample's array is ever allocated.
  * Deterministic for an Rng's state (plain IEEE arithmetic, the same on every machine).
  */
-export function sortedSample(population: number, count: number, rng: Rng): Int32Array {
+export function sortedSample(population: number, count: number, rng: Rng): Float64Array {
   if (!(Number.isInteger(count) && count >= 0 && count <= population)) {
     throw new RangeError(`a sample of ${count} from ${population} is impossible`);
   }
-  const out = new Int32Array(count);
+  const out = new Float64Array(count); // indices past 2^31: a 4 GiB corpus held out in part
   let left = population; // indices not yet passed over
   let skipped = population - count; // of those, how many the sample will not take
   let at = 0; // the next index to consider
@@ -138,17 +140,19 @@ export async function evaluate(
   const V = params.shape.vocabSize;
   const core = await inferenceCore(params, batch, T, opts.engine);
   const x = new Int32Array(batch * T);
+  const target = new Int32Array(batch);
+  const ids = new Int32Array(T + 1); // one read a window: its T inputs and the character after
   let sum = 0;
   for (let from = 0; from < windows.count; from += batch) {
     const n = Math.min(batch, windows.count - from);
     for (let b = 0; b < n; b++) {
-      const s = startOf(windows, from + b);
-      x.set(windows.tokens.subarray(s, s + T), b * T);
+      windows.tokens.read(startOf(windows, from + b), T + 1, ids);
+      x.set(ids.subarray(0, T), b * T);
+      target[b] = ids[T]!;
     }
     const probs = core.predict(x, n, T);
     for (let b = 0; b < n; b++) {
-      const s = startOf(windows, from + b);
-      const p = probs[b * V + windows.tokens[s + T]!]!;
+      const p = probs[b * V + target[b]!]!;
       sum -= Math.log(Math.max(p, 1e-7));
     }
   }
@@ -156,29 +160,40 @@ export async function evaluate(
   return { loss, bpc: loss / Math.LN2, perplexity: Math.exp(loss), windows: windows.count };
 }
 
+const STATEFUL_BLOCK = 4096;
+
 /**
- * Held-out loss of `tokens` read as streams with the state carried from character to character:
+ * Held-out loss of `text` read as streams with the state carried from character to character:
  * every character after the first is predicted from all before it in its stream. The text is cut
  * into `streams` contiguous pieces run side by side (one batch row each) for speed; each piece
  * starts from the zero state, so this is the one-stream loss up to those few cold starts.
  */
 export async function evaluateStateful(
   params: Parameters,
-  tokens: TokenIds,
+  text: TokenIds | TokenSource,
   opts: { streams?: number; engine?: EngineKind | 'auto' } = {},
 ): Promise<Evaluation> {
+  const tokens = tokenSource(text);
   const R = Math.max(1, Math.min(opts.streams ?? 32, Math.floor((tokens.length - 1) / 2)));
   const len = Math.floor(tokens.length / R); // characters per stream; len - 1 targets each
   const V = params.shape.vocabSize;
   const core = await inferenceCore(params, R, 1, opts.engine);
   core.resetState(R);
   const input = new Int32Array(R);
+  // the streams read STATEFUL_BLOCK steps at a time: block [R, STATEFUL_BLOCK + 1], row r holding
+  // stream r's characters i0 .. i0 + STATEFUL_BLOCK (the last one the next block's first input)
+  const B = STATEFUL_BLOCK;
+  const block = new Int32Array(R * (B + 1));
   let sum = 0;
-  for (let i = 0; i < len - 1; i++) {
-    for (let r = 0; r < R; r++) input[r] = tokens[r * len + i]!;
-    const probs = core.step(input, R);
-    for (let r = 0; r < R; r++)
-      sum -= Math.log(Math.max(probs[r * V + tokens[r * len + i + 1]!]!, 1e-7));
+  for (let i0 = 0; i0 < len - 1; i0 += B) {
+    const steps = Math.min(B, len - 1 - i0);
+    for (let r = 0; r < R; r++) tokens.read(r * len + i0, steps + 1, block, r * (B + 1));
+    for (let i = 0; i < steps; i++) {
+      for (let r = 0; r < R; r++) input[r] = block[r * (B + 1) + i]!;
+      const probs = core.step(input, R);
+      for (let r = 0; r < R; r++)
+        sum -= Math.log(Math.max(probs[r * V + block[r * (B + 1) + i + 1]!]!, 1e-7));
+    }
   }
   const count = R * (len - 1);
   const loss = count > 0 ? sum / count : NaN;
@@ -210,10 +225,11 @@ export interface TextScore extends Evaluation {
  */
 export async function scoreText(
   params: Parameters,
-  tokens: Int32Array,
+  text: TokenIds | TokenSource,
   maxlen: number,
   opts: ScoreTextOptions = {},
 ): Promise<TextScore> {
+  const tokens = tokenSource(text);
   const every = opts.every ?? 1;
   const windows = opts.all
     ? makeWindows(tokens, maxlen, every)

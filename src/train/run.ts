@@ -6,9 +6,10 @@ import { acquireRunLock } from '../checkpoint/run-lock.ts';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
 import { BUILTIN_CORPORA, inputListing } from '../corpus/corpus.ts';
 import { encodeIn, prepareCorpus } from '../corpus/prepare.ts';
+import { openTokens } from '../corpus/token-source.ts';
 import { REFERENCE, VALIDATION } from '../defaults.ts';
 import { Vocabulary, describeLimits, extendVocabulary } from '../data/vocabulary.ts';
-import { makeWindows, splitWindows, type TokenIds } from '../data/windows.ts';
+import { makeWindows, splitWindows, tokenSource, type TokenIds } from '../data/windows.ts';
 import { resolveEngine } from '../engine/kernels.ts';
 import { SHARDS, checkEngineFits } from '../engine/shards.ts';
 import { WorkerExitError } from '../engine/worker-engine.ts';
@@ -162,11 +163,11 @@ async function readRunCorpus(
     : start.extend !== undefined
       ? extendVocabulary(start.vocab, corpus.counts, limits, start.extend)
       : { vocab: start.vocab, added: [] }; // resumed: the vocabulary its checkpoint holds
-  // 1 byte a character up to 256 of them; a fine-tuned run's are the corpus's ids mapped to the
-  // extended vocabulary
+  // in memory when small (1 byte a character up to 256 of them), else read from the token file;
+  // a fine-tuned run's ids are the corpus's mapped to the extended vocabulary, held in memory
   const tokens = start
-    ? compactIds(encodeIn(corpus, vocab, `corpus ${corpus.name}`, 'map'), vocab.size)
-    : corpus.tokens.readCompact();
+    ? tokenSource(compactIds(encodeIn(corpus, vocab, `corpus ${corpus.name}`, 'map'), vocab.size))
+    : openTokens(corpus.tokens);
   checkTextLength(`corpus ${corpus.name}`, tokens.length, config.maxlen);
   const all = makeWindows(tokens, config.maxlen, config.stride);
   out(
@@ -382,7 +383,12 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     const statefulFrom = config.mode === 'stateful' ? config.maxlen : undefined; // from the cut
     callbacks.push(validationCallback(params, scored, statefulFrom));
   }
-  callbacks.push(progressCallback(process.stderr), bestModelCallback(run, config.earlyStop));
+  // an epoch's val_loss from the sample says so (validationWindows lists a sample's starts)
+  const valSample = scored?.starts ? scored.count : undefined;
+  callbacks.push(
+    progressCallback(process.stderr, { ...(valSample !== undefined && { valSample }) }),
+    bestModelCallback(run, config.earlyStop),
+  );
   if (dashboard) callbacks.push(dashboard.callback); // after validation, which fills in valLoss
   callbacks.push(
     samplesCallback({

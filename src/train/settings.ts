@@ -108,7 +108,7 @@ export const TRAIN_OPTIONS = {
   }),
   maxCorpusBytes: setting({
     flags: '--max-corpus-bytes <n>', // none: CORPUS.maxBytes, loadCorpus's own bound
-    help: `the largest corpus read, file, pipe or download (default ${CORPUS.maxBytes}: 512 MiB)`,
+    help: `the largest corpus read, file, pipe or download (default ${CORPUS.maxBytes}: ${CORPUS.maxBytes / 2 ** 30} GiB)`,
     parse: integerIn('The corpus size limit', 1, Number.MAX_SAFE_INTEGER),
   }),
   out: setting({
