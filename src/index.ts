@@ -35,6 +35,13 @@ export {
 } from './checkpoint/model-format.ts';
 export { onnxModel } from './checkpoint/onnx.ts';
 export { modelFromSafetensors, safetensorsFromModel } from './checkpoint/safetensors.ts';
+export {
+  BUILTIN_MODELS,
+  listModels,
+  resolveModel,
+  type BuiltinModel,
+  type ModelEntry,
+} from './checkpoint/builtin-models.ts';
 
 export { Trainer } from './train/trainer.ts';
 export { scoreText, type ScoreTextOptions, type TextScore } from './train/evaluate.ts';

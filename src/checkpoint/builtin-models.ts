@@ -87,8 +87,10 @@ export interface ModelEntry {
   bytes: number;
   /** training.corpus */
   corpus?: string;
-  /** training.epochs: epochs done */
+  /** training.epochs: whole epochs done (0 for a run that a time budget ended within its first) */
   epochs?: number;
+  /** training.trainSeconds: seconds of training steps */
+  trainSeconds?: number;
   /** The last held-out loss recorded (nats per character), if the run validated. */
   valLoss?: number;
   /** training.command: the command line that trained it */
@@ -127,6 +129,7 @@ export async function describeModel(
     bytes,
     ...(typeof t.corpus === 'string' && { corpus: t.corpus }),
     ...(typeof t.epochs === 'number' && { epochs: t.epochs }),
+    ...(typeof t.trainSeconds === 'number' && { trainSeconds: t.trainSeconds }),
     ...(valLoss !== undefined && { valLoss }),
     ...(typeof t.command === 'string' && { command: t.command }),
   };

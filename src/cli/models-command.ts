@@ -40,6 +40,7 @@ export function modelsCommand(): Command {
         'size',
         'trained on',
         'epochs',
+        'training',
         'held-out loss',
         'folder',
       ];
@@ -51,6 +52,7 @@ export function modelsCommand(): Command {
         megabytes(m.bytes),
         m.corpus ?? '-',
         m.epochs === undefined ? '-' : String(m.epochs),
+        m.trainSeconds === undefined ? '-' : `${m.trainSeconds} s`,
         m.valLoss === undefined
           ? '-'
           : `${m.valLoss.toFixed(4)} nats (${(m.valLoss / Math.LN2).toFixed(3)} bits/char)`,
