@@ -85,6 +85,18 @@ export const SERVER = {
   maxLength: 10_000, // the longest generation one request may ask for (characters)
   maxStreams: 64, // generations running at once, streamed or not; one more gets 429
   bodyLimit: 64 * 1024, // the largest request body accepted (bytes); larger ones get 413
+  // A client that stops reading: once the socket takes no more (its kernel buffers are full) for
+  // this long, its event stream is cut and its slot freed (src/server/sse.ts).
+  writeStallMs: 5_000,
+  timeLimitMs: 60_000, // the longest one generation may run, streamed or not; then it is stopped
+  // Fastify's: the whole request (headers and body) must arrive within requestTimeoutMs (slow
+  // senders), an idle keep-alive connection closes after keepAliveTimeoutMs, and a socket with no
+  // traffic either way closes after connectionTimeoutMs, kept above timeLimitMs since a whole
+  // (not streamed) answer writes nothing until it is done.
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  connectionTimeoutMs: 75_000,
+  shutdownGraceMs: 10_000, // SIGTERM: streams in progress may finish for this long, then end
 } as const;
 
 /** Generation when the caller names no temperature: the CLI's `generate`, the HTTP API and the
@@ -109,4 +121,7 @@ export const DECODING = {
 export const DASHBOARD = {
   port: 8081,
   host: '127.0.0.1', // loopback only unless asked
+  maxClients: 16, // open event streams (pages); one more gets 503
+  snapshotBatchPoints: 2_000, // the batch points a page gets when it connects (evenly thinned)
+  snapshotSamples: 20, // and the last this many epochs' samples
 } as const;
