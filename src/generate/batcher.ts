@@ -1,5 +1,5 @@
 import type { LstmCore } from '../engine/lstm-core.ts';
-import type { CharModel, StatefulStepper } from '../model/char-model.ts';
+import type { CharModel } from '../model/char-model.ts';
 import { stateSize } from '../model/params.ts';
 import type { Rng } from '../sampling/rng.ts';
 import type { Sampler } from '../sampling/sampler.ts';
@@ -17,12 +17,12 @@ import { TokenWindow } from './window.ts';
 // steps are cut into ticks, how fast the consumer reads) changes when characters come, never
 // which ones.
 //
-// Per stateful stream: the prompt is fed first on the single-row stepper (CharModel.stepper, the
-// path StatefulStream takes; a prompt is read once, so batching it gains little and would make
-// everyone wait for long prompts), in slices of a tick; its first character is drawn there and
-// its state (h, c) moves into a row of the batch core. The batch core's rows are the running
-// streams in a fixed order; when one leaves or joins, the rows are re-laid once (their states
-// copied out and back), not at every step.
+// A stateful stream joins the batch at once: while its prompt lasts, its row is fed the prompt's
+// next character and draws nothing (a burst of new streams reads its prompts together, one
+// batched step per character, instead of one prompt after the other); from the prompt's last
+// character on, it draws. The batch core's rows are the running streams in a fixed order; when
+// one leaves or joins, the rows are re-laid once (their states copied out and back), not at
+// every step.
 //
 // The scheduler runs in ticks of about TICK_MS: as many steps as fit, then a turn of the event
 // loop, so that I/O, timers and the streams' consumers run. A stream holds at most `buffer`
@@ -31,8 +31,6 @@ import { TokenWindow } from './window.ts';
 
 /** The scheduler steps for about this long before it yields to the event loop (ms). */
 const TICK_MS = 2;
-/** How often prompt feeding looks at the clock (steps). */
-const FEED_CHECK = 16;
 
 /**
  * Let other work run (I/O, timers, other streams, a Web Worker's incoming messages). Browsers
@@ -98,10 +96,8 @@ class Row {
   delivered = false; // a read has returned characters
   since = performance.now(); // the last read that returned characters
   // stateful
-  primed = false; // the prompt has been fed
-  fed = 0;
-  stepper: StatefulStepper | undefined; // while the prompt is fed
-  input = -1; // the token the next step feeds (the last one drawn)
+  fed = 0; // prompt characters fed
+  input = -1; // the token the next step feeds once the prompt is fed (the last one drawn)
   inCore = false; // has a row of the batch core
   h: Float32Array; // the state while outside the batch core [L×H]
   c: Float32Array;
@@ -120,6 +116,8 @@ class Row {
     this.c = new Float32Array(size);
     this.window = job.mode === 'window' ? new TokenWindow(model.maxlen, job.prompt) : undefined;
     if (job.length === 0) this.finished = true;
+    // no prompt: the first character comes from the zero state's distribution, before any step
+    else if (job.mode === 'stateful' && job.prompt.length === 0) this.draw(model.zeroStateProbs());
   }
 
   /** Whether a read should return now (see BatchJob.chunk). */
@@ -141,34 +139,6 @@ class Row {
     this.out[this.count++] = t;
     this.input = t;
     if (++this.produced === this.job.length) this.finished = true;
-  }
-
-  /** Feed the prompt on the single-row stepper until `deadline`; true once fed (and drawn from). */
-  prime(model: CharModel, deadline: number): boolean {
-    const { prompt } = this.job;
-    if (prompt.length === 0) {
-      this.draw(model.zeroStateProbs()); // h = c = 0 already
-      this.primed = true;
-      return true;
-    }
-    const stepper = (this.stepper ??= model.stepper());
-    while (this.fed < prompt.length) {
-      const p = stepper.step(prompt[this.fed++]!);
-      if (this.fed === prompt.length) {
-        this.draw(p);
-        ({ h: this.h, c: this.c } = stepper.getState());
-        this.release();
-        this.primed = true;
-        return true;
-      }
-      if (this.fed % FEED_CHECK === 0 && performance.now() >= deadline) return false;
-    }
-    return true;
-  }
-
-  release(): void {
-    this.stepper?.release();
-    this.stepper = undefined;
   }
 }
 
@@ -256,7 +226,6 @@ export class Batcher {
   remove(row: Row): void {
     if (row.closed) return;
     row.closed = true;
-    row.release();
     this.rows.delete(row);
     row.wake?.();
   }
@@ -285,16 +254,10 @@ export class Batcher {
     this.run(); // a stream may have become ready between the last tick and here
   }
 
-  /** One tick: prompts fed, then steps until TICK_MS has passed. Returns whether more is ready. */
+  /** One tick: steps until TICK_MS has passed (at least one). Returns whether more is ready. */
   private tick(): boolean {
     const deadline = performance.now() + TICK_MS;
     try {
-      for (const row of this.rows) {
-        if (row.job.mode === 'stateful' && !row.primed && row.ready)
-          row.prime(this.model, deadline);
-        if (performance.now() >= deadline) break;
-      }
-      // at least one step a tick, however long the prompts took
       do {
         if (this.stepStateful() + this.stepWindows() === 0) break;
       } while (performance.now() < deadline);
@@ -311,7 +274,6 @@ export class Batcher {
     for (const row of this.rows) {
       row.error = err;
       row.finished = true;
-      row.release();
     }
     this.inCore = [];
   }
@@ -328,7 +290,7 @@ export class Batcher {
     }
     const kept = next.length;
     for (const row of this.rows) {
-      if (row.job.mode === 'stateful' && row.primed && row.ready && !row.inCore) next.push(row);
+      if (row.job.mode === 'stateful' && row.ready && !row.inCore) next.push(row);
     }
     if (next.length > kept) same = false;
     if (!same) this.relayRows(next);
@@ -336,10 +298,19 @@ export class Batcher {
     if (n === 0) return 0;
     const core = this.core!;
     const { tokens } = this;
-    for (let i = 0; i < n; i++) tokens[i] = next[i]!.input;
+    for (let i = 0; i < n; i++) {
+      const row = next[i]!;
+      const { prompt } = row.job;
+      tokens[i] = row.fed < prompt.length ? prompt[row.fed]! : row.input;
+    }
     const p = core.step(tokens, n); // [n×V], a view until the next call on the core
     const V = this.model.vocab.size;
-    for (let i = 0; i < n; i++) next[i]!.draw(p.subarray(i * V, (i + 1) * V));
+    for (let i = 0; i < n; i++) {
+      const row = next[i]!;
+      // a row still reading its prompt draws only after the prompt's last character
+      if (row.fed < row.job.prompt.length && ++row.fed < row.job.prompt.length) continue;
+      row.draw(p.subarray(i * V, (i + 1) * V));
+    }
     for (const fn of observers) fn(n, 'stateful');
     return n;
   }
