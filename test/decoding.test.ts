@@ -18,7 +18,7 @@ import {
   sampleSeed,
 } from '../src/generate/decoding.ts';
 import { generate, generateSamples, type GenerateOptions } from '../src/generate/generate.ts';
-import type { CharModel } from '../src/model/char-model.ts';
+import { CharModel } from '../src/model/char-model.ts';
 import { buildServer } from '../src/server/app.ts';
 import { loadModels } from '../src/server/served-models.ts';
 import { charlstm } from './helpers/cli.ts';
@@ -267,14 +267,59 @@ describe('beam search', () => {
     assert.equal(whole.length, 120);
     assert.equal(await text(model, { ...opts, seed: 1 }), whole);
     const chunks = await collect(generate(model, { ...opts, chunkChars: 50 }));
-    assert.deepEqual(
-      chunks.map((c) => c.length),
-      [50, 50, 20],
-    );
+    assert.equal(chunks.join(''), whole);
+    assert.ok(chunks.every((c) => c.length > 0 && c.length <= 50));
     const stop = whole.slice(60, 63);
     const gen = generate(model, { ...opts, stop });
     assert.equal((await collect(gen)).join(''), whole.slice(0, whole.indexOf(stop)));
     assert.equal(gen.finishReason, 'stop');
+  });
+
+  it('settles characters as it goes: what every beam shares is the final text', async () => {
+    // a trained model (the built-in one): random weights repeat one character, and their beams,
+    // each begun with a different character, never meet
+    const model = await CharModel.load('moby-dick');
+    for (const mode of ['window', 'stateful'] as const) {
+      const opts = {
+        prompt: model.vocab.encode('call me ishmael', 'prompt'),
+        length: 100,
+        width: 4,
+        mode,
+      };
+      const final = beamSearch(model, opts).tokens;
+      const s = new BeamSearch(model, opts);
+      const settled: number[] = [];
+      for (let t = 1; !s.advance(0); t++) {
+        const n = s.settledLength();
+        assert.ok(n <= t && n >= (settled.at(-1) ?? 0));
+        assert.deepEqual(s.prefix(0, n), final.subarray(0, n), `${mode}, after ${t}`);
+        settled.push(n);
+      }
+      assert.equal(s.settledLength(), 100);
+      // the text flows: half of it is final when the search is three quarters through
+      assert.ok(settled[75]! >= 50, `${mode}: ${settled[75]}`);
+      s.close();
+    }
+    // generate() sends them as they settle: many chunks though each could hold the whole text
+    const opts: GenerateOptions = {
+      prompt: 'call me ishmael',
+      length: 100,
+      beam: 4,
+      mode: 'stateful',
+    };
+    const chunks = await collect(generate(model, { ...opts, chunkMs: 0, chunkChars: 1000 }));
+    assert.ok(chunks.length > 10, `${chunks.length} chunks`);
+    assert.equal(chunks.join(''), await text(model, opts));
+    // width 1: every character is final at once, as greedy decoding's
+    const g = new BeamSearch(small(4), {
+      prompt: Int32Array.of(2),
+      length: 5,
+      width: 1,
+      mode: 'stateful',
+    });
+    g.advance(0);
+    g.advance(0);
+    assert.equal(g.settledLength(), 2);
   });
 
   it('advances in slices, and keeps at most width beams', () => {

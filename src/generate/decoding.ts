@@ -200,7 +200,8 @@ export interface BeamOptions {
  * from a zero state, all beams in one batch. Memory: two Int32Array(length × width) of back
  * pointers, plus one state or window per beam.
  *
- * The search runs in steps (`advance`, until a deadline), so a caller can yield between them.
+ * The search runs in steps (`advance`, until a deadline), so a caller can yield between them,
+ * and send the characters all beams already share (`settledLength`, `prefix`) as it goes.
  */
 export class BeamSearch {
   readonly width: number;
@@ -217,6 +218,7 @@ export class BeamSearch {
   // window mode: each beam's last maxlen tokens, [beams × maxlen], `size` of them valid
   private windows: Int32Array = new Int32Array(0);
   private size = 0;
+  private settled = 0; // characters every beam is known to share (settledLength)
   private closed = false;
 
   constructor(
@@ -270,12 +272,41 @@ export class BeamSearch {
   /** The best sequence's token indices, once done. */
   result(): Int32Array {
     if (!this.done) throw new Error('the beam search has not finished');
-    const { length } = this.opts;
+    return this.prefix(0, this.opts.length);
+  }
+
+  /**
+   * How many characters at the start every current beam shares: the best sequence begins with
+   * them whatever comes next (every later beam descends from a current one), so a stream may
+   * send them before the search ends. `length` once done. Walks the beams' lineages back until
+   * they meet, never past the last answer: O(width × the characters still open).
+   */
+  settledLength(): number {
+    if (this.done) return (this.settled = this.opts.length);
     const W = this.width;
-    const out = new Int32Array(length);
+    let rows = Int32Array.from({ length: this.beams }, (_, k) => k); // lineages at row t
+    let n = rows.length;
+    for (let t = this.t - 1; t >= this.settled; t--) {
+      if (n === 1) return (this.settled = t + 1);
+      const up = new Int32Array(n);
+      let m = 0;
+      for (let i = 0; i < n; i++) {
+        const b = this.parents[t * W + rows[i]!]!;
+        if (!up.subarray(0, m).includes(b)) up[m++] = b;
+      }
+      rows = up;
+      n = m;
+    }
+    return this.settled;
+  }
+
+  /** Characters `from` to `to` (at most the settled length, or `t` of beam 0's lineage). */
+  prefix(from: number, to: number): Int32Array {
+    const W = this.width;
+    const out = new Int32Array(Math.max(0, to - from));
     let k = 0;
-    for (let t = length - 1; t >= 0; t--) {
-      out[t] = this.tokens[t * W + k]!;
+    for (let t = this.t - 1; t >= from; t--) {
+      if (t < to) out[t - from] = this.tokens[t * W + k]!;
       k = this.parents[t * W + k]!;
     }
     return out;

@@ -65,8 +65,8 @@ export interface GenerateOptions {
   /**
    * Beam search of this width (1 to DECODING.maxBeamWidth; 1 is greedy) instead of sampling:
    * the `length` characters of highest total log-probability found, deterministic (see
-   * BeamSearch in decoding.ts). Temperature, top-k, top-p, greedy and seed do not apply. The
-   * text comes once the search has finished, still in chunks.
+   * BeamSearch in decoding.ts). Temperature, top-k, top-p, greedy and seed do not apply. Text
+   * is sent as it becomes final: the characters every kept beam shares.
    */
   beam?: number;
   /** Most characters in one chunk (default 64). */
@@ -255,19 +255,17 @@ function beamChunks(
     signal?.throwIfAborted();
     const search = new BeamSearch(model, { prompt, length, width, mode });
     try {
-      // the search in slices of chunkMs, so that it cannot hold the event loop
-      while (!search.advance(performance.now() + chunkMs)) {
+      // the search in slices of chunkMs, so that it cannot hold the event loop; after each, the
+      // characters every beam shares are final: sent, at most chunkChars to a chunk
+      for (let sent = 0; ;) {
+        const done = search.advance(performance.now() + chunkMs);
+        const settled = search.settledLength();
+        for (; sent < settled; sent = Math.min(settled, sent + chunkChars)) {
+          yield model.vocab.decode(search.prefix(sent, Math.min(settled, sent + chunkChars)));
+        }
+        if (done) break;
         await nextTurn();
         signal?.throwIfAborted();
-      }
-      const text = model.vocab.decode(search.result());
-      const points = [...text]; // chunks end between code points
-      for (let i = 0; i < points.length; i += chunkChars) {
-        yield points.slice(i, i + chunkChars).join('');
-        if (i + chunkChars < points.length) {
-          await nextTurn();
-          signal?.throwIfAborted();
-        }
       }
     } finally {
       search.close();
