@@ -292,6 +292,23 @@ describe('charlstm train --init-from', () => {
     ok([...FT, '--units', '16', '--layers', '2', '--maxlen', '12', '--dry-run']);
   });
 
+  it('starts from a built-in model by its name, and records the name', async () => {
+    const small = path.join(tmp, 'small.txt');
+    writeFileSync(small, newText.slice(0, 1500));
+    const dir = path.join(tmp, 'from-builtin');
+    const args = ['train', '--corpus', small, '--init-from', 'moby-dick', '--sample-length', '0'];
+    const out = ok([...args, '--epochs', '1', '--val-split', '0', '--seed', '3', '--out', dir]);
+    // Moby-Dick's text has curly quotes only: the straight ones of the new text are new to it
+    assert.match(
+      out,
+      /\nstarting from moby-dick \(2 × LSTM\(256\), 57 characters; \d+ new characters?: /,
+    );
+    const { meta } = await loadModel(dir);
+    assert.equal(meta.training.initFrom, 'moby-dick');
+    assert.equal(meta.units, 256);
+    assert.equal(meta.layers, 2);
+  });
+
   it('a fine-tuned model loads in TF.js, with the extended vocabulary as its input and output', async () => {
     await ensureCpuBackend();
     const dir = path.join(tmp, 'tuned');
