@@ -285,16 +285,20 @@ export class BeamSearch {
     if (this.done) return (this.settled = this.opts.length);
     const W = this.width;
     let rows = Int32Array.from({ length: this.beams }, (_, k) => k); // lineages at row t
+    let up = new Int32Array(W); // their parents, each once
+    const seen = new Int32Array(W).fill(-1); // the row t whose parents include rank b
     let n = rows.length;
     for (let t = this.t - 1; t >= this.settled; t--) {
       if (n === 1) return (this.settled = t + 1);
-      const up = new Int32Array(n);
       let m = 0;
       for (let i = 0; i < n; i++) {
         const b = this.parents[t * W + rows[i]!]!;
-        if (!up.subarray(0, m).includes(b)) up[m++] = b;
+        if (seen[b] !== t) {
+          seen[b] = t;
+          up[m++] = b;
+        }
       }
-      rows = up;
+      [rows, up] = [up, rows];
       n = m;
     }
     return this.settled;
