@@ -202,6 +202,7 @@ export class Batcher {
   private x = new Int32Array(0); // a window step's windows [B×W]
   private readonly group: Row[] = [];
   private windowSteps = 0; // window steps so far (Row.windowStep)
+  private firstChunk = false; // a stream not yet read has a whole chunk
 
   constructor(readonly model: CharModel) {}
 
@@ -258,9 +259,12 @@ export class Batcher {
   private tick(): boolean {
     const deadline = performance.now() + TICK_MS;
     try {
+      // a stream's first chunk ends the tick early: the time to its first characters is then
+      // what the chunk takes to make, as unbatched, rather than a whole tick
+      this.firstChunk = false;
       do {
         if (this.stepStateful() + this.stepWindows() === 0) break;
-      } while (performance.now() < deadline);
+      } while (performance.now() < deadline && !this.firstChunk);
     } catch (err) {
       this.fail(err);
     }
@@ -310,6 +314,7 @@ export class Batcher {
       // a row still reading its prompt draws only after the prompt's last character
       if (row.fed < row.job.prompt.length && ++row.fed < row.job.prompt.length) continue;
       row.draw(p.subarray(i * V, (i + 1) * V));
+      if (!row.delivered && (row.finished || row.count === row.job.chunk)) this.firstChunk = true;
     }
     for (const fn of observers) fn(n, 'stateful');
     return n;
@@ -375,6 +380,7 @@ export class Batcher {
         const row = group[i]!;
         row.windowStep = step;
         row.draw(p.subarray(i * V, (i + 1) * V));
+        if (!row.delivered && (row.finished || row.count === row.job.chunk)) this.firstChunk = true;
         row.window!.push(row.input);
       }
       for (const fn of observers) fn(n, 'window');
