@@ -83,7 +83,7 @@ export class ServerMetrics {
 
 /** The process's metrics: what GET /metrics of any server in this process reports. */
 export const metrics = new ServerMetrics();
-collectDefaultMetrics({ register: metrics.registry, prefix: 'charlstm_process_' });
+collectDefaultMetrics({ register: metrics.registry, prefix: 'charlstm_' });
 
 /**
  * Counts every request by route pattern, method and status and times it to the end of its
