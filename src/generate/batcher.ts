@@ -204,7 +204,11 @@ export class Batcher {
   private windowSteps = 0; // window steps so far (Row.windowStep)
   private firstChunk = false; // a stream not yet read has a whole chunk
 
-  constructor(readonly model: CharModel) {}
+  /** Use batcherFor: a model has one scheduler (two would share its batch core's rows). */
+  constructor(readonly model: CharModel) {
+    if (batchers.has(model)) throw new Error('this model has a Batcher already: use batcherFor');
+    batchers.set(model, this);
+  }
 
   /** Start a stream; it runs as soon as the scheduler's next tick, whether or not it is read. */
   submit(job: BatchJob): BatchedStream {
@@ -395,7 +399,5 @@ const batchers = new WeakMap<CharModel, Batcher>();
 
 /** The one scheduler of `model`'s generations (made on first use). */
 export function batcherFor(model: CharModel): Batcher {
-  let b = batchers.get(model);
-  if (!b) batchers.set(model, (b = new Batcher(model)));
-  return b;
+  return batchers.get(model) ?? new Batcher(model);
 }
