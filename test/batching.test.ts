@@ -240,6 +240,34 @@ describe('continuous batching', () => {
       );
       assert.deepEqual(result, alone);
       assert.ok(Math.max(...rows) >= 8, `largest batch ${Math.max(...rows)}`);
+      // GET /metrics counts every batched step by its rows
+      const m = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const counted = Number(/^charlstm_step_batch_size_count (\d+)$/m.exec(m)?.[1]);
+      assert.ok(counted >= rows.length, `${counted} steps counted, ${rows.length} seen here`);
+      const over = Number(/^charlstm_step_batch_size_bucket\{le="4"\} (\d+)$/m.exec(m)?.[1]);
+      assert.ok(over < counted, 'some steps had more than 4 rows');
+    });
+
+    it('batch: false answers the same texts, each on its own stepper', async () => {
+      const alone = buildServer({ models: [{ name: 'tiny', model }], batch: false });
+      try {
+        const body = { prompt: 'the ', length: 300, seed: 5, temperature: 0.8 };
+        const ask = async (server: typeof app, mode: string) =>
+          (
+            await server.inject({
+              method: 'POST',
+              url: '/v1/generate',
+              payload: { ...body, mode },
+            })
+          ).json<{ text: string }>().text;
+        for (const mode of ['stateful', 'window']) {
+          const { result, rows } = await steps(() => ask(alone, mode));
+          assert.equal(rows.length, 0, 'no batched step');
+          assert.equal(result, await ask(app, mode));
+        }
+      } finally {
+        await alone.close();
+      }
     });
   });
 });

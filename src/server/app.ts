@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 
 import { SERVER } from '../defaults.ts';
 import { show } from '../errors.ts';
+import { observeSteps } from '../generate/batcher.ts';
 import type { DashboardRecorder } from './dashboard-recorder.ts';
 import { SHUTTING_DOWN, errorHandling, reportToStderr } from './errors.ts';
 import { Generations } from './generations.ts';
@@ -29,6 +30,10 @@ import { webApp } from './web-app.ts';
 //   generations.ts      the generations in progress and their limit
 //   routes/             one plugin per route family
 
+// Every batched generation step's rows, into the process's one registry (so once per process,
+// not per server).
+observeSteps((rows) => metrics.stepBatch.observe(rows));
+
 export interface ServerOptions {
   /** The models served; the first one answers requests that name none. At least one. */
   models: readonly ServedModel[];
@@ -51,6 +56,9 @@ export interface ServerOptions {
   shutdownGraceMs?: number;
   /** Host names accepted besides the loopback ones when listening on loopback (host-check.ts). */
   allowHosts?: readonly string[];
+  /** Generations on one model advance in shared batched steps (batcher.ts). Default true;
+   * false runs each on its own single-row stepper (the load test's comparison). */
+  batch?: boolean;
   /** Where a 5xx (a bug in charlstm) is reported. Default: one line on stderr. */
   onInternalError?: (err: Error) => void;
 }
@@ -97,7 +105,13 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   void app.register(healthRoutes, { models, generations, maxLength, metrics });
   void app.register(modelRoutes, { models });
   void app.register(predictRoutes, { models });
-  void app.register(generateRoutes, { models, generations, maxLength, onInternalError });
+  void app.register(generateRoutes, {
+    models,
+    generations,
+    maxLength,
+    onInternalError,
+    batch: opts.batch ?? true,
+  });
   if (opts.webDir !== undefined) void app.register(webApp, { root: opts.webDir });
   // Closing: stop listening, refuse new requests (also on open keep-alive connections), give the
   // generations in progress the grace period to finish, then end the rest with SHUTTING_DOWN.

@@ -26,6 +26,8 @@ export interface GenerateRoutesOptions {
   generations: Generations;
   maxLength: number;
   onInternalError: (err: Error) => void;
+  /** Through the model's scheduler (generate()'s `batch`). */
+  batch: boolean;
 }
 
 /** The figures that end every generation's answer. */
@@ -34,7 +36,7 @@ type Totals = (chars: number) => Record<string, unknown>;
 const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 
 export const generateRoutes: FastifyPluginAsync<GenerateRoutesOptions> = async (app, opts) => {
-  const { models, generations, maxLength, onInternalError } = opts;
+  const { models, generations, maxLength, onInternalError, batch } = opts;
 
   app.post<{ Body: GenerateBody }>(
     '/v1/generate',
@@ -61,6 +63,7 @@ export const generateRoutes: FastifyPluginAsync<GenerateRoutesOptions> = async (
           ...(body.beam_width !== undefined && { beam: body.beam_width }),
           ...(body.n !== undefined && { count: body.n }),
           signal: slot.signal,
+          batch,
         });
         const gen = gens[0]!; // its mode and seed (the request's) are every sample's totals
         // the client left before the answer was complete: stop (nobody reads it)
