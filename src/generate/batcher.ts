@@ -128,6 +128,11 @@ class Row {
     return this.count >= chunk || !this.delivered || performance.now() - this.since >= chunkMs;
   }
 
+  /** A window-mode stream that window step `step` should advance and has not yet. */
+  waitsForWindowStep(step: number): boolean {
+    return this.window !== undefined && this.ready && this.windowStep !== step;
+  }
+
   /** Whether the next step should advance this stream. */
   get ready(): boolean {
     return !this.finished && !this.closed && this.count < this.out.length;
@@ -202,6 +207,9 @@ export class Batcher {
   private x = new Int32Array(0); // a window step's windows [B×W]
   private readonly group: Row[] = [];
   private windowSteps = 0; // window steps so far (Row.windowStep)
+  private windowRows = 0; // open window-mode streams
+  // a stream may be ready outside the batch core (new, or read since it was full): look for it
+  private mayJoin = false;
   private firstChunk = false; // a stream not yet read has a whole chunk
 
   /** Use batcherFor: a model has one scheduler (two would share its batch core's rows). */
@@ -218,6 +226,7 @@ export class Batcher {
       throw new RangeError('a window-mode stream needs a prompt');
     const row = new Row(this.model, job);
     this.rows.add(row);
+    if (row.window) this.windowRows++;
     this.run();
     return new BatchedStream(this, row);
   }
@@ -232,11 +241,13 @@ export class Batcher {
     if (row.closed) return;
     row.closed = true;
     this.rows.delete(row);
+    if (row.window) this.windowRows--;
     row.wake?.();
   }
 
-  /** @internal Start the ticks, unless they run already or nothing is ready. */
+  /** @internal A stream was added or read: start the ticks, unless they run or nothing is ready. */
   run(): void {
+    this.mayJoin = true;
     if (this.running || !this.anyReady()) return;
     this.running = true;
     void this.loop();
@@ -297,8 +308,11 @@ export class Batcher {
       else same = false;
     }
     const kept = next.length;
-    for (const row of this.rows) {
-      if (row.job.mode === 'stateful' && row.ready && !row.inCore) next.push(row);
+    if (this.mayJoin) {
+      this.mayJoin = false;
+      for (const row of this.rows) {
+        if (row.job.mode === 'stateful' && row.ready && !row.inCore) next.push(row);
+      }
     }
     if (next.length > kept) same = false;
     if (!same) this.relayRows(next);
@@ -365,20 +379,21 @@ export class Batcher {
   private stepWindows(): number {
     const { model, group } = this;
     const V = model.vocab.size;
+    if (this.windowRows === 0) return 0;
     const step = ++this.windowSteps;
-    const waiting = (row: Row): boolean =>
-      row.window !== undefined && row.ready && row.windowStep !== step;
     let total = 0;
     for (;;) {
       // the shortest window among the streams not yet stepped this time
       let W = Infinity;
-      for (const row of this.rows) if (waiting(row)) W = Math.min(W, row.window!.size);
+      for (const row of this.rows)
+        if (row.waitsForWindowStep(step)) W = Math.min(W, row.window!.size);
       if (W === Infinity) break;
       group.length = 0;
-      for (const row of this.rows) if (waiting(row) && row.window!.size === W) group.push(row);
+      for (const row of this.rows)
+        if (row.waitsForWindowStep(step) && row.window!.size === W) group.push(row);
       const n = group.length;
       if (this.x.length < n * W) this.x = new Int32Array(n * model.maxlen * 2);
-      group.forEach((row, i) => this.x.set(row.window!.window(), i * W));
+      for (let i = 0; i < n; i++) this.x.set(group[i]!.window!.window(), i * W);
       const p = model.predictTokens(this.x, n, W); // [n×V], a view until the next predict
       for (let i = 0; i < n; i++) {
         const row = group[i]!;
