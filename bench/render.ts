@@ -5,6 +5,7 @@
 //   <!-- bench:intro:start --> … <!-- bench:intro:end -->              the intro's one sentence
 //   <!-- bench:performance:start --> … <!-- bench:performance:end -->  the Performance table
 //   <!-- bench:scale:start --> … <!-- bench:scale:end -->              the scale table
+//   <!-- bench:finetune:start --> … <!-- bench:finetune:end -->        fine-tuning against scratch
 // (the last from docs/scale.json, which `npm run bench:scale` writes: renderScale())
 //
 // Everything here is pure (test/bench-render.test.ts); ratios are derived from the measured
@@ -509,9 +510,112 @@ export function renderScale(r: ScaleResults): string {
   return text;
 }
 
-/** Every README bench block: renderBlocks of docs/bench-latest.json, and the scale block of docs/scale.json. */
-export function readmeBlocks(latest: BenchResults, scale: ScaleResults): Record<string, string> {
-  return { ...renderBlocks(latest), [SCALE_BLOCK]: renderScale(scale) };
+/** One run of `npm run bench:finetune` (bench/finetune.ts): a fine-tune or a fresh start. */
+export interface FinetuneRun {
+  kind: 'finetune' | 'scratch';
+  /** the train command, the text and output folder written TEXT and DIR */
+  command: string;
+  /** the fine-tune's "starting from …" line */
+  starting?: string;
+  /** model.json's training.trainSeconds, and the whole process (start, corpus, training, saves) */
+  trainSeconds: number;
+  wallSeconds: number;
+  /** where the budget stopped it, as the run printed it: "epoch 2, batch 97" */
+  reached: string;
+  vocabulary: number;
+  /** `charlstm eval --model DIR --corpus TEXT --json`'s object */
+  eval: { valSplit?: number; every: number; scored: number; loss: number; bpc: number };
+}
+
+/** docs/finetune.json: fine-tuning a pretrained model against training from scratch. */
+export interface FinetuneResults {
+  format: 1;
+  command: string;
+  date: string;
+  machine: {
+    cpu: string;
+    cores: number;
+    node: string;
+    loadAverage: { start: number[]; end: number[] };
+  };
+  model: {
+    name: string;
+    layers: number;
+    units: number;
+    maxlen: number;
+    characters: number;
+    trainingCommand?: string;
+  };
+  text: { source: string; characters: number };
+  /** each run's --time-budget */
+  seconds: number;
+  /** in the order they ran (alternating) */
+  runs: FinetuneRun[];
+}
+
+export const FINETUNE_BLOCK = 'finetune';
+
+/** The README's Fine-tuning figures, from docs/finetune.json; the ratio is derived here. */
+export function renderFinetune(r: FinetuneResults): string {
+  if (r.format !== 1)
+    throw new Error(
+      `finetune results in format ${String(r.format)}, not 1: run npm run bench:finetune`,
+    );
+  const of = (kind: FinetuneRun['kind']): FinetuneRun[] => r.runs.filter((x) => x.kind === kind);
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + finite(b), 0) / xs.length;
+  const tuned = of('finetune');
+  const scratch = of('scratch');
+  if (tuned.length === 0 || scratch.length === 0)
+    throw new Error('docs/finetune.json needs at least one fine-tune run and one from scratch');
+  const label = { finetune: `\`--init-from ${r.model.name}\``, scratch: 'from scratch' };
+  const lines = [
+    '| start | trained for | reached | held-out loss (nats) | bits/char |',
+    '| --- | ---: | --- | ---: | ---: |',
+    ...r.runs.map(
+      (x) =>
+        `| ${label[x.kind]} | ${int(x.trainSeconds)} s | ${x.reached} | ${finite(x.eval.loss).toFixed(4)} | ${finite(x.eval.bpc).toFixed(3)} |`,
+    ),
+  ];
+  const a = mean(tuned.map((x) => x.eval.loss));
+  const b = mean(scratch.map((x) => x.eval.loss));
+  const first = tuned[0]!;
+  const prose =
+    `Measured by \`${r.command}\`, which wrote [\`docs/finetune.json\`](docs/finetune.json), on ${day(r.date)} ` +
+    `(${r.machine.cores} cores, load average ${r.machine.loadAverage.start[0]!.toFixed(1)} at the start): the first ` +
+    `${int(r.text.characters)} characters of ${r.text.source}, its last ${+(finite(first.eval.valSplit ?? NaN) * 100).toFixed(4)}% held out, ` +
+    `trained for ${int(r.seconds)} s each way with the same settings and seed (\`${first.command}\`; from scratch ` +
+    `\`--units ${r.model.units} --layers ${r.model.layers} --maxlen ${r.model.maxlen}\` instead of \`--init-from\`), the ` +
+    `runs alternating, each scored by \`charlstm eval --model DIR --corpus TEXT --json\` (${int(first.eval.scored)} held-out ` +
+    `characters, the last model saved). Fine-tuned (${first.starting ?? `starting from ${r.model.name}`}), the runs end at ` +
+    `${a.toFixed(4)} nats (${(a / Math.LN2).toFixed(3)} bits/char) on average, against ${b.toFixed(4)} ` +
+    `(${(b / Math.LN2).toFixed(3)}) from scratch: the loss from scratch is ${times(b / a)} the fine-tuned one.`;
+  const text = [...lines, '', prose].join('\n');
+  if (/\bundefined\b|\bNaN\b/.test(text))
+    throw new Error(`bench block ${FINETUNE_BLOCK} rendered an undefined figure:\n${text}`);
+  return text;
+}
+
+/** docs/finetune.json as committed. */
+export function readFinetune(): FinetuneResults {
+  return JSON.parse(
+    readFileSync(new URL('../docs/finetune.json', import.meta.url), 'utf8'),
+  ) as FinetuneResults;
+}
+
+/**
+ * Every README bench block: renderBlocks of docs/bench-latest.json, the scale block of
+ * docs/scale.json, and the fine-tuning block of docs/finetune.json (read here unless given).
+ */
+export function readmeBlocks(
+  latest: BenchResults,
+  scale: ScaleResults,
+  finetune: FinetuneResults = readFinetune(),
+): Record<string, string> {
+  return {
+    ...renderBlocks(latest),
+    [SCALE_BLOCK]: renderScale(scale),
+    [FINETUNE_BLOCK]: renderFinetune(finetune),
+  };
 }
 
 /** docs/scale.json as committed. */
