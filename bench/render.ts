@@ -5,6 +5,7 @@
 //   <!-- bench:intro:start --> … <!-- bench:intro:end -->              the intro's one sentence
 //   <!-- bench:performance:start --> … <!-- bench:performance:end -->  the Performance table
 //   <!-- bench:scale:start --> … <!-- bench:scale:end -->              the scale table
+//   <!-- bench:pretrained:start --> … <!-- bench:pretrained:end -->    the built-in models
 //   <!-- bench:finetune:start --> … <!-- bench:finetune:end -->        fine-tuning against scratch
 // (the last from docs/scale.json, which `npm run bench:scale` writes: renderScale())
 //
@@ -510,6 +511,89 @@ export function renderScale(r: ScaleResults): string {
   return text;
 }
 
+/** The built-in models (`npm run bench:pretrained`, bench/pretrained.ts): docs/pretrained.json. */
+export interface PretrainedResults {
+  format: 1;
+  command: string;
+  date: string;
+  machine: {
+    cpu: string;
+    cores: number;
+    node: string;
+    loadAverage: { start: number[]; end: number[] };
+  };
+  models: {
+    name: string;
+    /** model.json and its weights, as shipped in pretrained/<name>/ */
+    bytes: number;
+    layers: number;
+    units: number;
+    characters: number;
+    corpus: string;
+    /** model.json's training.command */
+    trainingCommand: string;
+    epochs?: number;
+    /** model.json's training.trainSeconds */
+    trainSeconds?: number;
+    evalCommand: string;
+    /** `charlstm eval --json`'s object */
+    eval: {
+      corpus: string;
+      valSplit?: number;
+      all?: boolean;
+      every: number;
+      span: number;
+      scored: number;
+      loss: number;
+      bpc: number;
+      perplexity: number;
+    };
+    evalSeconds: number;
+  }[];
+}
+
+export const PRETRAINED_BLOCK = 'pretrained';
+
+/** The README's Built-in models table, from docs/pretrained.json. */
+export function renderPretrained(r: PretrainedResults): string {
+  if (r.format !== 1)
+    throw new Error(
+      `pretrained results in format ${String(r.format)}, not 1: run npm run bench:pretrained`,
+    );
+  const lines = [
+    '| `--model` | size | layers × units | characters | trained by (its model.json records it) | held-out bits/char |',
+    '| --- | ---: | ---: | ---: | --- | ---: |',
+  ];
+  for (const m of r.models) {
+    const took = m.trainSeconds === undefined ? '' : `: ${int(m.trainSeconds)} s of training`;
+    lines.push(
+      `| \`${m.name}\` | ${(finite(m.bytes) / 1e6).toFixed(1)} MB | ${m.layers} × ${m.units} | ` +
+        `${int(m.characters)} | \`${m.trainingCommand}\`${took} | ${finite(m.eval.bpc).toFixed(3)} |`,
+    );
+  }
+  const parts = r.models.map((m) => {
+    const part = m.eval.all
+      ? 'the whole text'
+      : `its last ${+(finite(m.eval.valSplit ?? NaN) * 100).toFixed(4)}%, which training held out`;
+    return `\`${m.evalCommand}\` (${m.eval.corpus}: ${part}, ${int(m.eval.scored)} characters scored)`;
+  });
+  const prose =
+    `Measured by \`${r.command}\`, which wrote [\`docs/pretrained.json\`](docs/pretrained.json), ` +
+    `on ${day(r.date)}: the size is model.json and its weights, and each held-out figure is ` +
+    `${parts.join(' and ')}, every character predicted from the window before it from a zero state.`;
+  const text = [...lines, '', prose].join('\n');
+  if (/\bundefined\b|\bNaN\b/.test(text))
+    throw new Error(`bench block ${PRETRAINED_BLOCK} rendered an undefined figure:\n${text}`);
+  return text;
+}
+
+/** docs/pretrained.json as committed. */
+export function readPretrained(): PretrainedResults {
+  return JSON.parse(
+    readFileSync(new URL('../docs/pretrained.json', import.meta.url), 'utf8'),
+  ) as PretrainedResults;
+}
+
 /** One run of `npm run bench:finetune` (bench/finetune.ts): a fine-tune or a fresh start. */
 export interface FinetuneRun {
   kind: 'finetune' | 'scratch';
@@ -604,16 +688,19 @@ export function readFinetune(): FinetuneResults {
 
 /**
  * Every README bench block: renderBlocks of docs/bench-latest.json, the scale block of
- * docs/scale.json, and the fine-tuning block of docs/finetune.json (read here unless given).
+ * docs/scale.json, the built-in models' block of docs/pretrained.json and the fine-tuning block
+ * of docs/finetune.json (these two read here unless given).
  */
 export function readmeBlocks(
   latest: BenchResults,
   scale: ScaleResults,
+  pretrained: PretrainedResults = readPretrained(),
   finetune: FinetuneResults = readFinetune(),
 ): Record<string, string> {
   return {
     ...renderBlocks(latest),
     [SCALE_BLOCK]: renderScale(scale),
+    [PRETRAINED_BLOCK]: renderPretrained(pretrained),
     [FINETUNE_BLOCK]: renderFinetune(finetune),
   };
 }
