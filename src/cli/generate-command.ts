@@ -33,7 +33,7 @@ interface GenerateFlags {
   mode: 'window' | 'stateful';
   unknown: UnknownPolicy;
   showPrompt?: boolean;
-  stop: string[];
+  stop?: string[];
   count: number;
   beam?: number;
 }
@@ -77,8 +77,7 @@ export function generateCommand(): Command {
     .option(
       '--stop <text>',
       'end the text just before the first occurrence of this text (not printed); repeatable',
-      (text: string, list: string[]) => [...list, text],
-      [],
+      (text: string, list: string[] | undefined) => [...(list ?? []), text],
     )
     .option(
       '--count <n>',
@@ -109,7 +108,7 @@ export function generateCommand(): Command {
         ...(flags.topP !== undefined && { topP: flags.topP }),
         ...(flags.greedy && { greedy: true }),
         ...(flags.seed !== undefined && { seed: flags.seed }),
-        ...(flags.stop.length > 0 && { stop: flags.stop }),
+        ...(flags.stop && { stop: flags.stop }),
         ...(flags.beam !== undefined && { beam: flags.beam }),
         count: flags.count,
         chunkChars: CHUNK_CHARS,
