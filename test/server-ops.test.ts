@@ -30,8 +30,8 @@ before(async () => {
   await kernelModule();
   tmp = await mkdtemp(path.join(os.tmpdir(), 'charlstm-ops-'));
   modelDir = path.join(tmp, 'slow');
-  // window mode over 100 characters with 32 units: about 4,000 characters/s, so a
-  // 10,000-character stream outlasts a short grace period
+  // window mode over 100 characters with 32 units: slow enough that a 100,000-character stream
+  // outlasts a short grace period
   const units = 32;
   const params = initParameters({ vocabSize: VOCAB.length, units }, new Rng(3));
   await saveModel(modelDir, params, {
@@ -110,7 +110,7 @@ async function serve(args: string[]): Promise<{
 describe('operable', () => {
   it('GET /metrics: requests by route and status, active streams, characters, batch sizes, latency', async () => {
     const models = await loadModels([modelDir]);
-    const app = buildServer({ models });
+    const app = buildServer({ models, maxLength: 100_000 });
     await app.listen({ port: 0, host: '127.0.0.1' });
     servers.push(app);
     const base = `http://127.0.0.1:${(app.server.address() as net.AddressInfo).port}`;
@@ -130,7 +130,7 @@ describe('operable', () => {
     assert.equal((await res.json()).chars, 30);
     assert.equal((await fetch(`${base}/nowhere/${'x'.repeat(20)}`)).status, 404);
 
-    const stream = readStream(`${base}/v1/generate`, { prompt: 'the ', length: 10_000, seed: 2 });
+    const stream = readStream(`${base}/v1/generate`, { prompt: 'the ', length: 100_000, seed: 2 });
     await stream.first;
     const m = await scrape();
     assert.equal(
@@ -171,10 +171,16 @@ describe('operable', () => {
 
   it('SIGTERM: stops accepting, lets streams finish for the grace period, ends the rest, exits 0', async () => {
     const graceMs = 800;
-    const { child, base, out, err } = await serve(['--shutdown-grace-ms', String(graceMs)]);
+    const { child, base, out, err } = await serve([
+      '--shutdown-grace-ms',
+      String(graceMs),
+      '--max-length',
+      '100000',
+    ]);
     const url = `${base}/v1/generate`;
     const short = readStream(url, { prompt: 'the ', length: 600, seed: 1 });
-    const long = readStream(url, { prompt: 'the ', length: 10_000, seed: 2 });
+    // far longer than the grace even batched (about 12,000 characters/s here)
+    const long = readStream(url, { prompt: 'the ', length: 100_000, seed: 2 });
     await Promise.all([short.first, long.first]);
     const t0 = performance.now();
     child.kill('SIGTERM');
