@@ -162,15 +162,16 @@ describe('no hostage-taking', () => {
   });
 
   it('64 window-mode streams that never read free every slot by the time limit; /health stays fast', async (t) => {
-    // 10,000-character window-mode streams fit in the kernel's buffers (about 13 kB each), so
-    // what frees their slots is the per-request time limit: generating all 64 would take ~11 s.
+    // Window-mode streams this long still fit in the kernel's buffers (about 130 kB each; 10,000
+    // characters: 13 kB), so what frees their slots is the per-request time limit, well before
+    // all 64 could be generated, batched or not.
     const timeLimitMs = 1500;
-    const port = await start({ timeLimitMs, writeStallMs: 300 });
+    const port = await start({ timeLimitMs, writeStallMs: 300, maxLength: 100_000 });
     const cutBefore = await metricValue('charlstm_generations_stopped_total', {
       reason: 'time_limit',
     });
     const hostile = Array.from({ length: 64 }, (_, i) =>
-      neverReads(port, { prompt: 'the ', length: 10_000, mode: 'window', seed: i + 1 }),
+      neverReads(port, { prompt: 'the ', length: 100_000, mode: 'window', seed: i + 1 }),
     );
     await waitFor('64 streams run', 10_000, async () => (await health(port)).active === 64);
     const full = performance.now();
