@@ -287,15 +287,11 @@ async function scanFile(
     }
     const hash = createHash('sha256');
     const check = new TextCheck();
-    const chunk = Buffer.allocUnsafeSlow(CHUNK);
     let total = 0;
-    for (;;) {
-      const want = Math.min(CHUNK, maxBytes + 1 - total); // never more than a byte past the limit
-      const { bytesRead } = await fh.read(chunk, 0, want, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
+    // never more than a byte past the limit
+    for await (const bytes of readAhead(fh, maxBytes + 1)) {
+      total += bytes.length;
       if (total > maxBytes) throw over();
-      const bytes = chunk.subarray(0, bytesRead);
       hash.update(bytes);
       check.push(bytes);
       if (spool) await spool.write(bytes);
@@ -405,11 +401,18 @@ async function passOne(
   const ids = new ProvisionalIds(width);
   let length = 0;
   const out = await open(scratch, 'w');
+  // one write in flight while the next piece is encoded, into the other of add()'s two buffers
+  // (FileHandle writes must not overlap each other)
+  let writing: Promise<unknown> = Promise.resolve();
+  let slot: 0 | 1 = 0;
   const put = async (text: string): Promise<void> => {
     textHash.update(text); // UTF-8; a piece never ends inside a surrogate pair
-    const got = ids.add(text);
+    const got = ids.add(text, slot); // its buffer's last write finished before the one in flight
+    slot = slot === 0 ? 1 : 0;
     length += got.length;
-    await out.write(new Uint8Array(got.buffer, got.byteOffset, got.byteLength));
+    await writing;
+    writing = out.write(new Uint8Array(got.buffer, got.byteOffset, got.byteLength));
+    writing.catch(() => {}); // awaited by the next put or below; never unhandled meanwhile
   };
   const characters: number[] = [];
   try {
@@ -444,6 +447,7 @@ async function passOne(
       await emit(pending.toLowerCase());
       characters.push(length - start - (started ? sepBefore : 0));
     }
+    await writing;
     await out.close();
   } catch (err) {
     await out.close().catch(() => {});
@@ -468,19 +472,20 @@ class ProvisionalIds {
   private readonly id = new Int32Array(0x110000).fill(-1); // code point -> provisional id
   readonly seen: number[] = []; // provisional id -> code point
   readonly count = new Float64Array(0x110000); // by provisional id
-  private buffer: Uint8Array | Int32Array;
+  private readonly buffers: (Uint8Array | Int32Array)[];
   private readonly max: number; // the most distinct characters `width` bytes number
 
   constructor(private readonly width: 1 | 4) {
-    this.buffer = idArray(width, CHUNK) as Uint8Array | Int32Array;
+    this.buffers = [0, 1].map(() => idArray(width, CHUNK) as Uint8Array | Int32Array);
     this.max = width === 1 ? 0x100 : 0x110000;
   }
 
-  /** The provisional ids of `text` (valid until the next call). */
-  add(text: string): Uint8Array | Int32Array {
-    if (this.buffer.length < text.length)
-      this.buffer = idArray(this.width, text.length) as Uint8Array | Int32Array;
-    const { id, count, buffer } = this;
+  /** The provisional ids of `text`, in buffer `slot` (valid until that slot's next call). */
+  add(text: string, slot: 0 | 1): Uint8Array | Int32Array {
+    if (this.buffers[slot]!.length < text.length)
+      this.buffers[slot] = idArray(this.width, text.length) as Uint8Array | Int32Array;
+    const { id, count } = this;
+    const buffer = this.buffers[slot]!;
     let n = 0;
     for (let i = 0; i < text.length; i++) {
       let cp = text.charCodeAt(i);
@@ -509,17 +514,13 @@ async function readDecoded(
     new UserError(`${scan.where} changed while it was read; run again`);
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
   const hash: Hash = createHash('sha256');
-  const chunk = Buffer.allocUnsafeSlow(CHUNK);
   let total = 0;
   let fh: FileHandle | undefined;
   try {
     fh = await open(scan.file, 'r');
-    for (;;) {
-      const { bytesRead } = await fh.read(chunk, 0, CHUNK, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
+    for await (const bytes of readAhead(fh)) {
+      total += bytes.length;
       if (total > scan.bytes) throw changed();
-      const bytes = chunk.subarray(0, bytesRead);
       hash.update(bytes);
       await onPiece(decoder.decode(bytes, { stream: true }));
     }
@@ -553,18 +554,23 @@ async function passTwo(
     dst = await open(tmp, 'wx');
     const head = headerBytes(header);
     await dst.write(head);
-    const provisional = idArray(width, CHUNK);
-    const raw = new Uint8Array(provisional.buffer);
-    const mapped = idArray(b, provisional.length);
-    for (;;) {
-      const { bytesRead } = await src.read(raw, 0, raw.length, null);
-      if (bytesRead === 0) break;
-      const n = bytesRead / width; // whole ids: the scratch file holds nothing else
-      for (let i = 0; i < n; i++) mapped[i] = to[provisional[i]!]!;
-      const bytes = new Uint8Array(mapped.buffer, 0, n * b);
+    // the next read and the last write in flight while a chunk is mapped (two mapped buffers:
+    // one being written, one being filled)
+    const mapped = [0, 1].map(() => idArray(b, CHUNK));
+    let writing: Promise<unknown> = Promise.resolve();
+    let k = 0;
+    for await (const raw of readAhead(src)) {
+      const n = raw.length / width; // whole ids: the scratch file holds nothing else
+      const provisional = idArray(width, n, raw.buffer as ArrayBuffer, raw.byteOffset);
+      const out = mapped[k++ & 1]!;
+      for (let i = 0; i < n; i++) out[i] = to[provisional[i]!]!;
+      const bytes = new Uint8Array(out.buffer, 0, n * b);
       payload.update(bytes);
-      await dst.write(bytes);
+      await writing;
+      writing = dst.write(bytes);
+      writing.catch(() => {}); // awaited by the next chunk or below
     }
+    await writing;
     await dst.write(payload.digest());
     // no fsync before the rename (at 1 GB it was seconds of the preparation): a file a power cut
     // left short or unwritten fails readHeader's size and sha256 checks and is built again
@@ -580,6 +586,30 @@ async function passTwo(
     await src?.close().catch(() => {});
     await dst?.close().catch(() => {});
     if (!done) await unlink(tmp).catch(() => {});
+  }
+}
+
+/**
+ * `fh` from its position in chunks of up to CHUNK bytes, `limit` bytes at most, the next read in
+ * flight while the caller works on the current chunk: two buffers, so a chunk stays valid until
+ * the caller asks for the next one (keep a copy to hold it longer).
+ */
+async function* readAhead(fh: FileHandle, limit = Infinity): AsyncGenerator<Buffer> {
+  const buffers = [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)];
+  let total = 0;
+  const start = (buffer: Buffer) => {
+    const want = Math.min(CHUNK, limit - total);
+    const read = want > 0 ? fh.read(buffer, 0, want, null) : Promise.resolve({ bytesRead: 0 });
+    read.catch(() => {}); // awaited below; a caller that stops early leaves it unawaited
+    return read;
+  };
+  let next = start(buffers[0]!);
+  for (let k = 0; ; k++) {
+    const { bytesRead } = await next;
+    if (bytesRead === 0) return;
+    total += bytesRead;
+    next = start(buffers[(k + 1) & 1]!);
+    yield buffers[k & 1]!.subarray(0, bytesRead);
   }
 }
 
