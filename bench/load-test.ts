@@ -1,49 +1,77 @@
-// npm run load-test [-- --mode window|stateful] [--connections 50] [--duration 20] [--length 100]
+// npm run load-test [-- --mode stateful|window] [--clients 1,8,64,256] [--duration 8]
+//                      [--length 400] [--no-unbatched] [--write]
 //
 // `charlstm serve` under load, on this machine only (127.0.0.1): a reference-shape model (57
-// characters, LSTM(128), random weights) saved to a temporary folder, served by a real
-// `charlstm serve` process; then autocannon sends POST /v1/generate from `connections` clients
-// for `duration` seconds, twice. Prints latency (p50, p99), requests/s and characters/s of each
-// run, and the server's resident memory after each run (its growth between the runs shows a
-// leak). Fails (exit code 1) on any failed request: an error, a timeout or a non-2xx answer.
-// Bounded: each run stops after `duration` seconds, and the server is stopped at the end.
+// characters, LSTM(128), Keras-initialised random weights) saved to a temporary folder and served
+// by two real server processes, one batching generations (the default: src/generate/batcher.ts)
+// and one running each on its own single-row stepper (`batch: false`). For each number of
+// clients, every client streams POST /v1/generate (`stream: true`, `length` characters, a
+// 23-character prompt, temperature 0.5, a random seed) one request after the other for
+// `duration` seconds; requests still running then are finished and counted. Per run: the
+// aggregate characters/s (every completed request's characters over the time to the last
+// completion), the time to first character (from sending a request to its first event with text;
+// median and p99 over every request) and the server's resident memory after the run. Fails
+// (exit code 1) on any failed request.
+//
+// --write merges the runs into docs/load-test.json (one series per mode and batching, replaced
+// when measured again) and `node --import tsx bench/render.ts` renders the README's
+// bench:load-test block from it. The issue's target (issue 15): at 64 clients, aggregate
+// throughput at least 5 times one client's, with p99 time to first character under 50 ms.
+//
+// The server processes are this file run with --serve (they build the app with buildServer, so
+// that the comparison can switch batching off, which `charlstm serve` does not offer).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import autocannon from 'autocannon';
-
 import { saveModel } from '../src/checkpoint/model-format.ts';
-import { BENCH_VOCAB } from './generate-bench.ts';
 import { REFERENCE } from '../src/defaults.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
+import { BENCH_VOCAB } from './generate-bench.ts';
+import type { Arithmetic, LoadTestResults, LoadTestRun, LoadTestSeries } from './render.ts';
 
 const { values: args } = parseArgs({
   options: {
-    mode: { type: 'string', default: 'window' },
-    connections: { type: 'string', default: '50' },
-    duration: { type: 'string', default: '20' },
-    length: { type: 'string', default: '100' },
+    mode: { type: 'string', default: 'stateful' },
+    clients: { type: 'string', default: '1,8,64,256' },
+    duration: { type: 'string', default: '8' },
+    length: { type: 'string', default: '400' },
+    'no-unbatched': { type: 'boolean', default: false },
+    write: { type: 'boolean', default: false },
+    serve: { type: 'string' }, // internal: be the server of this model folder
+    batch: { type: 'string', default: 'yes' },
+    'max-streams': { type: 'string', default: '64' },
   },
 });
-const connections = Number(args.connections);
-const duration = Number(args.duration);
-const length = Number(args.length);
-const mode = args.mode;
-if (mode !== 'window' && mode !== 'stateful')
-  throw new Error(`--mode must be window or stateful, got ${mode}`);
-for (const [k, v] of Object.entries({ connections, duration, length })) {
-  if (!(Number.isInteger(v) && v > 0 && v <= 10_000))
-    throw new Error(`--${k} must be an integer from 1 to 10000`);
-}
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PROMPT = 'the meaning of life is ';
+const TEMPERATURE = 0.5;
+
+if (args.serve !== undefined) await serve(args.serve);
+else await main();
+
+/** The server process: the model folder served on a free loopback port; prints its address. */
+async function serve(dir: string): Promise<void> {
+  const { buildServer } = await import('../src/server/app.ts');
+  const { loadModels } = await import('../src/server/served-models.ts');
+  const app = buildServer({
+    models: await loadModels([dir]),
+    maxStreams: Number(args['max-streams']),
+    batch: args.batch === 'yes',
+  });
+  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  process.stdout.write(`serving ${address}\n`);
+  process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
+}
 
 /** Resident memory of a process, in MB (Linux: /proc/<pid>/status). */
 async function rssMB(pid: number): Promise<number | undefined> {
@@ -56,23 +84,26 @@ async function rssMB(pid: number): Promise<number | undefined> {
   }
 }
 
-/** Start `charlstm serve` on a free loopback port; resolves with its address. */
-async function startServer(modelDir: string): Promise<{ child: ChildProcess; url: string }> {
+interface Server {
+  child: ChildProcess;
+  host: string;
+  port: number;
+}
+
+/** Start this file as a server (batching or not); resolves with its address. */
+async function startServer(modelDir: string, batch: boolean, maxStreams: number): Promise<Server> {
   const child = spawn(
     process.execPath,
     [
       '--import',
       'tsx',
-      'src/cli/main.ts',
-      'serve',
-      '--model',
+      fileURLToPath(import.meta.url),
+      '--serve',
       modelDir,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
+      '--batch',
+      batch ? 'yes' : 'no',
       '--max-streams',
-      String(connections * 2),
+      String(maxStreams),
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -84,94 +115,272 @@ async function startServer(modelDir: string): Promise<{ child: ChildProcess; url
         Buffer,
       ];
       if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error('charlstm serve did not start');
+        throw new Error('the load-test server did not start');
       out += chunk;
     }
   } finally {
     clearTimeout(deadline);
   }
-  const url = /serving (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
-  if (!url) throw new Error(`unexpected first line from charlstm serve: ${out}`);
-  return { child, url };
+  const m = /serving http:\/\/(127\.0\.0\.1):(\d+)/.exec(out);
+  if (!m) throw new Error(`unexpected first line from the load-test server: ${out}`);
+  return { child, host: m[1]!, port: Number(m[2]) };
 }
 
-interface RunFigures {
-  p50: number;
-  p99: number;
-  requestsPerSec: number;
-  charsPerSec: number;
-  ok: number;
-  failed: number;
-  rssMB: number | undefined;
-}
-
-async function run(url: string, pid: number): Promise<RunFigures> {
-  const result = await autocannon({
-    url: `${url}/v1/generate`,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: 'the meaning of life is ', length, temperature: 0.5, mode }),
-    connections,
-    duration,
-    timeout: 30,
+/** One streamed generation: ms to the first event with text, and the characters the done event counts. */
+function streamOnce(
+  server: Server,
+  agent: http.Agent,
+  body: string,
+): Promise<{ ttfc: number; chars: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let ttfc: number | undefined;
+    let text = '';
+    const req = http.request(
+      {
+        host: server.host,
+        port: server.port,
+        path: '/v1/generate',
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          text += chunk;
+          if (ttfc === undefined && text.includes('data: {"text":"')) ttfc = performance.now() - t0;
+        });
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`status ${res.statusCode}: ${text}`));
+          const done = /event: done\ndata: (.*)\n/.exec(text)?.[1];
+          if (!done || ttfc === undefined)
+            return reject(new Error(`no done event: ${text.slice(-300)}`));
+          resolve({ ttfc, chars: (JSON.parse(done) as { chars: number }).chars });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
   });
-  const ok = result['2xx'];
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+/** `clients` clients streaming one request after another for `duration` seconds. */
+async function runLevel(
+  server: Server,
+  clients: number,
+  mode: string,
+  length: number,
+  duration: number,
+): Promise<LoadTestRun> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const ttfcs: number[] = [];
+  let chars = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const t0 = performance.now();
+  const end = t0 + duration * 1000;
+  let last = t0;
+  const seeds = new Rng(clients);
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < end) {
+        const seed = seeds.nextU32();
+        const body = JSON.stringify({
+          prompt: PROMPT,
+          length,
+          temperature: TEMPERATURE,
+          mode,
+          seed,
+          stream: true,
+        });
+        try {
+          const r = await streamOnce(server, agent, body);
+          ttfcs.push(r.ttfc);
+          chars += r.chars;
+          last = performance.now();
+        } catch (err) {
+          failed++;
+          firstError ??= String(err);
+        }
+      }
+    }),
+  );
+  agent.destroy();
+  if (firstError) process.stderr.write(`  first failure: ${firstError}\n`);
+  ttfcs.sort((a, b) => a - b);
+  const seconds = (last - t0) / 1000;
   return {
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    requestsPerSec: ok / duration,
-    charsPerSec: (ok * length) / duration,
-    ok,
-    failed: result.errors + result.timeouts + result.non2xx,
-    rssMB: await rssMB(pid),
+    clients,
+    requests: ttfcs.length,
+    failed,
+    chars,
+    seconds: Number(seconds.toFixed(3)),
+    charsPerSec: Math.round(chars / seconds),
+    ttfcMedianMs: Number(quantile(ttfcs, 0.5).toFixed(2)),
+    ttfcP99Ms: Number(quantile(ttfcs, 0.99).toFixed(2)),
+    serverRssMB: Math.round((await rssMB(server.child.pid!)) ?? NaN),
   };
 }
 
-const tmp = await mkdtemp(path.join(os.tmpdir(), 'charlstm-load-'));
-let server: { child: ChildProcess; url: string } | undefined;
-try {
-  const modelDir = path.join(tmp, 'reference-shape');
-  const shape = { vocabSize: BENCH_VOCAB.length, units: REFERENCE.units };
-  await saveModel(modelDir, initParameters(shape, new Rng(1)), {
-    vocab: BENCH_VOCAB,
-    lowercase: true,
-    maxlen: REFERENCE.maxlen,
-    step: REFERENCE.stride,
-    units: REFERENCE.units,
-    training: {},
-  });
-  server = await startServer(modelDir);
-  const pid = server.child.pid!;
-  const before = await rssMB(pid);
-  process.stdout.write(
-    `charlstm serve at ${server.url} (pid ${pid}, RSS ${before?.toFixed(0)} MB): ${connections} clients, ` +
-      `${duration} s per run, POST /v1/generate length ${length}, ${mode} mode\n`,
-  );
-  const runs: RunFigures[] = [];
-  for (let i = 1; i <= 2; i++) {
-    const r = await run(server.url, pid);
-    runs.push(r);
+function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+}
+
+/**
+ * What one character costs in this process, on the model served (its default engine): the
+ * model's step alone (stateful: one single-row step; window: one window of maxlen from a zero
+ * state), the same in a batch of 64 (per row), and one draw at the load test's temperature. The
+ * median of 7 timings each.
+ */
+async function arithmetic(modelDir: string, mode: 'window' | 'stateful'): Promise<Arithmetic> {
+  const { CharModel } = await import('../src/model/char-model.ts');
+  const { Drawer } = await import('../src/generate/stateful.ts');
+  const { Sampler } = await import('../src/sampling/sampler.ts');
+  const model = await CharModel.load(modelDir);
+  const B = 64;
+  const T = model.maxlen;
+  const x = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % model.vocab.size);
+  const time = (reps: number, fn: () => void): number => {
+    const ts: number[] = [];
+    for (let r = 0; r < 7; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) fn();
+      ts.push(((performance.now() - t0) * 1000) / reps);
+    }
+    return median(ts);
+  };
+  let aloneUs: number;
+  let batchedUs: number;
+  if (mode === 'stateful') {
+    const s = model.stepper();
+    aloneUs = time(20_000, () => void s.step(3));
+    s.release();
+    const core = model.batchStepCore(B);
+    core.resetState(B);
+    batchedUs = time(500, () => void core.step(x, B)) / B;
+  } else {
+    aloneUs = time(200, () => void model.predictTokens(x, 1, T));
+    batchedUs = time(5, () => void model.predictTokens(x, B, T)) / B;
+  }
+  const probs = model.predict(PROMPT);
+  const drawer = new Drawer(new Sampler({ temperature: TEMPERATURE }), model.vocab.size);
+  const rng = new Rng(1);
+  const drawUs = time(20_000, () => void drawer.next(probs, rng));
+  const r = (v: number): number => Number(v.toFixed(3));
+  return { rows: B, aloneUs: r(aloneUs), batchedUs: r(batchedUs), drawUs: r(drawUs) };
+}
+
+async function main(): Promise<void> {
+  const mode = args.mode;
+  if (mode !== 'window' && mode !== 'stateful')
+    throw new Error(`--mode must be window or stateful, got ${mode}`);
+  const duration = Number(args.duration);
+  const length = Number(args.length);
+  const levels = args.clients.split(',').map(Number);
+  for (const [k, v] of [
+    ['duration', duration],
+    ['length', length],
+    ...levels.map((c) => ['clients', c] as const),
+  ] as const) {
+    if (!(Number.isInteger(v) && v > 0 && v <= 10_000))
+      throw new Error(`--${k} must be an integer from 1 to 10000`);
+  }
+  const batchings = args['no-unbatched'] ? [true] : [true, false];
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'charlstm-load-'));
+  const servers = new Map<boolean, Server>();
+  const loadStart = os.loadavg();
+  const series: Omit<LoadTestSeries, 'command' | 'date' | 'loadAverage'>[] = [];
+  let failed = 0;
+  try {
+    const modelDir = path.join(tmp, 'reference-shape');
+    const shape = { vocabSize: BENCH_VOCAB.length, units: REFERENCE.units };
+    await saveModel(modelDir, initParameters(shape, new Rng(1)), {
+      vocab: BENCH_VOCAB,
+      lowercase: true,
+      maxlen: REFERENCE.maxlen,
+      step: REFERENCE.stride,
+      units: REFERENCE.units,
+      training: {},
+    });
+    const maxStreams = 2 * Math.max(...levels);
+    const cost = await arithmetic(modelDir, mode);
     process.stdout.write(
-      `run ${i}: ${r.ok} ok, ${r.failed} failed; latency p50 ${r.p50} ms, p99 ${r.p99} ms; ` +
-        `${r.requestsPerSec.toFixed(1)} requests/s, ${r.charsPerSec.toFixed(0)} chars/s; ` +
-        `server RSS ${r.rssMB?.toFixed(0)} MB\n`,
+      `a character: alone ${cost.aloneUs} µs, in a batch of ${cost.rows} ${cost.batchedUs} µs a row; ` +
+        `a draw ${cost.drawUs} µs\n`,
+    );
+    for (const batch of batchings) {
+      servers.set(batch, await startServer(modelDir, batch, maxStreams));
+      series.push({ mode, batched: batch, length, duration, arithmetic: cost, runs: [] });
+    }
+    process.stdout.write(
+      `${BENCH_VOCAB.length} characters, LSTM(${REFERENCE.units}); ${mode} mode, ` +
+        `${length} characters a request, ${duration} s per run\n`,
+    );
+    // warm-up (JIT, kernels, connections), not counted
+    for (const batch of batchings) await runLevel(servers.get(batch)!, 8, mode, length, 1);
+    // the levels in turn, each batched then not, so that the machine's other load hits both alike
+    for (const clients of levels) {
+      for (const [i, batch] of batchings.entries()) {
+        const r = await runLevel(servers.get(batch)!, clients, mode, length, duration);
+        series[i]!.runs.push(r);
+        failed += r.failed;
+        process.stdout.write(
+          `${batch ? 'batched  ' : 'unbatched'} ${String(clients).padStart(4)} clients: ` +
+            `${r.requests} requests (${r.failed} failed), ${r.charsPerSec} chars/s, ` +
+            `first character median ${r.ttfcMedianMs} ms, p99 ${r.ttfcP99Ms} ms; ` +
+            `server RSS ${r.serverRssMB} MB\n`,
+        );
+      }
+    }
+  } finally {
+    for (const s of servers.values()) {
+      if (s.child.exitCode === null) {
+        s.child.kill('SIGTERM');
+        await once(s.child, 'exit');
+      }
+    }
+    await rm(tmp, { recursive: true, force: true });
+  }
+  if (args.write) {
+    const file = path.join(ROOT, 'docs', 'load-test.json');
+    const old = existsSync(file)
+      ? (JSON.parse(readFileSync(file, 'utf8')) as LoadTestResults)
+      : undefined;
+    const kept = (old?.series ?? []).filter(
+      (s) => !series.some((n) => n.mode === s.mode && n.batched === s.batched),
+    );
+    const command =
+      `npm run load-test -- --mode ${mode} --clients ${levels.join(',')} --duration ${duration} ` +
+      `--length ${length}${args['no-unbatched'] ? ' --no-unbatched' : ''} --write`;
+    const date = new Date().toISOString();
+    const loadAverage = { start: loadStart, end: os.loadavg() };
+    for (const s of series) Object.assign(s, { command, date, loadAverage });
+    const results: LoadTestResults = {
+      format: 1,
+      machine: {
+        cpu: os.cpus()[0]?.model.trim() ?? 'unknown',
+        cores: os.cpus().length,
+        node: process.version,
+      },
+      model: { characters: BENCH_VOCAB.length, units: REFERENCE.units, layers: 1 },
+      prompt: PROMPT,
+      temperature: TEMPERATURE,
+      series: [...kept, ...(series as LoadTestSeries[])],
+    };
+    writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+    process.stdout.write(
+      'wrote docs/load-test.json; `node --import tsx bench/render.ts` renders the README\n',
     );
   }
-  const [a, b] = runs as [RunFigures, RunFigures];
-  if (a.rssMB !== undefined && b.rssMB !== undefined) {
-    process.stdout.write(
-      `server RSS growth from run 1 to run 2: ${(b.rssMB - a.rssMB).toFixed(1)} MB\n`,
-    );
-  }
-  const failed = a.failed + b.failed;
   if (failed > 0) {
     process.stderr.write(`load test: ${failed} failed requests\n`);
     process.exitCode = 1;
   }
-} finally {
-  if (server && server.child.exitCode === null) {
-    server.child.kill('SIGTERM');
-    await once(server.child, 'exit');
-  }
-  await rm(tmp, { recursive: true, force: true });
 }

@@ -7,6 +7,7 @@
 //   <!-- bench:scale:start --> … <!-- bench:scale:end -->              the scale table
 //   <!-- bench:pretrained:start --> … <!-- bench:pretrained:end -->    the built-in models
 //   <!-- bench:finetune:start --> … <!-- bench:finetune:end -->        fine-tuning against scratch
+//   <!-- bench:load-test:start --> … <!-- bench:load-test:end -->      the server under load
 // (the last from docs/scale.json, which `npm run bench:scale` writes: renderScale())
 //
 // Everything here is pure (test/bench-render.test.ts); ratios are derived from the measured
@@ -686,22 +687,181 @@ export function readFinetune(): FinetuneResults {
   ) as FinetuneResults;
 }
 
+/** One run of `npm run load-test` (bench/load-test.ts): `clients` streaming clients. */
+export interface LoadTestRun {
+  clients: number;
+  /** completed requests */
+  requests: number;
+  failed: number;
+  /** characters of the completed requests */
+  chars: number;
+  /** from the start to the last completion */
+  seconds: number;
+  charsPerSec: number;
+  /** time to first character: from sending a request to its first event with text */
+  ttfcMedianMs: number;
+  ttfcP99Ms: number;
+  serverRssMB: number;
+}
+
+/** What one character costs, measured in the load test's own process before its runs (µs). */
+export interface Arithmetic {
+  /** the batch measured */
+  rows: number;
+  /** the model's step for one stream alone: a single-row step, or one window from a zero state */
+  aloneUs: number;
+  /** the same step in a batch of `rows`, per row */
+  batchedUs: number;
+  /** one draw at the load test's temperature (the Drawer) */
+  drawUs: number;
+}
+
+/** The runs of one mode on one server, batching or not. */
+export interface LoadTestSeries {
+  mode: 'window' | 'stateful';
+  batched: boolean;
+  /** characters a request */
+  length: number;
+  /** seconds of requests per run */
+  duration: number;
+  command: string;
+  date: string;
+  loadAverage: { start: number[]; end: number[] };
+  arithmetic: Arithmetic;
+  runs: LoadTestRun[];
+}
+
+/** docs/load-test.json, written by `npm run load-test -- --write`. */
+export interface LoadTestResults {
+  format: 1;
+  machine: { cpu: string; cores: number; node: string };
+  model: { characters: number; units: number; layers: number };
+  prompt: string;
+  temperature: number;
+  series: LoadTestSeries[];
+}
+
+export const LOAD_TEST_BLOCK = 'load-test';
+
+/** Issue 15's target: at `clients` clients, `speedup` times one client's throughput, p99 first character under `p99Ms`. */
+const LOAD_TARGET = { clients: 64, speedup: 5, p99Ms: 50 };
+
+/** The README's load-test table, from docs/load-test.json: one table per mode measured. */
+export function renderLoadTest(r: LoadTestResults): string {
+  if (r.format !== 1)
+    throw new Error(
+      `load-test results in format ${String(r.format)}, not 1: run npm run load-test`,
+    );
+  const ms = (v: number): string => (finite(v) >= 100 ? int(v) : v.toFixed(1));
+  const out: string[] = [];
+  for (const mode of ['stateful', 'window'] as const) {
+    const on = r.series.find((s) => s.mode === mode && s.batched);
+    if (!on) continue;
+    const off = r.series.find((s) => s.mode === mode && !s.batched);
+    const one = on.runs.find((x) => x.clients === 1);
+    const head = [
+      'clients',
+      'chars/s',
+      ...(one ? ['× 1 client'] : []),
+      'first character: median, p99',
+      ...(off ? ['unbatched chars/s', 'unbatched first character', 'batching gain'] : []),
+    ];
+    const lines = [
+      `**${mode === 'stateful' ? 'Stateful' : 'Window'} mode** (${int(on.length)} characters a request):`,
+      '',
+      `| ${head.join(' | ')} |`,
+      `| ${head.map(() => '---:').join(' | ')} |`,
+    ];
+    for (const run of on.runs) {
+      const u = off?.runs.find((x) => x.clients === run.clients);
+      const cells = [
+        int(run.clients),
+        int(run.charsPerSec),
+        ...(one ? [times(run.charsPerSec / finite(one.charsPerSec))] : []),
+        `${ms(run.ttfcMedianMs)} ms, ${ms(run.ttfcP99Ms)} ms`,
+        ...(off
+          ? u
+            ? [
+                int(u.charsPerSec),
+                `${ms(u.ttfcMedianMs)} ms, ${ms(u.ttfcP99Ms)} ms`,
+                times(run.charsPerSec / finite(u.charsPerSec)),
+              ]
+            : ['', '', '']
+          : []),
+      ];
+      lines.push(`| ${cells.join(' | ')} |`);
+    }
+    const t = on.runs.find((x) => x.clients === LOAD_TARGET.clients);
+    if (one && t) {
+      const speedup = t.charsPerSec / finite(one.charsPerSec);
+      const met = speedup >= LOAD_TARGET.speedup && finite(t.ttfcP99Ms) < LOAD_TARGET.p99Ms;
+      lines.push(
+        '',
+        `Target (issue 15) at ${LOAD_TARGET.clients} clients: at least ${LOAD_TARGET.speedup}× one client's ` +
+          `throughput with a p99 time to first character under ${LOAD_TARGET.p99Ms} ms. Measured: ` +
+          `${times(speedup)} and ${ms(t.ttfcP99Ms)} ms, **${met ? 'met' : 'not met'}**.`,
+      );
+    }
+    const a = on.arithmetic;
+    const us = (v: number): string => `${finite(v) >= 10 ? int(v) : v.toFixed(1)} µs`;
+    const step = mode === 'stateful' ? 'single-row step' : 'window read from a zero state';
+    lines.push(
+      '',
+      `What a character costs here (measured in the load test's process before the runs): alone, a ` +
+        `${step} ${us(a.aloneUs)} and a draw ${us(a.drawUs)}; in a batch of ${a.rows}, ` +
+        `${us(a.batchedUs)} a row and the same draw. So batching can make at most ` +
+        `${times((a.aloneUs + a.drawUs) / (finite(a.batchedUs) + a.drawUs))} the characters a second ` +
+        `of one stream computing alone; the rest of any gain over one client is its requests' ` +
+        `HTTP and event-loop time, which many clients overlap.`,
+    );
+    const load = (xs: number[]): string => finite(xs[0]!).toFixed(2);
+    lines.push(
+      '',
+      `Measured by \`${on.command}\` on ${day(on.date)} (${r.machine.cores} × ${r.machine.cpu}, ` +
+        `Node ${r.machine.node.replace(/^v/, '')}; load average ${load(on.loadAverage.start)} when it ` +
+        `began and ${load(on.loadAverage.end)} when it ended; the clients ran on the same machine).`,
+    );
+    out.push(lines.join('\n'));
+  }
+  if (out.length === 0) throw new Error('docs/load-test.json has no batched series');
+  const intro =
+    `\`charlstm serve\` with ${r.model.layers} × ${r.model.units} units over ${r.model.characters} ` +
+    `characters (random weights), every client streaming one request after another ` +
+    `(prompt "${r.prompt}", temperature ${r.temperature}). Characters/s is the sum over all ` +
+    `clients; the first character is timed from sending the request to its first event with ` +
+    `text. Unbatched: the same server with \`batch: false\`, each generation on its own single-row stepper.`;
+  const text = [intro, ...out].join('\n\n');
+  if (/\bundefined\b|\bNaN\b/.test(text))
+    throw new Error(`bench block ${LOAD_TEST_BLOCK} rendered an undefined figure:\n${text}`);
+  return text;
+}
+
+/** docs/load-test.json as committed. */
+export function readLoadTest(): LoadTestResults {
+  return JSON.parse(
+    readFileSync(new URL('../docs/load-test.json', import.meta.url), 'utf8'),
+  ) as LoadTestResults;
+}
+
 /**
  * Every README bench block: renderBlocks of docs/bench-latest.json, the scale block of
  * docs/scale.json, the built-in models' block of docs/pretrained.json and the fine-tuning block
- * of docs/finetune.json (these two read here unless given).
+ * of docs/finetune.json, and the load test's block of docs/load-test.json (these three read here
+ * unless given).
  */
 export function readmeBlocks(
   latest: BenchResults,
   scale: ScaleResults,
   pretrained: PretrainedResults = readPretrained(),
   finetune: FinetuneResults = readFinetune(),
+  loadTest: LoadTestResults = readLoadTest(),
 ): Record<string, string> {
   return {
     ...renderBlocks(latest),
     [SCALE_BLOCK]: renderScale(scale),
     [PRETRAINED_BLOCK]: renderPretrained(pretrained),
     [FINETUNE_BLOCK]: renderFinetune(finetune),
+    [LOAD_TEST_BLOCK]: renderLoadTest(loadTest),
   };
 }
 
