@@ -38,7 +38,14 @@ import { parseArgs } from 'node:util';
 
 import { BUILTIN_CORPORA } from '../src/corpus/corpus.ts';
 import { CORPUS, REFERENCE } from '../src/defaults.ts';
-import { int, type ScaleResults, type ScaleRun, type ScaleTargets } from './render.ts';
+import {
+  int,
+  renderScaleSvg,
+  SCALE_SVG,
+  type ScaleResults,
+  type ScaleRun,
+  type ScaleTargets,
+} from './render.ts';
 import { buildCli } from './train-rss.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -208,7 +215,7 @@ async function measure(
   const shown = `<${corpus.label}>`;
   const log = (s: string): void => void process.stderr.write(`  ${corpus.label}: ${s}\n`);
 
-  // a corpus beyond the default --max-corpus-bytes (512 MiB) names its size explicitly, as a
+  // a corpus beyond the default --max-corpus-bytes (CORPUS.maxBytes) names its size explicitly, as a
   // user would: training never holds it as one string, so the limit is only a guard
   const limit = bytes > CORPUS.maxBytes ? ['--max-corpus-bytes', String(bytes)] : [];
   // the first dry run reads the text, builds the token file, and says how many characters it has
@@ -390,8 +397,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     if (!values['no-write']) {
       mkdirSync(path.join(REPO, 'docs'), { recursive: true });
       writeFileSync(path.join(REPO, 'docs', 'scale.json'), JSON.stringify(results, null, 2) + '\n');
+      writeFileSync(path.join(REPO, SCALE_SVG), renderScaleSvg(results));
       process.stderr.write(
-        'wrote docs/scale.json; `node --import tsx bench/render.ts` renders the README\n',
+        `wrote docs/scale.json and ${SCALE_SVG}; \`node --import tsx bench/render.ts\` renders the README\n`,
       );
     }
   } finally {
