@@ -83,7 +83,9 @@ export const SERVER = {
   port: 8080,
   host: '127.0.0.1', // loopback only unless asked
   maxLength: 10_000, // the longest generation one request may ask for (characters)
-  maxStreams: 64, // generations running at once, streamed or not; one more gets 429
+  // generations running at once, streamed or not; one more gets 429. Batched, a stream costs a
+  // row of a step (src/generate/batcher.ts), so 64 clients that never read leave room for others
+  maxStreams: 256,
   bodyLimit: 64 * 1024, // the largest request body accepted (bytes); larger ones get 413
   // A client that stops reading: once the socket takes no more (its kernel buffers are full) for
   // this long, its event stream is cut and its slot freed (src/server/sse.ts).

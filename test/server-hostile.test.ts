@@ -200,6 +200,25 @@ describe('no hostage-taking', () => {
     for (const s of hostile) s.destroy();
   });
 
+  it('64 clients that never read do not make a 65th wait or get 429 (default limits)', async (t) => {
+    const port = await start({ maxLength: 100_000 }); // SERVER's stream limit and time limit
+    const hostile = Array.from({ length: 64 }, (_, i) =>
+      neverReads(port, { prompt: 'the ', length: 100_000, mode: 'window', seed: i + 1 }),
+    );
+    await waitFor('64 streams run', 10_000, async () => (await health(port)).active === 64);
+    const t0 = performance.now();
+    const normal = await request(port, { body: { prompt: 'the ', length: 50, seed: 7 } });
+    const ms = performance.now() - t0;
+    assert.equal(normal.status, 200, normal.text);
+    assert.equal(JSON.parse(normal.text).chars, 50);
+    // the 64 are still running: the normal request was served beside them, not after them
+    assert.equal((await health(port)).active, 64);
+    assert.ok(ms < 2_000, `the 65th request took ${ms.toFixed(0)} ms`);
+    t.diagnostic(`a 50-character request beside 64 never-reading streams: ${ms.toFixed(0)} ms`);
+    for (const s of hostile) s.destroy();
+    await waitFor('the hostile streams end', 10_000, async () => (await health(port)).active === 0);
+  });
+
   it('a generation past the time limit ends with a time_limit error (whole and streamed)', async () => {
     const slow = randomCharModel({ vocab: [...' abcdefgh'], units: 16, maxlen: 60 });
     const port2 = await start({ models: [{ name: 'slow', model: slow }], timeLimitMs: 200 });
