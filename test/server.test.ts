@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 
 import { saveModel } from '../src/checkpoint/model-format.ts';
+import { SERVER } from '../src/defaults.ts';
 import { generate } from '../src/generate/generate.ts';
 import { CharModel } from '../src/model/char-model.ts';
 import { initParameters } from '../src/model/init.ts';
@@ -163,7 +164,7 @@ describe('serving', () => {
     assert.equal(h.status, 200);
     assert.equal(h.body.status, 'ok');
     assert.deepEqual(h.body.models, ['tiny', 'tiny-2']);
-    assert.deepEqual(h.body.streams, { active: 0, max: 64 });
+    assert.deepEqual(h.body.streams, { active: 0, max: SERVER.maxStreams });
     const m = await request(`${base}/v1/models`);
     assert.equal(m.status, 200);
     assert.equal(m.body.default, 'tiny');
