@@ -393,6 +393,17 @@ export interface ScaleRun {
     maxRssMiB: number;
     covered: string[];
   };
+  /**
+   * `charlstm generate` from the model just trained, stateful, one stream: two lengths, so that
+   * the process's start-up and model loading cancel out of charsPerSec
+   * ((long − short) / (its seconds − short's seconds))
+   */
+  generation?: {
+    command: string;
+    lengths: [number, number];
+    seconds: [number, number];
+    charsPerSec: number;
+  };
 }
 
 /** The issue's targets and each row's pass (true) or fail; a key is absent where it does not apply. */
@@ -492,7 +503,12 @@ export function renderScale(r: ScaleResults): string {
   if (wide)
     prose.push(
       `The ${wide.label} corpus has ${int(wide.vocab)} distinct characters: a model with that vocabulary trains at ` +
-        `${int(wide.training.seqPerSec)} seq/s (${times(wide.training.seqPerSec / small.training.seqPerSec)} the ${small.label} speed).`,
+        `${int(wide.training.seqPerSec)} seq/s (${times(wide.training.seqPerSec / small.training.seqPerSec)} the ${small.label} speed)` +
+        (wide.generation && small.generation
+          ? ` and generates at ${int(wide.generation.charsPerSec)} characters/s, against ${int(small.generation.charsPerSec)} ` +
+            `for the ${small.label} model's ${int(small.vocab)} (\`${wide.generation.command}\`, stateful, one stream, the ` +
+            `difference of ${int(wide.generation.lengths[0])} and ${int(wide.generation.lengths[1])} characters, so start-up cancels).`
+          : '.'),
     );
   lines.push('', prose.join(' '));
   lines.push(

@@ -266,6 +266,8 @@ async function measure(
     dir,
   );
   mustSucceed(t, 'charlstm train');
+  const generation = await measureGeneration(cli, out, env, dir);
+  log(`generated ${int(generation.charsPerSec)} characters/s`);
   rmSync(out, { recursive: true, force: true });
   const epoch = /^Epoch 1\/1: .* - ([\dhms]+) - ([\d,]+) seq\/s$/m.exec(t.output);
   const windows = /training windows: ([\d,]+), validation windows: ([\d,]+)/.exec(t.output);
@@ -301,6 +303,44 @@ async function measure(
     vocab: num(vocab[1]!),
     ...(preparation && { preparation }),
     training,
+    generation,
+  };
+}
+
+const GENERATE_LENGTHS: [number, number] = [2_000, 200_000];
+
+/** Stateful generation from the model in `out`, characters a second net of the process's start-up. */
+async function measureGeneration(
+  cli: string[],
+  out: string,
+  env: NodeJS.ProcessEnv,
+  dir: string,
+): Promise<NonNullable<ScaleRun['generation']>> {
+  const args = (length: number): string[] => [
+    'generate',
+    '--model',
+    out,
+    '--prompt',
+    '',
+    '--mode',
+    'stateful',
+    '--seed',
+    '1',
+    '--length',
+    String(length),
+  ];
+  const seconds: number[] = [];
+  for (const length of GENERATE_LENGTHS) {
+    seconds.push(
+      mustSucceed(await runCli(cli, args(length), env, dir), 'charlstm generate').seconds,
+    );
+  }
+  const [short, long] = GENERATE_LENGTHS;
+  return {
+    command: `charlstm generate --model <the trained model> --prompt '' --mode stateful --seed 1 --length N`,
+    lengths: GENERATE_LENGTHS,
+    seconds: [seconds[0]!, seconds[1]!],
+    charsPerSec: (long - short) / (seconds[1]! - seconds[0]!),
   };
 }
 
