@@ -349,16 +349,20 @@ export function renderPerformance(r: BenchResults): string {
   return lines.join('\n');
 }
 
+/** `text`, the README block `name`, unless a figure in it failed to render. */
+function checked(name: string, text: string): string {
+  if (/\bundefined\b|\bNaN\b/.test(text))
+    throw new Error(`bench block ${name} rendered an undefined figure:\n${text}`);
+  return text;
+}
+
 export function renderBlocks(r: BenchResults): Record<BlockName, string> {
   if (r.format !== 1)
     throw new Error(
       `bench results in format ${String(r.format)}, not 1: run npm run bench -- --write`,
     );
   const blocks = { intro: renderIntro(r), performance: renderPerformance(r) };
-  for (const [name, text] of Object.entries(blocks)) {
-    if (/\bundefined\b|\bNaN\b/.test(text))
-      throw new Error(`bench block ${name} rendered an undefined figure:\n${text}`);
-  }
+  for (const [name, text] of Object.entries(blocks)) checked(name, text);
   return blocks;
 }
 
@@ -516,9 +520,7 @@ export function renderScale(r: ScaleResults): string {
     `![Peak memory and training speed of charlstm train against the corpus's size](${SCALE_SVG})`,
   );
   const text = lines.join('\n');
-  if (/\bundefined\b|\bNaN\b/.test(text))
-    throw new Error(`bench block ${SCALE_BLOCK} rendered an undefined figure:\n${text}`);
-  return text;
+  return checked(SCALE_BLOCK, text);
 }
 
 /** The plot bench/scale.ts writes beside docs/scale.json, and the README's scale block shows. */
@@ -677,17 +679,12 @@ export function renderPretrained(r: PretrainedResults): string {
     `on ${day(r.date)}: the size is model.json and its weights, and each held-out figure is ` +
     `${parts.join(' and ')}, every character predicted from the window before it from a zero state.`;
   const text = [...lines, '', prose].join('\n');
-  if (/\bundefined\b|\bNaN\b/.test(text))
-    throw new Error(`bench block ${PRETRAINED_BLOCK} rendered an undefined figure:\n${text}`);
-  return text;
+  return checked(PRETRAINED_BLOCK, text);
 }
 
 /** docs/pretrained.json as committed. */
-export function readPretrained(): PretrainedResults {
-  return JSON.parse(
-    readFileSync(new URL('../docs/pretrained.json', import.meta.url), 'utf8'),
-  ) as PretrainedResults;
-}
+export const readPretrained = (): PretrainedResults =>
+  readDoc<PretrainedResults>('pretrained.json');
 
 /** One run of `npm run load-test` (bench/load-test.ts): `clients` streaming clients. */
 export interface LoadTestRun {
@@ -833,17 +830,11 @@ export function renderLoadTest(r: LoadTestResults): string {
     `clients; the first character is timed from sending the request to its first event with ` +
     `text. Unbatched: the same server with \`batch: false\`, each generation on its own single-row stepper.`;
   const text = [intro, ...out].join('\n\n');
-  if (/\bundefined\b|\bNaN\b/.test(text))
-    throw new Error(`bench block ${LOAD_TEST_BLOCK} rendered an undefined figure:\n${text}`);
-  return text;
+  return checked(LOAD_TEST_BLOCK, text);
 }
 
 /** docs/load-test.json as committed. */
-export function readLoadTest(): LoadTestResults {
-  return JSON.parse(
-    readFileSync(new URL('../docs/load-test.json', import.meta.url), 'utf8'),
-  ) as LoadTestResults;
-}
+export const readLoadTest = (): LoadTestResults => readDoc<LoadTestResults>('load-test.json');
 
 /** One run of `npm run bench:finetune` (bench/finetune.ts): a fine-tune or a fresh start. */
 export interface FinetuneRun {
@@ -925,17 +916,11 @@ export function renderFinetune(r: FinetuneResults): string {
     `${a.toFixed(4)} nats (${(a / Math.LN2).toFixed(3)} bits/char) on average, against ${b.toFixed(4)} ` +
     `(${(b / Math.LN2).toFixed(3)}) from scratch: the loss from scratch is ${times(b / a)} the fine-tuned one.`;
   const text = [...lines, '', prose].join('\n');
-  if (/\bundefined\b|\bNaN\b/.test(text))
-    throw new Error(`bench block ${FINETUNE_BLOCK} rendered an undefined figure:\n${text}`);
-  return text;
+  return checked(FINETUNE_BLOCK, text);
 }
 
 /** docs/finetune.json as committed. */
-export function readFinetune(): FinetuneResults {
-  return JSON.parse(
-    readFileSync(new URL('../docs/finetune.json', import.meta.url), 'utf8'),
-  ) as FinetuneResults;
-}
+export const readFinetune = (): FinetuneResults => readDoc<FinetuneResults>('finetune.json');
 
 /**
  * Every README bench block: renderBlocks of docs/bench-latest.json, the scale block of
@@ -960,10 +945,11 @@ export function readmeBlocks(
 }
 
 /** docs/scale.json as committed. */
-export function readScale(): ScaleResults {
-  return JSON.parse(
-    readFileSync(new URL('../docs/scale.json', import.meta.url), 'utf8'),
-  ) as ScaleResults;
+export const readScale = (): ScaleResults => readDoc<ScaleResults>('scale.json');
+
+/** A JSON file under docs/, as a bench wrote and the repository holds it. */
+function readDoc<T>(file: string): T {
+  return JSON.parse(readFileSync(new URL(`../docs/${file}`, import.meta.url), 'utf8')) as T;
 }
 
 const marker = (name: string, end: 'start' | 'end'): string => `<!-- bench:${name}:${end} -->`;
@@ -1006,9 +992,7 @@ export function readBlock(readme: string, name: string): string | undefined {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const readmeUrl = new URL('../README.md', import.meta.url);
   const readme = readFileSync(readmeUrl, 'utf8');
-  const latest = JSON.parse(
-    readFileSync(new URL('../docs/bench-latest.json', import.meta.url), 'utf8'),
-  ) as BenchResults;
+  const latest = readDoc<BenchResults>('bench-latest.json');
   const out = replaceBlocks(readme, readmeBlocks(latest, readScale()));
   if (process.argv.includes('--check')) {
     if (out !== readme) {
