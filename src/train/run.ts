@@ -5,11 +5,11 @@ import { loadModel, saveModel } from '../checkpoint/model-format.ts';
 import { acquireRunLock } from '../checkpoint/run-lock.ts';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/train-checkpoint.ts';
 import { BUILTIN_CORPORA, inputListing } from '../corpus/corpus.ts';
-import { encodeIn, prepareCorpus } from '../corpus/prepare.ts';
-import { openTokens } from '../corpus/token-source.ts';
+import { prepareCorpus } from '../corpus/prepare.ts';
+import { encodedTokens, openTokens } from '../corpus/token-source.ts';
 import { REFERENCE, VALIDATION } from '../defaults.ts';
 import { Vocabulary, describeLimits, extendVocabulary } from '../data/vocabulary.ts';
-import { makeWindows, splitWindows, tokenSource, type TokenIds } from '../data/windows.ts';
+import { makeWindows, splitWindows } from '../data/windows.ts';
 import { resolveEngine } from '../engine/kernels.ts';
 import { SHARDS, checkEngineFits } from '../engine/shards.ts';
 import { WorkerExitError } from '../engine/worker-engine.ts';
@@ -164,9 +164,9 @@ async function readRunCorpus(
       ? extendVocabulary(start.vocab, corpus.counts, limits, start.extend)
       : { vocab: start.vocab, added: [] }; // resumed: the vocabulary its checkpoint holds
   // in memory when small (1 byte a character up to 256 of them), else read from the token file;
-  // a fine-tuned run's ids are the corpus's mapped to the extended vocabulary, held in memory
+  // a fine-tuned or resumed run reads the corpus's ids mapped to its own vocabulary
   const tokens = start
-    ? tokenSource(compactIds(encodeIn(corpus, vocab, `corpus ${corpus.name}`, 'map'), vocab.size))
+    ? encodedTokens(corpus, vocab, `corpus ${corpus.name}`, 'map')
     : openTokens(corpus.tokens);
   checkTextLength(`corpus ${corpus.name}`, tokens.length, config.maxlen);
   const all = makeWindows(tokens, config.maxlen, config.stride);
@@ -571,10 +571,4 @@ function startingLine(
       ? `; ${dropped} rarer one${dropped === 1 ? '' : 's'} map${dropped === 1 ? 's' : ''} to the unknown symbol ${JSON.stringify(symbol)}${newSymbol ? ' (new)' : ''}`
       : '';
   return `starting from ${base.name} (${layers} × LSTM(${units}), ${base.vocab.size} characters; ${news}${mapped})`;
-}
-
-/** Ids in the narrowest array their vocabulary allows, as a token file holds them (prepare.ts). */
-function compactIds(ids: Int32Array, vocabSize: number): TokenIds {
-  if (vocabSize > 0x10000) return ids;
-  return vocabSize <= 0x100 ? Uint8Array.from(ids) : Uint16Array.from(ids);
 }
