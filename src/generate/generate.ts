@@ -148,14 +148,26 @@ export function generate(model: CharModel, opts: GenerateOptions = {}): Generati
     );
   }
   const tokens = model.vocab.encode(prompt, 'prompt');
+  const job: ChunkJob = {
+    model,
+    mode,
+    prompt,
+    tokens,
+    sampler,
+    rng,
+    length,
+    chunkChars,
+    chunkMs,
+    signal,
+  };
   const chunks =
     beam !== undefined
-      ? beamChunks(model, tokens, mode, beam, length, chunkChars, chunkMs, signal)
+      ? beamChunks(job, beam)
       : opts.batch !== false
-        ? batchedChunks(model, mode, tokens, sampler, rng, length, chunkChars, chunkMs, signal)
+        ? batchedChunks(job)
         : mode === 'window'
-          ? windowChunks(model, prompt, sampler, rng, length, chunkChars, chunkMs, signal) // re-encodes its windows
-          : statefulChunks(model, tokens, sampler, rng, length, chunkChars, chunkMs, signal);
+          ? windowChunks(job)
+          : statefulChunks(job);
   let started = false;
   let finishReason: FinishReason | undefined;
   return {
@@ -199,6 +211,22 @@ export function generateSamples(model: CharModel, opts: SamplesOptions = {}): Ge
   );
 }
 
+/** What each way of producing a generation's chunks below starts from (checked by generate()). */
+interface ChunkJob {
+  model: CharModel;
+  mode: GenerateMode;
+  prompt: string; // as the model reads it (window mode re-encodes its windows from it)
+  tokens: Int32Array; // the prompt encoded
+  sampler: Sampler;
+  rng: Rng;
+  length: number;
+  chunkChars: number;
+  chunkMs: number;
+  signal: AbortSignal | undefined;
+}
+
+type Chunks = () => AsyncGenerator<string, void, undefined>;
+
 /** Unread characters a batched stream may hold, in chunks: it waits for its reader beyond that. */
 const BATCH_BUFFER_CHUNKS = 4;
 
@@ -206,17 +234,8 @@ const BATCH_BUFFER_CHUNKS = 4;
  * A stream in the model's scheduler (batcher.ts). Its first chunk is what the tick that drew its
  * first character produced, so that it comes at once; then chunkChars or chunkMs as unbatched.
  */
-function batchedChunks(
-  model: CharModel,
-  mode: GenerateMode,
-  prompt: Int32Array,
-  sampler: Sampler,
-  rng: Rng,
-  length: number,
-  chunkChars: number,
-  chunkMs: number,
-  signal: AbortSignal | undefined,
-): () => AsyncGenerator<string, void, undefined> {
+function batchedChunks(job: ChunkJob): Chunks {
+  const { model, mode, tokens: prompt, sampler, rng, length, chunkChars, chunkMs, signal } = job;
   const text = new TokenText(model.vocab.chars);
   return async function* () {
     signal?.throwIfAborted();
@@ -241,16 +260,8 @@ function batchedChunks(
   };
 }
 
-function beamChunks(
-  model: CharModel,
-  prompt: Int32Array,
-  mode: GenerateMode,
-  width: number,
-  length: number,
-  chunkChars: number,
-  chunkMs: number,
-  signal: AbortSignal | undefined,
-): () => AsyncGenerator<string, void, undefined> {
+function beamChunks(job: ChunkJob, width: number): Chunks {
+  const { model, mode, tokens: prompt, length, chunkChars, chunkMs, signal } = job;
   return async function* () {
     signal?.throwIfAborted();
     const search = new BeamSearch(model, { prompt, length, width, mode });
@@ -273,16 +284,8 @@ function beamChunks(
   };
 }
 
-function windowChunks(
-  model: CharModel,
-  prompt: string,
-  sampler: Sampler,
-  rng: Rng,
-  length: number,
-  chunkChars: number,
-  chunkMs: number,
-  signal: AbortSignal | undefined,
-): () => AsyncGenerator<string, void, undefined> {
+function windowChunks(job: ChunkJob): Chunks {
+  const { model, prompt, sampler, rng, length, chunkChars, chunkMs, signal } = job;
   return async function* () {
     signal?.throwIfAborted();
     const steps = windowSteps(model, { prompts: [prompt], samplers: [sampler], length, rng });
@@ -304,16 +307,8 @@ function windowChunks(
   };
 }
 
-function statefulChunks(
-  model: CharModel,
-  prompt: Int32Array,
-  sampler: Sampler,
-  rng: Rng,
-  length: number,
-  chunkChars: number,
-  chunkMs: number,
-  signal: AbortSignal | undefined,
-): () => AsyncGenerator<string, void, undefined> {
+function statefulChunks(job: ChunkJob): Chunks {
+  const { model, tokens: prompt, sampler, rng, length, chunkChars, chunkMs, signal } = job;
   const text = new TokenText(model.vocab.chars);
   return async function* () {
     signal?.throwIfAborted();
