@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { resolveModel } from '../src/checkpoint/builtin-models.ts';
 import { loadModel } from '../src/checkpoint/model-format.ts';
 import { ENV_DATA_DIR } from '../src/defaults.ts';
+import { runMachine } from './machine.ts';
 import type { FinetuneResults, FinetuneRun } from './render.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -130,17 +131,11 @@ async function main(): Promise<void> {
         `${kind}: ${evaluation.loss.toFixed(4)} nats (${evaluation.bpc.toFixed(3)} bits/char) after ${where}\n`,
       );
     }
-    const cpus = os.cpus();
     const results: FinetuneResults = {
       format: 1,
       command: 'npm run bench:finetune',
       date: started.toISOString(),
-      machine: {
-        cpu: cpus[0]?.model.trim() ?? 'unknown',
-        cores: cpus.length,
-        node: process.version,
-        loadAverage: { start: loadStart, end: os.loadavg() },
-      },
+      machine: runMachine(loadStart),
       model: {
         name: values.model,
         layers,

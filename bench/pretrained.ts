@@ -23,6 +23,7 @@ import {
   builtinModelDir,
   describeModel,
 } from '../src/checkpoint/builtin-models.ts';
+import { runMachine } from './machine.ts';
 import type { PretrainedResults } from './render.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -67,17 +68,11 @@ async function main(): Promise<void> {
       evalSeconds: Math.round(seconds * 10) / 10,
     });
   }
-  const cpus = os.cpus();
   const results: PretrainedResults = {
     format: 1,
     command: 'npm run bench:pretrained',
     date: started.toISOString(),
-    machine: {
-      cpu: cpus[0]?.model.trim() ?? 'unknown',
-      cores: cpus.length,
-      node: process.version,
-      loadAverage: { start: loadStart, end: os.loadavg() },
-    },
+    machine: runMachine(loadStart),
     models,
   };
   const text = `${JSON.stringify(results, null, 2)}\n`;

@@ -608,17 +608,20 @@ export function renderScaleSvg(r: ScaleResults): string {
   );
 }
 
+/** The machine a bench ran on (bench/machine.ts), with its load average when it began and ended. */
+export interface RunMachine {
+  cpu: string;
+  cores: number;
+  node: string;
+  loadAverage: { start: number[]; end: number[] };
+}
+
 /** The built-in models (`npm run bench:pretrained`, bench/pretrained.ts): docs/pretrained.json. */
 export interface PretrainedResults {
   format: 1;
   command: string;
   date: string;
-  machine: {
-    cpu: string;
-    cores: number;
-    node: string;
-    loadAverage: { start: number[]; end: number[] };
-  };
+  machine: RunMachine;
   models: {
     name: string;
     /** model.json and its weights, as shipped in pretrained/<name>/ */
@@ -858,12 +861,7 @@ export interface FinetuneResults {
   format: 1;
   command: string;
   date: string;
-  machine: {
-    cpu: string;
-    cores: number;
-    node: string;
-    loadAverage: { start: number[]; end: number[] };
-  };
+  machine: RunMachine;
   model: {
     name: string;
     layers: number;
