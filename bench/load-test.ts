@@ -1,5 +1,5 @@
 // npm run load-test [-- --mode stateful|window] [--clients 1,8,64,256] [--duration 8]
-//                      [--length 400] [--no-unbatched] [--write]
+//                      [--length 400] [--no-unbatched] [--write] [--cpu-prof DIR]
 //
 // `charlstm serve` under load, on this machine only (127.0.0.1): a reference-shape model (57
 // characters, LSTM(128), Keras-initialised random weights) saved to a temporary folder and served
@@ -49,6 +49,8 @@ const { values: args } = parseArgs({
     serve: { type: 'string' }, // internal: be the server of this model folder
     batch: { type: 'string', default: 'yes' },
     'max-streams': { type: 'string', default: '64' },
+    /** a folder: the server processes write V8 CPU profiles there (node --cpu-prof) */
+    'cpu-prof': { type: 'string' },
   },
 });
 
@@ -95,6 +97,7 @@ async function startServer(modelDir: string, batch: boolean, maxStreams: number)
   const child = spawn(
     process.execPath,
     [
+      ...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : []),
       '--import',
       'tsx',
       fileURLToPath(import.meta.url),

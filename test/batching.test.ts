@@ -123,6 +123,25 @@ describe('continuous batching', () => {
     assert.notEqual(alone[0], alone[9]);
   });
 
+  it("a joining stream's prompt is prefilled on its own core: the batch steps only from its last character", async () => {
+    const model = makeModel(4);
+    const prompt = 'the cat sat on the mat. the cat sat.'; // 36 characters
+    const req = { mode: 'stateful' as const, prompt, length: 7, seed: 9 };
+    const alone = await text(generate(model, { ...req, batch: false }));
+    const seen: string[] = [];
+    const stop = observeSteps((n, mode) => seen.push(`${mode}:${n}`));
+    try {
+      assert.equal(await text(generate(model, req)), alone);
+    } finally {
+      stop();
+    }
+    // 35 prompt characters fed without a head, then 7 steps that draw (the first feeds the last)
+    assert.deepEqual(seen, [
+      ...Array<string>(prompt.length - 1).fill('prefill:1'),
+      ...Array<string>(7).fill('stateful:1'),
+    ]);
+  });
+
   it('streams join and leave between steps: late starters, early finishers, a break, a slow reader', async () => {
     const model = makeModel(3);
     const a = { mode: 'stateful' as const, prompt: 'ab', length: 3000, seed: 11 };

@@ -410,6 +410,16 @@ export class LstmCore {
     return this.headProbs(n);
   }
 
+  /**
+   * step() without the head: one token per row carried into h and c, no probabilities. A prompt's
+   * characters before its last need no distribution (continuous batching's prefill).
+   */
+  feed(tokens: ArrayLike<number>, n: number): void {
+    this.checkBatch(n, 1);
+    for (let b = 0; b < n; b++) this.tok[b] = tokens[b]!;
+    this.advance(this.pTok, 1, n);
+  }
+
   /** The carried state, for saving or copying between rows: h and c, each [n][L][H]. */
   getState(n: number): { h: Float32Array; c: Float32Array } {
     const { H, L } = this;

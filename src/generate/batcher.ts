@@ -17,10 +17,10 @@ import { TokenWindow } from './window.ts';
 // steps are cut into ticks, how fast the consumer reads) changes when characters come, never
 // which ones.
 //
-// A stateful stream joins the batch at once: while its prompt lasts, its row is fed the prompt's
-// next character and draws nothing (a burst of new streams reads its prompts together, one
-// batched step per character, instead of one prompt after the other); from the prompt's last
-// character on, it draws. The batch core's rows are the running streams in a fixed order; when
+// A stateful stream joins the batch at once, its prompt read first, all but the last character,
+// on a core of its own (prefill: a burst of new streams reads its prompts together, one batched
+// step per character, instead of one prompt after the other); the batch's next step feeds the
+// prompt's last character, and the row draws from then on. The batch core's rows are the running streams in a fixed order; when
 // one leaves or joins, the rows are re-laid once (their states copied out and back), not at
 // every step.
 //
@@ -74,8 +74,11 @@ export interface BatchJob {
   buffer: number;
 }
 
-/** What one batched step ran: its rows, and which kind of pass. */
-export type StepObserver = (rows: number, mode: 'window' | 'stateful') => void;
+/**
+ * What one batched step ran: its rows, and which kind of pass ('prefill': prompt characters of
+ * joining stateful streams, no distribution).
+ */
+export type StepObserver = (rows: number, mode: 'window' | 'stateful' | 'prefill') => void;
 const observers = new Set<StepObserver>();
 
 /** Be told the size of every batched step on every model (e.g. a metrics histogram); returns the unsubscribe. */
@@ -310,9 +313,12 @@ export class Batcher {
     const kept = next.length;
     if (this.mayJoin) {
       this.mayJoin = false;
+      const joining: Row[] = [];
       for (const row of this.rows) {
-        if (row.job.mode === 'stateful' && row.ready && !row.inCore) next.push(row);
+        if (row.job.mode === 'stateful' && row.ready && !row.inCore) joining.push(row);
       }
+      this.prefill(joining);
+      next.push(...joining);
     }
     if (next.length > kept) same = false;
     if (!same) this.relayRows(next);
@@ -336,6 +342,46 @@ export class Batcher {
     }
     for (const fn of observers) fn(n, 'stateful');
     return n;
+  }
+
+  /**
+   * Feed the prompts of streams about to join the batch, all but each prompt's last character,
+   * on the model's prefill core (no head: those characters need no distribution). A joining
+   * stream then draws at its first batched step, instead of riding prompt-length steps of the
+   * whole batch first: its time to first character was that many batch steps. Rows with as many
+   * characters left go through together; each row's arithmetic is the batch step's (see
+   * CharModel.batchStepCore), so the text does not change.
+   */
+  private prefill(rows: Row[]): void {
+    const size = stateSize(this.model.params.shape);
+    const left = (row: Row): number => row.job.prompt.length - 1 - row.fed;
+    let todo = rows.filter((row) => left(row) > 0);
+    while (todo.length > 0) {
+      const R = left(todo[0]!);
+      const group = todo.filter((row) => left(row) === R);
+      todo = todo.filter((row) => left(row) !== R);
+      const n = group.length;
+      const core = this.model.prefillCore(n);
+      const h = new Float32Array(n * size);
+      const c = new Float32Array(n * size);
+      group.forEach((row, i) => {
+        h.set(row.h, i * size);
+        c.set(row.c, i * size);
+      });
+      core.setState(h, c);
+      const tokens = new Int32Array(n);
+      for (let s = 0; s < R; s++) {
+        for (let i = 0; i < n; i++) tokens[i] = group[i]!.job.prompt[group[i]!.fed + s]!;
+        core.feed(tokens, n);
+        for (const fn of observers) fn(n, 'prefill');
+      }
+      const state = core.getState(n);
+      group.forEach((row, i) => {
+        row.h.set(state.h.subarray(i * size, (i + 1) * size));
+        row.c.set(state.c.subarray(i * size, (i + 1) * size));
+        row.fed += R;
+      });
+    }
   }
 
   /**

@@ -39,6 +39,7 @@ export class CharModel {
   private stepCore: LstmCore | undefined; // shared by all steppers, one row
   private stepOwner: StatefulStepper | undefined; // whose state the step core holds
   private rowsCore: LstmCore | undefined; // batched steps of many streams (batchStepCore)
+  private prefillRows: LstmCore | undefined; // their prompts before they join (prefillCore)
   private zeroProbs: Float32Array | undefined; // the distribution at the zero state, softmax(dense bias)
 
   private constructor(params: Parameters, meta: ModelMeta, where?: string) {
@@ -108,6 +109,7 @@ export class CharModel {
     this.batchCore?.setParams(this.params.flat);
     this.stepCore?.setParams(this.params.flat);
     this.rowsCore?.setParams(this.params.flat);
+    this.prefillRows?.setParams(this.params.flat);
     this.zeroProbs = undefined;
   }
 
@@ -175,7 +177,18 @@ export class CharModel {
    * row alone, summing in the same order whatever the batch (test/batching.test.ts checks it).
    */
   batchStepCore(rows: number): LstmCore {
-    const have = this.rowsCore;
+    return (this.rowsCore = this.rowsCoreOf(this.rowsCore, rows));
+  }
+
+  /**
+   * @internal A second such core, for the prompts of streams about to join the batch (the
+   * scheduler's prefill), so that feeding them leaves the batch core's rows alone.
+   */
+  prefillCore(rows: number): LstmCore {
+    return (this.prefillRows = this.rowsCoreOf(this.prefillRows, rows));
+  }
+
+  private rowsCoreOf(have: LstmCore | undefined, rows: number): LstmCore {
     if (have && rows <= have.cap.maxB) return have;
     const maxB = Math.max(rows, 8, 2 * (have?.cap.maxB ?? 0));
     const core = new LstmCore(
@@ -184,7 +197,6 @@ export class CharModel {
       this.kernels(),
     );
     core.setParams(this.params.flat);
-    this.rowsCore = core;
     return core;
   }
 
