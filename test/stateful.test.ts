@@ -93,6 +93,24 @@ describe('Drawer', () => {
     assert.throws(() => d.next([0, 0, 0], new Rng(1)), RangeError);
     assert.throws(() => d.next([0.5, NaN, 0.5], new Rng(1)), RangeError);
     assert.throws(() => d.next([0.5, 0.5], new Rng(1)), /over 3 characters, got 2/);
+    // the model's own Float32Array (the fused temperature path): Sampler's message, word for word
+    const sampler = new Sampler({ temperature: 0.5 });
+    for (const bad of [
+      [0, 0, 0],
+      [0.5, NaN, 0.5],
+      [0.2, -0.1, 0.9],
+      [Infinity, 0, 0],
+    ]) {
+      const p = Float32Array.from(bad);
+      let expected = '';
+      try {
+        sampler.next(p, new Rng(1));
+      } catch (err) {
+        expected = (err as Error).message;
+      }
+      assert.ok(expected !== '', `Sampler accepts ${bad.join(',')}`);
+      assert.throws(() => d.next(p, new Rng(1)), { name: 'RangeError', message: expected });
+    }
   });
 });
 
