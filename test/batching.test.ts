@@ -265,6 +265,9 @@ describe('continuous batching', () => {
       assert.ok(counted >= rows.length, `${counted} steps counted, ${rows.length} seen here`);
       const over = Number(/^charlstm_step_batch_size_bucket\{le="4"\} (\d+)$/m.exec(m)?.[1]);
       assert.ok(over < counted, 'some steps had more than 4 rows');
+      // and every streamed answer's time to its first text (N/2 streamed, asked twice)
+      const firsts = /^charlstm_stream_first_text_seconds_count\{model="tiny"\} (\d+)$/m.exec(m);
+      assert.ok(Number(firsts?.[1]) >= N, `first texts counted: ${firsts?.[1]}`);
     });
 
     it('batch: false answers the same texts, each on its own stepper', async () => {

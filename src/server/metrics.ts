@@ -3,10 +3,11 @@ import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 // What GET /metrics serves, in the Prometheus text format (prom-client): every request by route
-// and status with its latency, the generations in progress, the characters generated, and the
-// batch sizes of the batched generation step. One registry for the process: code that produces a
-// figure imports `metrics` and records it, e.g. `metrics.stepBatch.observe(rows)` once per
-// batched step, `metrics.characters.inc({ model }, n)` for characters sent.
+// and status with its latency, a stream's time to its first text, the generations in progress,
+// the characters generated, and the batch sizes of the batched generation step. One registry
+// for the process: code that produces a figure imports `metrics` and records it, e.g.
+// `metrics.stepBatch.observe(rows)` once per batched step, `metrics.characters.inc({ model }, n)`
+// for characters sent.
 //
 // Labels are bounded: a route is its registered pattern (an unknown path is "unmatched"), never
 // the URL a client sent, so no client can grow the series without limit.
@@ -41,9 +42,17 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  readonly firstText = new Histogram({
+    name: 'charlstm_stream_first_text_seconds',
+    help: 'Time from a streamed generation request to its first text event, by model',
+    labelNames: ['model'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
   readonly stepBatch = new Histogram({
     name: 'charlstm_step_batch_size',
-    help: 'Generations advanced together by one batched step',
+    help: 'Generations advanced together by one batched step (prompt prefill steps included)',
     buckets: BATCH_BUCKETS,
     registers: [this.registry],
   });

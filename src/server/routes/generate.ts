@@ -30,8 +30,11 @@ export interface GenerateRoutesOptions {
   batch: boolean;
 }
 
-/** The figures that end every generation's answer. */
-type Totals = (chars: number) => Record<string, unknown>;
+/** The figures that end every generation's answer; with a stream, also told of its first text. */
+interface Totals {
+  (chars: number): Record<string, unknown>;
+  firstText(): void;
+}
 
 const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 
@@ -42,6 +45,7 @@ export const generateRoutes: FastifyPluginAsync<GenerateRoutesOptions> = async (
     '/v1/generate',
     { schema: { body: generateBody(maxLength) } },
     async (request, reply) => {
+      const received = performance.now();
       const body = request.body;
       const { name, model } = models.pick(body.model);
       const slot = generations.start();
@@ -75,18 +79,28 @@ export const generateRoutes: FastifyPluginAsync<GenerateRoutesOptions> = async (
         detach = () => res.off('close', onClose);
 
         const t0 = performance.now();
-        const totals: Totals = (chars) => {
-          const ms = performance.now() - t0;
-          metrics.characters.inc({ model: name }, chars);
-          return {
-            model: name,
-            mode: gen.mode,
-            seed: gen.seed,
-            chars,
-            ms: round(ms, 1),
-            chars_per_sec: round(ms > 0 ? (chars * 1000) / ms : 0, 0),
-          };
-        };
+        let firstSent = false;
+        const totals: Totals = Object.assign(
+          (chars: number) => {
+            const ms = performance.now() - t0;
+            metrics.characters.inc({ model: name }, chars);
+            return {
+              model: name,
+              mode: gen.mode,
+              seed: gen.seed,
+              chars,
+              ms: round(ms, 1),
+              chars_per_sec: round(ms > 0 ? (chars * 1000) / ms : 0, 0),
+            };
+          },
+          {
+            firstText(): void {
+              if (firstSent) return;
+              firstSent = true;
+              metrics.firstText.observe({ model: name }, (performance.now() - received) / 1000);
+            },
+          },
+        );
         const tagged = body.n !== undefined; // answers and events carry the sample's index
         if (body.stream)
           return await streamEvents(gens, tagged, reply, slot.signal, totals, onInternalError);
@@ -153,8 +167,9 @@ async function streamEvents(
           for await (const chunk of gen) {
             if (failed) break;
             chars[index] = chars[index]! + countChars(chunk);
-            if (!stream.send(tagged ? { index, text: chunk } : { text: chunk }))
-              await stream.drained(signal);
+            const sent = stream.send(tagged ? { index, text: chunk } : { text: chunk });
+            totals.firstText();
+            if (!sent) await stream.drained(signal);
             if (stream.gone || signal.aborted) break;
           }
         } catch (err) {
