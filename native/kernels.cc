@@ -14,10 +14,16 @@
 // No threads, no global mutable state: each worker thread loads the addon (context-aware via
 // NAPI_MODULE_INIT) and creates its own instance. The AVX2/FMA code is compiled for that target
 // only (the pragma below); module init checks the CPU and reports `supported: false` otherwise.
+// create(pages, 'bf16') makes an instance whose four products (gemmNN, gemmTN, packB,
+// gemmNNPacked) take BF16 operands with FP32 accumulation (AVX512-BF16, compiled for that target
+// only; module init reports `bf16: false` where the CPU or OS lacks it); see "AVX512-BF16 products".
 
 #include <node_api.h>
 
 #include <immintrin.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #if defined(_WIN32)
 #include <malloc.h>
@@ -102,11 +108,19 @@ struct Scratch {
   ~Scratch() { std::free(data); }
 };
 
+// Per-call scratch of a 'bf16' instance's products: A's words and B's panels of one K panel.
+struct BfScratch {
+  Scratch a, b;
+};
+
 // A kernel instance. Kept alive by its function objects (one reference each, dropped by their
-// finalizers); holds one reference on its current block.
+// finalizers); holds one reference on its current block. `bf16`: the products take the BF16
+// path (chosen at create(), never changed).
 struct Instance {
   Block* mem = nullptr;
   Scratch scratch;
+  bool bf16 = false;
+  BfScratch bfScratch;
   int fnRefs = 0;
   bool pinned = false;  // a function without a finalizer exists: never free
 };
@@ -529,6 +543,234 @@ void colSum(const float* d, float* db, int B, int N) {
 #pragma GCC pop_options
 #endif
 
+// =============================================================================================
+// AVX512-BF16 products (instances created with precision 'bf16')
+// =============================================================================================
+//
+// gemmNN, gemmTN, packB and gemmNNPacked of a 'bf16' instance round A and B to bfloat16
+// (round-to-nearest-even, `vcvtne2ps2bf16`; the same inputs always give the same bits) and
+// accumulate in FP32 with `vdpbf16ps`: lane j of an accumulator gets a[2k]·b[2k][j] +
+// a[2k+1]·b[2k+1][j] for one k pair, so both operands are stored as pairs along K, two bf16 in
+// one 32-bit word (the even k in the low half; an odd K's last pair has a zero high half).
+//   B: column panels of 16, [panels][ceil(K/2)][16] words, one 64-byte row per k pair. packB
+//      packs the first N & ~15 columns (ceil(K/2)·(N & ~15) words fit in the K·(N & ~7) floats
+//      KernelExports reserves); gemmNNPacked takes the rest of the columns from b, converted per
+//      call like a row-major B of gemmNN/gemmTN.
+//   A: converted per call and per K panel into words: NN as [M][ceil(kLen/2)], TN as
+//      [ceil(kLen/2)][M rounded up to 16] (the transposed A's pairs are two rows of its [K×M]).
+//      Conversion is ~1/N of the multiply-adds (1/512 for the recurrent product at M = 64).
+// Everything else of a 'bf16' instance (gates, softmax, the element-wise kernels) is the FP32 code.
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")
+#endif
+
+namespace bf {
+
+inline uint32_t* words(Scratch& s, size_t n) { return reinterpret_cast<uint32_t*>(s.get(n)); }
+
+// Register block MR × NP·16: 24 zmm accumulators + 4 B panels' rows of the 32 registers (A's
+// broadcasts fold into vdpbf16ps). Measured here (Zen 5, loaded machine, GFLOP/s at the
+// reference shapes: h·Wh 64×512×128, dz·Whᵀ 64×128×512): 6×4 ≈ 420-440, 8×2 ≈ 410-430, 12×2
+// ≈ 410-420, 8×3 ≈ 380-390, 16×1 ≈ 270; 6×4 was also best or level on the 2×256 model's shapes.
+constexpr int MR = 6;    // rows of C per micro-kernel
+constexpr int NP = 4;    // 16-column panels per micro-kernel
+constexpr int KC = 256;  // k per panel (KC/2 pairs): a block of A and NP panels of B stay in L1
+
+inline __mmask16 lanes16(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+
+// Words j = (bf16(lo[j]), bf16(hi[j])): two rows' 16 columns as 16 k pairs.
+inline __m512i pairs(__m512 lo, __m512 hi) {
+  // cvtne2ps(hi, lo) gives words [lo0..lo15, hi0..hi15]; interleave them
+  const __m512i idx = _mm512_setr_epi32(0x00100000, 0x00110001, 0x00120002, 0x00130003, 0x00140004, 0x00150005,
+                                        0x00160006, 0x00170007, 0x00180008, 0x00190009, 0x001A000A, 0x001B000B,
+                                        0x001C000C, 0x001D000D, 0x001E000E, 0x001F000F);
+  return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+// Columns [0, N) of B (row-major [K×N], row stride ldb) as panels of 16 at dst, panel p at
+// dst + p·stride (stride ≥ ceil(K/2)·16 words); the last panel's missing columns are zero.
+void packPanels(const float* b, int64_t ldb, uint32_t* dst, int64_t stride, int K, int N) {
+  const int K2 = (K + 1) / 2;
+  for (int j = 0, p = 0; j < N; j += 16, p++) {
+    const __mmask16 m = lanes16(N - j);
+    uint32_t* out = dst + p * stride;
+    const float* src = b + j;
+    for (int kp = 0; kp < K2; kp++, out += 16, src += 2 * ldb) {
+      const __m512 lo = _mm512_maskz_loadu_ps(m, src);
+      const __m512 hi = 2 * kp + 1 < K ? _mm512_maskz_loadu_ps(m, src + ldb) : _mm512_setzero_ps();
+      _mm512_storeu_si512(out, pairs(lo, hi));
+    }
+  }
+}
+
+// A row-major [M×K] (lda) as words [M][K2], K2 = ceil(K/2).
+void convertA_NN(const float* a, int64_t lda, uint32_t* dst, int M, int K) {
+  const int K2 = (K + 1) / 2;
+  for (int i = 0; i < M; i++, a += lda, dst += K2) {
+    int k = 0;
+    for (; k + 32 <= K; k += 32)
+      _mm512_storeu_si512(dst + k / 2, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(a + k)));
+    if (k < K) {
+      const int rest = K - k;  // 1..31 floats: ceil(rest/2) words
+      const __m512 lo = _mm512_maskz_loadu_ps(lanes16(rest), a + k);
+      const __m512 hi = rest > 16 ? _mm512_maskz_loadu_ps(lanes16(rest - 16), a + k + 16) : _mm512_setzero_ps();
+      _mm512_mask_storeu_epi32(dst + k / 2, lanes16((rest + 1) / 2), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+  }
+}
+
+// A stored transposed [K×M] (lda) as words [K2][ld], ld = M rounded up to 16 (a plain copy of
+// 16 pairs at a time; an earlier layout in MR-row blocks needed a scalar scatter and made the
+// 2×256 model's dWd = hᵀ·dlogits (256×57×3840) no faster than FP32).
+void convertA_TN(const float* a, int64_t lda, uint32_t* dst, int64_t ld, int M, int K) {
+  const int K2 = (K + 1) / 2;
+  for (int i0 = 0; i0 < M; i0 += 16) {
+    const __mmask16 m = lanes16(M - i0);
+    for (int kp = 0; kp < K2; kp++) {
+      const float* src = a + 2 * kp * lda + i0;
+      const __m512 lo = _mm512_maskz_loadu_ps(m, src);
+      const __m512 hi = 2 * kp + 1 < K ? _mm512_maskz_loadu_ps(m, src + lda) : _mm512_setzero_ps();
+      _mm512_storeu_si512(dst + kp * ld + i0, pairs(lo, hi));
+    }
+  }
+}
+
+// C[R×(NPn·16)] += A·B over K2 pairs; A's row r, pair kp at a[r·rowStep + kp·kStep]; B's panel p,
+// pair kp at b[p·stride + kp·16]. MASKED: the last panel writes only the lanes in `last`.
+template <int R, int NPn, bool MASKED>
+inline void micro(const uint32_t* __restrict a, int64_t rowStep, int64_t kStep, const uint32_t* __restrict b,
+                  int64_t stride, float* c, int64_t ldc, int K2, __mmask16 last) {
+  __m512 acc[R][NPn];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int p = 0; p < NPn; p++)
+      acc[r][p] = (MASKED && p == NPn - 1) ? _mm512_maskz_loadu_ps(last, c + r * ldc + 16 * p)
+                                           : _mm512_loadu_ps(c + r * ldc + 16 * p);
+  for (int kp = 0; kp < K2; kp++) {
+    __m512bh bv[NPn];
+#pragma GCC unroll 4
+    for (int p = 0; p < NPn; p++) bv[p] = (__m512bh)_mm512_loadu_si512(b + p * stride + kp * 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) {
+      const __m512bh s = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r * rowStep + kp * kStep]));
+#pragma GCC unroll 4
+      for (int p = 0; p < NPn; p++) acc[r][p] = _mm512_dpbf16_ps(acc[r][p], s, bv[p]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int p = 0; p < NPn; p++) {
+      if (MASKED && p == NPn - 1)
+        _mm512_mask_storeu_ps(c + r * ldc + 16 * p, last, acc[r][p]);
+      else
+        _mm512_storeu_ps(c + r * ldc + 16 * p, acc[r][p]);
+    }
+}
+
+// Where a converted A panel's rows are (see convertA_NN / convertA_TN).
+struct ALay {
+  const uint32_t* a;
+  int64_t rowStep, kStep, blockStride;
+};
+
+template <int R, int NPn, bool MASKED>
+inline void tail(int rows, ALay al, const uint32_t* b, int64_t stride, float* c, int64_t ldc, int K2, __mmask16 last) {
+  if constexpr (R > 0) {
+    if (rows == R)
+      micro<R, NPn, MASKED>(al.a, al.rowStep, al.kStep, b, stride, c, ldc, K2, last);
+    else
+      tail<R - 1, NPn, MASKED>(rows, al, b, stride, c, ldc, K2, last);
+  }
+}
+
+template <int NPn, bool MASKED>
+void rowsOf(ALay al, const uint32_t* b, int64_t stride, float* c, int64_t ldc, int M, int K2, __mmask16 last) {
+  int i = 0;
+  const uint32_t* a = al.a;
+  for (; i + MR <= M; i += MR, a += al.blockStride)
+    micro<MR, NPn, MASKED>(a, al.rowStep, al.kStep, b, stride, c + i * ldc, ldc, K2, last);
+  if (i < M) tail<MR - 1, NPn, MASKED>(M - i, {a, al.rowStep, al.kStep, al.blockStride}, b, stride, c + i * ldc, ldc, K2, last);
+}
+
+// Columns [0, N) of C from panels at b (panel p at b + p·stride): groups of NP panels, the last
+// group of fewer, the very last panel masked when N is not a multiple of 16.
+void columns(ALay al, const uint32_t* b, int64_t stride, float* c, int64_t ldc, int M, int N, int K2) {
+  const int panels = (N + 15) / 16;
+  const bool ragged = (N & 15) != 0;
+  const __mmask16 last = lanes16(N - (panels - 1) * 16);
+  for (int p = 0; p < panels; p += NP) {
+    const int np = std::min(NP, panels - p);
+    const bool masked = ragged && p + np == panels;
+    const uint32_t* bp = b + p * stride;
+    float* cp = c + p * 16;
+    switch (np * 2 + (masked ? 1 : 0)) {
+      case 2: rowsOf<1, false>(al, bp, stride, cp, ldc, M, K2, last); break;
+      case 3: rowsOf<1, true>(al, bp, stride, cp, ldc, M, K2, last); break;
+      case 4: if constexpr (NP >= 2) rowsOf<2, false>(al, bp, stride, cp, ldc, M, K2, last); break;
+      case 5: if constexpr (NP >= 2) rowsOf<2, true>(al, bp, stride, cp, ldc, M, K2, last); break;
+      case 6: if constexpr (NP >= 3) rowsOf<3, false>(al, bp, stride, cp, ldc, M, K2, last); break;
+      case 7: if constexpr (NP >= 3) rowsOf<3, true>(al, bp, stride, cp, ldc, M, K2, last); break;
+      case 8: if constexpr (NP >= 4) rowsOf<4, false>(al, bp, stride, cp, ldc, M, K2, last); break;
+      case 9: if constexpr (NP >= 4) rowsOf<4, true>(al, bp, stride, cp, ldc, M, K2, last); break;
+    }
+  }
+}
+
+// C[M×N] += A·B (TRANS: A stored [K×M]). Columns [0, nPre) come from prepacked panels (packB:
+// panel p, pair kp at pre[p·preStride + kp·16], nPre a multiple of 16); the rest from row-major b.
+template <bool TRANS>
+void gemm(const float* a, int64_t lda, const uint32_t* pre, int64_t preStride, int nPre, const float* b, int64_t ldb,
+          float* c, int64_t ldc, int M, int N, int K, BfScratch* buf) {
+  const int64_t ld = (M + 15) & ~15;  // TN: A's words per pair of k
+  uint32_t* ap = words(buf->a, static_cast<size_t>(ld) * (KC / 2));
+  const int rest = N - nPre;
+  uint32_t* bp = rest > 0 ? words(buf->b, static_cast<size_t>((rest + 15) / 16) * 16 * (KC / 2)) : nullptr;
+  for (int k0 = 0; k0 < K; k0 += KC) {
+    const int kLen = std::min(KC, K - k0);
+    const int K2 = (kLen + 1) / 2;
+    ALay al;
+    if (TRANS) {
+      convertA_TN(a + k0 * lda, lda, ap, ld, M, kLen);
+      al = {ap, 1, ld, MR};
+    } else {
+      convertA_NN(a + k0, lda, ap, M, kLen);
+      al = {ap, K2, 1, static_cast<int64_t>(K2) * MR};
+    }
+    if (nPre > 0) columns(al, pre + (k0 / 2) * 16, preStride, c, ldc, M, nPre, K2);
+    if (rest > 0) {
+      const int64_t stride = static_cast<int64_t>(K2) * 16;
+      packPanels(b + k0 * ldb + nPre, ldb, bp, stride, kLen, rest);
+      columns(al, bp, stride, c + nPre, ldc, M, rest, K2);
+    }
+  }
+}
+
+// packB of a 'bf16' instance: the first N & ~15 columns of B [K×N] as panels of ceil(K/2) pairs.
+void packB(const float* b, int64_t ldb, uint32_t* dst, int K, int N) {
+  const int N16 = N & ~15;
+  if (N16 > 0) packPanels(b, ldb, dst, static_cast<int64_t>((K + 1) / 2) * 16, K, N16);
+}
+
+void gemmNNPacked(const float* a, int64_t lda, const uint32_t* bp, const float* b, int64_t ldb, float* c,
+                  int64_t ldc, int M, int N, int K, BfScratch* buf) {
+  gemm<false>(a, lda, bp, static_cast<int64_t>((K + 1) / 2) * 16, N & ~15, b, ldb, c, ldc, M, N, K, buf);
+}
+
+}  // namespace bf
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // Scalar kernels (the same code as the wasm ones)
 // ---------------------------------------------------------------------------------------------
@@ -659,7 +901,11 @@ napi_value GemmFn(napi_env env, napi_callback_info info) {
   const Block* m = a.mem();
   const uint64_t aBytes = TRANS ? extent(K, M, lda) : extent(M, K, lda);
   if (!inside(m, pa, aBytes) || !inside(m, pb, extent(K, N, ldb)) || !inside(m, pc, extent(M, N, ldc))) return oob(env);
-  gemm<TRANS>(a.ptr<float>(pa), lda, a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N, K, &a.inst->scratch);
+  if (a.inst->bf16)
+    bf::gemm<TRANS>(a.ptr<float>(pa), lda, nullptr, 0, 0, a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N, K,
+                    &a.inst->bfScratch);
+  else
+    gemm<TRANS>(a.ptr<float>(pa), lda, a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N, K, &a.inst->scratch);
   return nullptr;
 }
 
@@ -673,7 +919,11 @@ napi_value PackBFn(napi_env env, napi_callback_info info) {
   if (K <= 0 || N8 <= 0) return nullptr;
   if (ldb < 0) return oob(env);
   if (!inside(a.mem(), b, extent(K, N8, ldb)) || !inside(a.mem(), dst, static_cast<uint64_t>(K) * N8 * 4)) return oob(env);
-  packB(a.ptr<float>(b), ldb, a.ptr<float>(dst), K, N);
+  // a 'bf16' instance writes ceil(K/2)·(N & ~15) words: inside the K·N8 floats checked above
+  if (a.inst->bf16)
+    bf::packB(a.ptr<float>(b), ldb, a.ptr<uint32_t>(dst), K, N);
+  else
+    packB(a.ptr<float>(b), ldb, a.ptr<float>(dst), K, N);
   return nullptr;
 }
 
@@ -688,11 +938,17 @@ napi_value GemmNNPackedFn(napi_env env, napi_callback_info info) {
   if (lda < 0 || ldb < 0 || ldc < 0) return oob(env);
   const Block* m = a.mem();
   const int32_t N8 = N & ~7;
+  // the columns read from b: past the packed panels (N & ~15 of them on a 'bf16' instance)
+  const int32_t fromB = a.inst->bf16 ? N & ~15 : N8;
   if (!inside(m, pa, extent(M, K, lda)) || !inside(m, pc, extent(M, N, ldc)) ||
       !inside(m, pbp, static_cast<uint64_t>(K) * N8 * 4) ||
-      (N8 < N && !inside(m, pb + static_cast<uint64_t>(N8) * 4, extent(K, N - N8, ldb))))
+      (fromB < N && !inside(m, pb + static_cast<uint64_t>(fromB) * 4, extent(K, N - fromB, ldb))))
     return oob(env);
-  gemmNNPacked(a.ptr<float>(pa), lda, a.ptr<float>(pbp), a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N, K);
+  if (a.inst->bf16)
+    bf::gemmNNPacked(a.ptr<float>(pa), lda, a.ptr<uint32_t>(pbp), a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N,
+                     K, &a.inst->bfScratch);
+  else
+    gemmNNPacked(a.ptr<float>(pa), lda, a.ptr<float>(pbp), a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N, K);
   return nullptr;
 }
 
@@ -933,20 +1189,44 @@ const FnSpec FUNCTIONS[] = {
     {"grow", GrowFn},
 };
 
-// create(pages) → { buffer, grow(pages, oldBuffer), gemmNN, …, colSum }
+bool bf16Supported();
+
+// create(pages, precision = 'fp32') → { buffer, grow(pages, oldBuffer), gemmNN, …, colSum };
+// precision 'bf16' (only where the module reports bf16: true) gives the AVX512-BF16 products.
 napi_value CreateFn(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
   uint32_t pages = 1;
   if (argc >= 1 && napi_get_value_uint32(env, argv[0], &pages) != napi_ok) {
     napi_throw_type_error(env, nullptr, "pages must be a number");
     return nullptr;
   }
+  bool bf16 = false;
+  if (argc >= 2) {
+    napi_valuetype type;
+    napi_typeof(env, argv[1], &type);
+    if (type != napi_undefined) {
+      char name[8] = {0};
+      size_t len = 0;
+      if (type != napi_string || napi_get_value_string_utf8(env, argv[1], name, sizeof name, &len) != napi_ok ||
+          (std::strcmp(name, "fp32") != 0 && std::strcmp(name, "bf16") != 0)) {
+        napi_throw_type_error(env, nullptr, "precision must be 'fp32' or 'bf16'");
+        return nullptr;
+      }
+      bf16 = std::strcmp(name, "bf16") == 0;
+    }
+  }
+  if (bf16 && !bf16Supported()) {
+    napi_throw_error(env, nullptr, "this CPU (or its OS) lacks AVX512-BF16");
+    return nullptr;
+  }
   if (pages > MAX_PAGES) return throwRange(env, "too many pages");
   Block* b = newBlock(env, static_cast<uint64_t>(pages) * PAGE);
   if (!b) return throwRange(env, "cannot allocate kernel memory");
-  Instance* inst = new Instance{b, 0};
+  Instance* inst = new Instance{};
+  inst->mem = b;
+  inst->bf16 = bf16;
 
   napi_value obj, ab;
   if (napi_create_object(env, &obj) != napi_ok || !(ab = bufferFor(env, b)) ||
@@ -982,6 +1262,25 @@ bool cpuSupported() {
 #endif
 }
 
+// AVX512-BF16 with the AVX-512 it builds on (F, BW, VL), and an OS that saves the opmask and zmm
+// registers (XCR0 bits 1, 2, 5, 6, 7): the CPU's flags alone do not say the OS enabled them.
+bool bf16Supported() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & 0xE6) != 0xE6) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const unsigned maxLeaf7 = a;
+  if (!(b & (1u << 16)) || !(b & (1u << 30)) || !(b & (1u << 31)) || maxLeaf7 < 1) return false;  // F, BW, VL
+  __get_cpuid_count(7, 1, &a, &b, &c, &d);
+  return (a & (1u << 5)) != 0;  // AVX512_BF16
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -989,6 +1288,9 @@ NAPI_MODULE_INIT() {
   napi_value flag;
   napi_get_boolean(env, supported, &flag);
   napi_set_named_property(env, exports, "supported", flag);
+  napi_value bf16;
+  napi_get_boolean(env, supported && bf16Supported(), &bf16);
+  napi_set_named_property(env, exports, "bf16", bf16);
   if (supported) {
     napi_value create;
     napi_create_function(env, "create", NAPI_AUTO_LENGTH, CreateFn, nullptr, &create);
