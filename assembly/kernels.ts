@@ -3,7 +3,19 @@
 // are the contract written once in KernelExports (src/engine/kernels.ts); the comments here say
 // how this implementation does it.
 //
-// Built by `npm run build:wasm` (asc, runtime "stub": no allocator, no GC; the caller owns memory).
+// Built by `npm run build:wasm` (asc, runtime "stub": no allocator, no GC; the caller owns memory)
+// twice from this one source (asconfig.json): build/kernels.wasm with SIMD128 only, and
+// build/kernels-relaxed.wasm with relaxed SIMD as well, where madd below is a fused multiply-add.
+// src/engine/kernels.ts loads the relaxed build where the runtime validates it.
+
+// a·b + c, four lanes: one f32x4.relaxed_madd (an FMA where the CPU has one: a single rounding)
+// in the relaxed build, a multiply and an add (two roundings) in the SIMD128 build. The
+// SIMD128 build's results are therefore exactly those of the kernels before the two builds.
+// @ts-ignore: decorator
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b)); // this operand order: the same bytes as before
+}
 
 // ---------------------------------------------------------------------------------------------
 // Matrix product
@@ -66,17 +78,17 @@ const KC = 256;
         const b0 = v128.load(pb);
         const b1 = v128.load(pb, 16);
         let s = v128.load32_splat(pa);
-        x00 = f32x4.add(x00, f32x4.mul(s, b0));
-        x01 = f32x4.add(x01, f32x4.mul(s, b1));
+        x00 = madd(s, b0, x00);
+        x01 = madd(s, b1, x01);
         s = v128.load32_splat(pa + rowB);
-        x10 = f32x4.add(x10, f32x4.mul(s, b0));
-        x11 = f32x4.add(x11, f32x4.mul(s, b1));
+        x10 = madd(s, b0, x10);
+        x11 = madd(s, b1, x11);
         s = v128.load32_splat(pa + 2 * rowB);
-        x20 = f32x4.add(x20, f32x4.mul(s, b0));
-        x21 = f32x4.add(x21, f32x4.mul(s, b1));
+        x20 = madd(s, b0, x20);
+        x21 = madd(s, b1, x21);
         s = v128.load32_splat(pa + 3 * rowB);
-        x30 = f32x4.add(x30, f32x4.mul(s, b0));
-        x31 = f32x4.add(x31, f32x4.mul(s, b1));
+        x30 = madd(s, b0, x30);
+        x31 = madd(s, b1, x31);
         pa += kB;
         pb += ldbB;
       }
@@ -93,8 +105,8 @@ const KC = 256;
       let pb = bj;
       for (let k = 0; k < K; k++) {
         const s = v128.load32_splat(pa);
-        x0 = f32x4.add(x0, f32x4.mul(s, v128.load(pb)));
-        x1 = f32x4.add(x1, f32x4.mul(s, v128.load(pb, 16)));
+        x0 = madd(s, v128.load(pb), x0);
+        x1 = madd(s, v128.load(pb, 16), x1);
         pa += kB;
         pb += ldbB;
       }

@@ -680,6 +680,11 @@ describe('web app in Chromium', { skip: browserSkip }, () => {
     assert.ok(last < 0.75 * first, `loss from ${first} to ${last}`);
     const speed = Number(await page.getAttribute('#lc-speed', 'data-seq-per-sec'));
     assert.ok(speed > 0);
+    // Chromium has relaxed SIMD on by default (since 114): the page trained on that wasm build
+    assert.match(
+      (await page.textContent('#lc-speed')) ?? '',
+      /one Web Worker thread, WebAssembly SIMD \(relaxed SIMD, FMA\);/,
+    );
     t.diagnostic(
       `in-page training: ${Math.round(speed)} sequences/s (units 64, window 40, batch 32); loss ${first.toFixed(3)} → ${last.toFixed(3)}`,
     );

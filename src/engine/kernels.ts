@@ -1,10 +1,10 @@
 import { UserError } from '../errors.ts';
 import type { NativeInstance } from './native.ts';
-import type { EngineKind } from './types.ts';
+import type { EngineKind, Precision } from './types.ts';
 
 // The kernels and the one place that chooses and loads them. KernelExports below is the contract
-// both implementations keep (assembly/kernels.ts, built to build/kernels.wasm, and the native
-// addon native/kernels.cc): the same functions, arguments and results (equal within float
+// both implementations keep (assembly/kernels.ts, built to build/kernels.wasm and, with relaxed
+// SIMD, build/kernels-relaxed.wasm, chosen at load time; and the native addon native/kernels.cc): the same functions, arguments and results (equal within float
 // rounding; test/native.test.ts compares the two). Everything above the kernels asks this file for a kernel instance:
 // training (InlineEngine, the worker threads), inference (CharModel) and evaluation. The wasm
 // module is compiled once per thread and instantiated once per core: each core owns its memory.
@@ -162,41 +162,136 @@ export const KERNEL_FUNCTIONS = [
   'colSum',
 ] as const satisfies readonly (keyof Omit<KernelExports, 'memory'>)[];
 
-let compiled: Promise<WebAssembly.Module> | undefined;
-let compiledSync: WebAssembly.Module | undefined;
+/**
+ * Which build of assembly/kernels.ts: 'relaxed-simd' (build/kernels-relaxed.wasm: the products'
+ * multiply-adds are `f32x4.relaxed_madd`, an FMA on x86-64 and ARM64) or 'simd128'
+ * (build/kernels.wasm: a multiply and an add, for runtimes without relaxed SIMD).
+ */
+export type WasmVariant = 'relaxed-simd' | 'simd128';
 
-/** The wasm file's location next to this module's package root (same depth from src/ and dist/). */
-export const KERNELS_URL = new URL('../../build/kernels.wasm', import.meta.url);
+/** The wasm files' locations next to this module's package root (same depth from src/ and dist/). */
+export const KERNELS_URLS: Record<WasmVariant, URL> = {
+  'relaxed-simd': new URL('../../build/kernels-relaxed.wasm', import.meta.url),
+  simd128: new URL('../../build/kernels.wasm', import.meta.url),
+};
+/** The SIMD128 build, which every runtime with WebAssembly SIMD runs. */
+export const KERNELS_URL = KERNELS_URLS.simd128;
 
-async function readKernelBytes(): Promise<Uint8Array> {
-  if (typeof process !== 'undefined' && process.versions?.node) {
+// A module of one function (v128, v128, v128 locals) → v128 returning
+// f32x4.relaxed_madd(l0, l1, l2): header; type section [() → v128]; function section; code
+// section with one body: locals 3 × v128, local.get 0/1/2, 0xfd 0x85 0x02 (relaxed_madd, opcode
+// 0x105 as LEB128), end. WebAssembly.validate() accepts it only where relaxed SIMD is enabled.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03,
+  0x02, 0x01, 0x00, 0x0a, 0x0f, 0x01, 0x0d, 0x01, 0x03, 0x7b, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02,
+  0xfd, 0x85, 0x02, 0x0b,
+]);
+
+const inNode = (): boolean => typeof process !== 'undefined' && Boolean(process.versions?.node);
+
+/**
+ * Whether this runtime compiles the relaxed build; false when CHARLSTM_NO_RELAXED_SIMD is set
+ * (to anything but 0). Node 20 (V8 11.3) has relaxed SIMD behind
+ * --experimental-wasm-relaxed-simd: the flag is set here, before anything is compiled, and
+ * holds for the whole process, worker threads included. V8 11.4 (Chrome 114, Node 21) and later
+ * have it on by default.
+ */
+async function relaxedSimdAvailable(): Promise<boolean> {
+  if (inNode()) {
+    const off = process.env.CHARLSTM_NO_RELAXED_SIMD;
+    if (off && off !== '0') return false;
+  }
+  if (WebAssembly.validate(RELAXED_SIMD_PROBE)) return true;
+  if (!inNode()) return false;
+  const v8 = await import('node:v8'); // dynamic: this file also loads in a browser
+  v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+  return WebAssembly.validate(RELAXED_SIMD_PROBE);
+}
+
+let detected: Promise<WasmVariant> | undefined;
+const compiled = new Map<WasmVariant, Promise<WebAssembly.Module>>(); // compiled once per thread
+// What kernelModule() gives and instantiate() uses by default: the best variant here, unless
+// selectWasmVariant or setKernelModule chose one.
+let chosen: WasmVariant | undefined;
+let current: { variant: WasmVariant; module: WebAssembly.Module } | undefined;
+
+/** The variant this runtime runs best: 'relaxed-simd' where it compiles, else 'simd128'. */
+export function bestWasmVariant(): Promise<WasmVariant> {
+  detected ??= relaxedSimdAvailable().then((ok) => (ok ? 'relaxed-simd' : 'simd128'));
+  return detected;
+}
+
+async function readKernelBytes(variant: WasmVariant): Promise<Uint8Array> {
+  const url = KERNELS_URLS[variant];
+  if (inNode()) {
     const { readFile } = await import('node:fs/promises');
     try {
-      return await readFile(KERNELS_URL);
+      return await readFile(url);
     } catch {
-      throw new Error(`cannot read ${KERNELS_URL.pathname}: run \`npm run build\` first`);
+      throw new Error(`cannot read ${url.pathname}: run \`npm run build\` first`);
     }
   }
-  const res = await fetch(KERNELS_URL);
+  const res = await fetch(url);
   return new Uint8Array(await res.arrayBuffer());
 }
 
-/** Compile (once) and return the kernels module. */
-export function kernelModule(): Promise<WebAssembly.Module> {
-  compiled ??= readKernelBytes().then((bytes) => {
-    compiledSync = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
-    return compiledSync;
-  });
-  return compiled;
+/**
+ * Compile (once per variant) and return the kernels module: of `variant` when given (the
+ * relaxed one fails to compile where bestWasmVariant() is 'simd128'), otherwise of the variant
+ * selectWasmVariant chose, or the best one. A call without `variant` also makes its module the
+ * one this thread's instances use (instantiate(), wasmVariant()).
+ */
+export async function kernelModule(variant?: WasmVariant): Promise<WebAssembly.Module> {
+  const v = variant ?? chosen ?? (await bestWasmVariant());
+  if (v === 'relaxed-simd') await bestWasmVariant(); // sets Node 20's flag first
+  let module = compiled.get(v);
+  if (!module) {
+    module = readKernelBytes(v).then(
+      (bytes) => new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>),
+    );
+    compiled.set(v, module);
+  }
+  const m = await module;
+  if (variant === undefined) current = { variant: v, module: m };
+  return m;
 }
 
-/** Use an already compiled module (a worker receives it from its parent). */
-export function setKernelModule(module: WebAssembly.Module): void {
-  compiledSync = module;
-  compiled = Promise.resolve(module);
+/**
+ * Make kernelModule() (and so every engine created after this on this thread) use `variant`;
+ * undefined goes back to the best one. For the bench, which times both variants in one process.
+ */
+export function selectWasmVariant(variant: WasmVariant | undefined): void {
+  chosen = variant;
 }
 
-export function instantiate(module: WebAssembly.Module | undefined = compiledSync): KernelExports {
+/** Use an already compiled module of `variant` (a worker receives it from its parent). */
+export function setKernelModule(module: WebAssembly.Module, variant: WasmVariant): void {
+  chosen = variant;
+  current = { variant, module };
+  compiled.set(variant, Promise.resolve(module));
+}
+
+/** The variant of the module this thread's wasm instances use (after kernelModule()). */
+export function wasmVariant(): WasmVariant {
+  if (!current) throw new Error('kernels not loaded: await kernelModule() first');
+  return current.variant;
+}
+
+/**
+ * How an engine of this kind made now on this thread is named for a user, e.g. on `charlstm
+ * train`'s "engine:" line and in the page's training speed.
+ */
+export async function engineLabel(kind: EngineKind): Promise<string> {
+  if (kind === 'native') return 'native (AVX2/FMA)';
+  await kernelModule();
+  return wasmVariant() === 'relaxed-simd'
+    ? 'WebAssembly SIMD (relaxed SIMD, FMA)'
+    : 'WebAssembly SIMD (SIMD128)';
+}
+
+export function instantiate(
+  module: WebAssembly.Module | undefined = current?.module,
+): KernelExports {
   if (!module) throw new Error('kernels not loaded: await kernelModule() first');
   const instance = new WebAssembly.Instance(module, {
     env: {
@@ -211,8 +306,7 @@ export function instantiate(module: WebAssembly.Module | undefined = compiledSyn
 /** The kernels an EngineOptions.engine choice gives on this machine ('wasm' when undefined). */
 export async function resolveEngine(choice: EngineKind | 'auto' = 'wasm'): Promise<EngineKind> {
   if (choice === 'wasm') return 'wasm';
-  const inNode = typeof process !== 'undefined' && Boolean(process.versions?.node);
-  if (!inNode && choice === 'auto') return 'wasm'; // browsers: WebAssembly only
+  if (!inNode() && choice === 'auto') return 'wasm'; // browsers: WebAssembly only
   const { nativeAvailable, nativeUnavailableReason } = await import('./native.ts');
   if (nativeAvailable()) return 'native';
   if (choice === 'auto') return 'wasm';
@@ -222,28 +316,65 @@ export async function resolveEngine(choice: EngineKind | 'auto' = 'wasm'): Promi
 }
 
 /**
- * A maker of fresh kernel instances of the given kind on this thread, each with its own memory.
- * The wasm module is compiled first whatever the kind: inference cores made without a factory
- * (CharModel.fromParts, LstmCore's default) run on it.
+ * The precision an EngineOptions.precision choice gives on `engine` ('fp32' when undefined):
+ * 'auto' is 'bf16' only on the native engine where the addon reports AVX512-BF16, 'fp32'
+ * otherwise; 'bf16' where it cannot run is a UserError saying why. Training only: inference
+ * instances are always FP32.
  */
-export async function kernelFactory(kind: EngineKind): Promise<() => KernelExports> {
+export async function resolvePrecision(
+  choice: Precision | 'auto' = 'fp32',
+  engine: EngineKind,
+): Promise<Precision> {
+  if (choice === 'fp32') return 'fp32';
+  if (engine !== 'native') {
+    if (choice === 'auto') return 'fp32';
+    throw new UserError(
+      "precision bf16 needs the native engine with AVX512-BF16, and this run's engine is wasm (--engine native or auto)",
+    );
+  }
+  const { bf16UnavailableReason } = await import('./native.ts');
+  const why = bf16UnavailableReason();
+  if (why === undefined) return 'bf16';
+  if (choice === 'auto') return 'fp32';
+  throw new UserError(`precision 'bf16' unavailable: ${why}`);
+}
+
+/**
+ * A maker of fresh kernel instances of the given kind (and, native only, precision) on this
+ * thread, each with its own memory. The wasm module is compiled first whatever the kind:
+ * inference cores made without a factory (CharModel.fromParts, LstmCore's default) run on it.
+ */
+export async function kernelFactory(
+  kind: EngineKind,
+  precision: Precision = 'fp32',
+): Promise<() => KernelExports> {
   const module = await kernelModule();
-  if (kind === 'wasm') return () => instantiate(module);
-  const { createNativeInstance, nativeUnavailableReason } = await import('./native.ts');
+  if (kind === 'wasm') {
+    if (precision !== 'fp32') throw new Error(`the wasm kernels have no ${precision} precision`);
+    return () => instantiate(module);
+  }
+  const { createNativeInstance, nativeUnavailableReason, bf16UnavailableReason } = await import(
+    './native.ts'
+  );
   return () => {
-    const inst = createNativeInstance();
+    const inst = createNativeInstance(precision);
     if (!inst) {
       throw new Error(
-        `native engine unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`,
+        precision === 'bf16' && nativeUnavailableReason() === undefined
+          ? `bf16 precision unavailable: ${bf16UnavailableReason() ?? 'unknown reason'}`
+          : `native engine unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`,
       );
     }
     return nativeKernels(inst);
   };
 }
 
-/** One fresh kernel instance of the given kind (on this thread). */
-export async function createKernels(kind: EngineKind): Promise<KernelExports> {
-  return (await kernelFactory(kind))();
+/** One fresh kernel instance of the given kind and precision (on this thread). */
+export async function createKernels(
+  kind: EngineKind,
+  precision: Precision = 'fp32',
+): Promise<KernelExports> {
+  return (await kernelFactory(kind, precision))();
 }
 
 /** The addon's instance as KernelExports: its memory behind KernelMemory, its functions as they are. */

@@ -1,6 +1,13 @@
 import { Worker } from 'node:worker_threads';
-import { stateSize } from '../model/params.ts';
-import { kernelModule, resolveEngine } from './kernels.ts';
+import { Parameters, stateSize } from '../model/params.ts';
+import {
+  kernelModule,
+  resolveEngine,
+  resolvePrecision,
+  wasmVariant,
+  type WasmVariant,
+} from './kernels.ts';
+import { now, type BatchTimes, type WorkerTimes } from './profile.ts';
 import {
   SHARDS,
   checkEngineFits,
@@ -8,7 +15,6 @@ import {
   shardCapacity,
   shardJobs,
   type ShardJob,
-  type ShardResult,
 } from './shards.ts';
 import {
   scoredCount,
@@ -16,21 +22,32 @@ import {
   type EngineKind,
   type EngineOptions,
   type GradientEngine,
+  type Precision,
 } from './types.ts';
 
 // Shards of each batch computed on worker threads, each with its own kernel instance. Shard s runs
 // on worker s % threads; results come back per shard and are reduced in shard order here.
+//
+// The parameters and the shards' gradients travel through shared memory (WorkerSetup.shared)
+// instead of in the messages: each batch the parameters are copied once into `params`, which the
+// workers read, and each worker writes shard s's gradient into slot s of `grads`, which the main
+// thread sums from. No request is in flight while the main thread writes `params` or reads
+// `grads` (a batch's requests go out only after the last batch's replies came back), and the
+// messages order those accesses. Measured on the reference batch, native, two threads: the
+// structured clone of the parameters, and a fresh 400 KB gradient array per shard, cost the main
+// thread and each worker about 0.3 ms a batch each (bench/threads.ts).
 
 export interface WorkerRequest {
-  params: Float32Array;
   /** the whole batch; a carried state comes back in the reply, with the shards' rows updated */
   batch: Batch;
   scale: number; // 1 / the batch's scored characters
   jobs: ShardJob[];
+  shards: number[]; // each job's shard index: its gradient goes to that slot of shared.grads
 }
 export interface WorkerReply {
-  results: ShardResult[];
+  losses: number[]; // Σ loss of each job's rows, in the request's order
   state?: { h: Float32Array; c: Float32Array };
+  times?: WorkerTimes; // when profiling
 }
 
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
@@ -47,10 +64,15 @@ function spawnWorker(workerData: unknown): Worker {
 /** What a worker is started with (worker.ts). */
 export interface WorkerSetup {
   engine: EngineKind;
+  precision: Precision; // of the native instances ('fp32' with engine 'wasm')
   module: WebAssembly.Module; // the compiled wasm kernels (used with engine 'wasm')
+  variant: WasmVariant; // which build `module` is
   shape: EngineOptions['shape'];
   maxB: number;
   maxT: number;
+  profile: boolean;
+  /** params: P floats, the batch's parameters; grads: SHARDS × P floats, slot s shard s's gradient */
+  shared: { params: SharedArrayBuffer; grads: SharedArrayBuffer };
 }
 
 /**
@@ -73,20 +95,39 @@ interface Pending {
 export class WorkerEngine implements GradientEngine {
   readonly threads: number;
   readonly engine: EngineKind;
+  readonly precision: Precision;
   private readonly workers: Worker[];
   private readonly stateFloatsPerRow: number; // L·H: one row's h (or c) in a carried state
   private readonly pending: (Pending | undefined)[]; // each worker's request in flight
   private failure: WorkerExitError | undefined; // set once a worker has stopped unexpectedly
   private closing = false;
+  private readonly profile: boolean;
+  // when profiling: each worker's request posted and reply handled (profile.ts's clock)
+  private sent: number[] = [];
+  private got: number[] = [];
+  /** When created with `profile`: the last batch's times (profile.ts), else undefined. */
+  lastTimes: BatchTimes | undefined;
+  private readonly params: Float32Array; // views of WorkerSetup.shared
+  private readonly gradSlots: Float32Array[];
 
-  private constructor(workers: Worker[], engine: EngineKind, shape: EngineOptions['shape']) {
+  private constructor(workers: Worker[], engine: EngineKind, setup: WorkerSetup) {
+    const shape = setup.shape;
     this.workers = workers;
+    this.profile = setup.profile;
+    this.params = new Float32Array(setup.shared.params);
+    const P = this.params.length;
+    this.gradSlots = Array.from(
+      { length: SHARDS },
+      (_, s) => new Float32Array(setup.shared.grads, s * P * 4, P),
+    );
     this.stateFloatsPerRow = stateSize(shape);
     this.threads = workers.length;
     this.engine = engine;
+    this.precision = setup.precision;
     this.pending = workers.map(() => undefined);
     workers.forEach((w, i) => {
       w.on('message', (reply: WorkerReply) => {
+        if (this.profile) this.got[i] = now();
         const p = this.pending[i];
         this.pending[i] = undefined;
         p?.resolve(reply);
@@ -124,13 +165,21 @@ export class WorkerEngine implements GradientEngine {
     const module = await kernelModule(); // compiled on this thread whatever the engine, as before
     // with the native engine each worker loads the addon itself (and ignores the module)
     const engine = await resolveEngine(opts.engine);
+    const precision = await resolvePrecision(opts.precision, engine);
     const threads = Math.max(1, Math.min(opts.threads, SHARDS));
     const setup: WorkerSetup = {
       engine,
+      precision,
       module,
+      variant: wasmVariant(),
       shape: opts.shape,
       maxB: shardCapacity(opts.maxBatch),
       maxT: opts.maxT,
+      profile: opts.profile ?? false,
+      shared: {
+        params: new SharedArrayBuffer(Parameters.size(opts.shape) * 4),
+        grads: new SharedArrayBuffer(SHARDS * Parameters.size(opts.shape) * 4),
+      },
     };
     const workers = Array.from({ length: threads }, () => spawnWorker(setup));
     // surface a worker that fails to start, or stops while starting, instead of hanging
@@ -155,31 +204,35 @@ export class WorkerEngine implements GradientEngine {
       await Promise.all(workers.map((w) => w.terminate()));
       throw err;
     }
-    return new WorkerEngine(workers, engine, opts.shape);
+    return new WorkerEngine(workers, engine, setup);
   }
 
   async lossAndGrads(params: Float32Array, batch: Batch, out: Float32Array): Promise<number> {
+    const start = this.profile ? now() : 0;
     const { rows: n, steps: T, state } = batch;
     const scored = scoredCount(batch);
     const jobs = shardJobs(n);
     const perWorker: ShardJob[][] = this.workers.map(() => []);
     jobs.forEach((job, s) => perWorker[s % this.workers.length]!.push(job));
-    const replies = await Promise.all(
-      this.workers.map((_, i) =>
-        perWorker[i]!.length === 0
-          ? Promise.resolve<WorkerReply>({ results: [] })
-          : this.call(i, {
-              params,
-              batch: {
-                ...batch,
-                x: batch.x.subarray(0, n * T),
-                y: batch.y.subarray(0, batch.scoring === 'every' ? n * T : n),
-              },
-              scale: 1 / scored,
-              jobs: perWorker[i]!,
-            }),
-      ),
+    if (params.length !== this.params.length)
+      throw new RangeError(`expected ${this.params.length} parameters, got ${params.length}`);
+    this.params.set(params); // the workers read them from here (see the header)
+    const calls = this.workers.map((_, i) =>
+      perWorker[i]!.length === 0
+        ? Promise.resolve<WorkerReply>({ losses: [] })
+        : this.call(i, {
+            batch: {
+              ...batch,
+              x: batch.x.subarray(0, n * T),
+              y: batch.y.subarray(0, batch.scoring === 'every' ? n * T : n),
+            },
+            scale: 1 / scored,
+            jobs: perWorker[i]!,
+            shards: perWorker[i]!.map((_, j) => j * this.workers.length + i),
+          }),
     );
+    const posted = this.profile ? now() : 0; // postMessage cloned the requests synchronously
+    const replies = await Promise.all(calls);
     if (state) {
       // each worker updated its shards' rows of its copy of the state: gather them back
       const per = this.stateFloatsPerRow;
@@ -190,11 +243,24 @@ export class WorkerEngine implements GradientEngine {
         state.c.set(st.c.subarray(a, b), a);
       });
     }
-    // back into shard order
-    const results = jobs.map(
-      (_, s) => replies[s % this.workers.length]!.results[Math.floor(s / this.workers.length)]!,
-    );
-    return combineShards(results, out, scored);
+    // back into shard order; shard s's gradient is in its slot
+    const results = jobs.map((_, s) => ({
+      loss: replies[s % this.workers.length]!.losses[Math.floor(s / this.workers.length)]!,
+      grads: this.gradSlots[s]!,
+    }));
+    if (!this.profile) return combineShards(results, out, scored);
+    const gathered = now();
+    const loss = combineShards(results, out, scored);
+    this.lastTimes = {
+      start,
+      posted,
+      sent: this.sent.slice(),
+      got: this.got.slice(),
+      gathered,
+      combined: now(),
+      workers: replies.map((r) => r.times!),
+    };
+    return loss;
   }
 
   private call(i: number, req: WorkerRequest): Promise<WorkerReply> {
@@ -202,6 +268,7 @@ export class WorkerEngine implements GradientEngine {
     if (this.closing) return Promise.reject(new Error('the engine was closed'));
     return new Promise((resolve, reject) => {
       this.pending[i] = { resolve, reject };
+      if (this.profile) this.sent[i] = now();
       this.workers[i]!.postMessage(req);
     });
   }

@@ -1,28 +1,52 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createKernels, setKernelModule } from './kernels.ts';
 import { LstmCore } from './lstm-core.ts';
+import { now, profiledKernels, threadCpu, type WorkerTimes } from './profile.ts';
 import { runShard } from './shards.ts';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './worker-engine.ts';
 
 // One training worker: a kernel instance (wasm, or the native addon loaded by this thread) sized
 // for one shard; computes the shards it is sent.
 
-const { engine, module, shape, maxB, maxT } = workerData as WorkerSetup;
-setKernelModule(module); // compiled by the parent: kernels.ts instantiates it here
-const core = new LstmCore(shape, { maxB, maxT, training: true }, await createKernels(engine));
+const { engine, precision, module, variant, shape, maxB, maxT, profile, shared } =
+  workerData as WorkerSetup;
+setKernelModule(module, variant); // compiled by the parent: kernels.ts instantiates it here
+const kernels = await createKernels(engine, precision);
+const timed = profile ? profiledKernels(kernels) : undefined; // its calls timed by phase
+const core = new LstmCore(shape, { maxB, maxT, training: true }, timed?.kernels ?? kernels);
 const port = parentPort!;
+// the batch's parameters, and one gradient slot per shard, shared with the engine (worker-engine.ts)
+const params = new Float32Array(shared.params);
+const P = params.length;
+const slot = (s: number): Float32Array => new Float32Array(shared.grads, s * P * 4, P);
 
 port.on('message', (req: WorkerRequest) => {
-  core.setParams(req.params);
-  const reply: WorkerReply = { results: [] };
-  const transfer: ArrayBuffer[] = [];
-  for (const job of req.jobs) {
+  const times: WorkerTimes | undefined = timed && {
+    received: now(),
+    paramsSet: 0,
+    shards: [],
+    replied: 0,
+  };
+  core.setParams(params);
+  if (times) times.paramsSet = now();
+  const reply: WorkerReply = { losses: [] };
+  for (const [j, job] of req.jobs.entries()) {
+    const cpu0 = times && threadCpu();
+    const start = times ? now() : 0;
+    timed?.begin();
     const loss = runShard(core, job, req.batch, req.scale);
-    const grads = core.grads.slice();
-    reply.results.push({ loss, grads });
-    transfer.push(grads.buffer);
+    const computed = times ? now() : 0;
+    const cpu1 = times && threadCpu();
+    slot(req.shards[j]!).set(core.grads);
+    reply.losses.push(loss);
+    if (times) {
+      const phases = timed!.phases(computed - start);
+      const sched = cpu0 && cpu1 && { cpu: cpu1.cpu - cpu0.cpu, queued: cpu1.queued - cpu0.queued };
+      times.shards.push({ start, computed, end: now(), phases, ...sched });
+    }
   }
   if (req.batch.state) reply.state = req.batch.state; // its copy, with this worker's rows updated
-  port.postMessage(reply, transfer);
+  if (times) reply.times = { ...times, replied: now() };
+  port.postMessage(reply);
 });
 port.postMessage('ready');

@@ -10,7 +10,7 @@ import { encodedTokens, openTokens } from '../corpus/token-source.ts';
 import { REFERENCE, VALIDATION } from '../defaults.ts';
 import { Vocabulary, describeLimits, extendVocabulary } from '../data/vocabulary.ts';
 import { makeWindows, splitWindows } from '../data/windows.ts';
-import { resolveEngine } from '../engine/kernels.ts';
+import { engineLabel, resolveEngine, resolvePrecision } from '../engine/kernels.ts';
 import { SHARDS, checkEngineFits } from '../engine/shards.ts';
 import { WorkerExitError } from '../engine/worker-engine.ts';
 import { UserError } from '../errors.ts';
@@ -265,8 +265,10 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
   const threads =
     opts.threads ?? Math.min(SHARDS, (await import('node:os')).availableParallelism());
   const engine = await resolveEngine(opts.engine ?? 'auto');
+  const precision = await resolvePrecision(config.precision, engine);
   out(
-    `engine: ${engine === 'native' ? 'native (AVX2/FMA)' : 'WebAssembly SIMD'}, ${threads} thread${threads === 1 ? '' : 's'}\n`,
+    `engine: ${await engineLabel(engine)}, ${threads} thread${threads === 1 ? '' : 's'}, ` +
+      `precision ${precision === 'bf16' ? 'bf16 (AVX512-BF16 products, FP32 accumulation)' : 'fp32'}\n`,
   );
 
   const callbacks: TrainCallback[] = []; // filled below, once the trainer they refer to exists
@@ -282,6 +284,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
       epsilon: REFERENCE.epsilon,
       threads,
       engine,
+      precision,
       ...(config.clip !== undefined && { clip: config.clip }),
       schedule: config.schedule,
       ...(config.timeBudget !== undefined && { timeBudget: config.timeBudget }),
@@ -322,6 +325,7 @@ export async function runTrain(opts: TrainRunOptions): Promise<void> {
     valSplit: config.valSplit,
     mode: config.mode,
     dropout: config.dropout,
+    precision,
   };
   const run: RunContext = {
     dir,

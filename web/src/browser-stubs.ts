@@ -10,7 +10,7 @@ function unavailable(name: string): () => never {
   };
 }
 
-// node:crypto, node:fs, node:fs/promises, node:path, node:url, node:module
+// node:crypto, node:fs, node:fs/promises, node:path, node:url, node:module, node:v8
 export const createHash = unavailable('createHash');
 export const randomBytes = unavailable('randomBytes');
 export const constants = {};
@@ -25,6 +25,7 @@ export const stat = unavailable('stat');
 export const join = unavailable('path.join');
 export const fileURLToPath = unavailable('fileURLToPath');
 export const createRequire = unavailable('createRequire');
+export const setFlagsFromString = unavailable('setFlagsFromString'); // node:v8 (kernels.ts)
 
 // src/engine/native.ts
 export const nativeAvailable = (): boolean => false;

@@ -317,7 +317,7 @@ export class LocalView {
         this.speed.dataset.seqPerSec = String(m.seqPerSec);
         this.speed.textContent =
           `Training speed in this page: ${formatInt(m.seqPerSec)} sequences/s ` +
-          `(one Web Worker thread, WebAssembly SIMD; units ${m.info.units}, window ${m.info.maxlen}).`;
+          `(one Web Worker thread, ${m.engine}; units ${m.info.units}, window ${m.info.maxlen}).`;
         this.trainStatus.textContent = `${m.stopped ? 'Stopped' : 'Done'}: ${this.trainStatus.textContent?.replace(/^Epoch/, 'epoch')}`;
         this.refresh();
         return;

@@ -65,7 +65,13 @@ export type FromWorker =
       seqPerSec: number;
       sample: string;
     }
-  | { type: 'trained'; info: ModelInfo; stopped: boolean; seqPerSec: number }
+  | {
+      type: 'trained';
+      info: ModelInfo;
+      stopped: boolean;
+      seqPerSec: number;
+      engine: string; // engineLabel(): which wasm build trained, e.g. "WebAssembly SIMD (SIMD128)"
+    }
   | { type: 'text'; id: number; text: string }
   | { type: 'generated'; id: number; characters: number; seconds: number; stopped: boolean }
   | { type: 'exported'; files: { name: string; bytes: ArrayBuffer }[] }

@@ -9,7 +9,7 @@ import { Vocabulary } from '../../src/data/vocabulary.ts';
 import { makeWindows } from '../../src/data/windows.ts';
 import { REFERENCE } from '../../src/defaults.ts';
 import { InlineEngine } from '../../src/engine/inline-engine.ts';
-import { kernelModule } from '../../src/engine/kernels.ts';
+import { engineLabel, kernelModule } from '../../src/engine/kernels.ts';
 import { UserError } from '../../src/errors.ts';
 import { generate as generateText, nextTurn } from '../../src/generate/generate.ts';
 import { generateWindow } from '../../src/generate/window.ts';
@@ -34,8 +34,8 @@ import type {
 
 // The engine in the page: a Web Worker that loads a saved model (model.json + weights chosen by
 // the user; the library's readModel checks them), trains a small model on pasted text (the
-// library's Trainer on an InlineEngine: the same WebAssembly kernels as in Node, on this one
-// thread), generates (the library's generate(), stopped through an AbortSignal) and saves (the
+// library's Trainer on an InlineEngine: the same WebAssembly kernels as in Node, the relaxed-SIMD
+// build where the browser has it, on this one thread), generates (the library's generate(), stopped through an AbortSignal) and saves (the
 // library's modelFiles). Long loops pause every ~50 ms for one macrotask so that a "stop" message
 // gets through.
 
@@ -227,7 +227,13 @@ async function train(s: TrainSettings): Promise<void> {
   await kernelModule();
   model = CharModel.fromParts(params, meta());
   source = 'trained here';
-  post({ type: 'trained', info: info(model, source), stopped: t.epoch < s.epochs, seqPerSec });
+  post({
+    type: 'trained',
+    info: info(model, source),
+    stopped: t.epoch < s.epochs,
+    seqPerSec,
+    engine: await engineLabel(engine.engine),
+  });
 }
 
 async function generate(g: GenerateSettings): Promise<void> {
