@@ -29,6 +29,7 @@ export const TRAINING = {
   mode: 'last',
   optimizer: 'rmsprop',
   engine: 'auto', // the fastest kernels available
+  precision: 'fp32', // the products' arithmetic ('bf16': AVX512-BF16 on the native engine only)
 } as const;
 
 /**

@@ -199,6 +199,7 @@ test('a diverging batch is undone whole: weights, moments, iteration count and i
     return {
       threads: 0,
       engine: 'wasm' as const,
+      precision: 'fp32' as const,
       async lossAndGrads(
         p: Float32Array,
         { x, rows: n, steps: T }: { x: Int32Array; rows: number; steps: number },

@@ -150,6 +150,7 @@ describe('the trainer’s epoch order', () => {
       engine: {
         threads: 0,
         engine: 'wasm',
+        precision: 'fp32',
         async lossAndGrads(_p, { x, rows, steps }, out) {
           record.push(Array.from({ length: rows }, (_, b) => x[b * steps]! / 3));
           out.fill(0);

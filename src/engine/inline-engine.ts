@@ -1,4 +1,4 @@
-import { kernelFactory, resolveEngine } from './kernels.ts';
+import { kernelFactory, resolveEngine, resolvePrecision } from './kernels.ts';
 import { LstmCore } from './lstm-core.ts';
 import {
   SHARDS,
@@ -14,6 +14,7 @@ import {
   type EngineKind,
   type EngineOptions,
   type GradientEngine,
+  type Precision,
 } from './types.ts';
 
 /**
@@ -23,19 +24,22 @@ import {
 export class InlineEngine implements GradientEngine {
   readonly threads = 1;
   readonly engine: EngineKind;
+  readonly precision: Precision;
   private readonly core: LstmCore;
   private readonly shardGrads: Float32Array[];
 
-  private constructor(core: LstmCore, engine: EngineKind) {
+  private constructor(core: LstmCore, engine: EngineKind, precision: Precision) {
     this.core = core;
     this.engine = engine;
+    this.precision = precision;
     this.shardGrads = Array.from({ length: SHARDS }, () => new Float32Array(core.grads.length));
   }
 
   static async create(opts: EngineOptions): Promise<InlineEngine> {
     checkEngineFits(opts);
     const engine = await resolveEngine(opts.engine);
-    const kernels = (await kernelFactory(engine))();
+    const precision = await resolvePrecision(opts.precision, engine);
+    const kernels = (await kernelFactory(engine, precision))();
     return new InlineEngine(
       new LstmCore(
         opts.shape,
@@ -43,6 +47,7 @@ export class InlineEngine implements GradientEngine {
         kernels,
       ),
       engine,
+      precision,
     );
   }
 

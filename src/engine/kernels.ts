@@ -353,9 +353,8 @@ export async function kernelFactory(
     if (precision !== 'fp32') throw new Error(`the wasm kernels have no ${precision} precision`);
     return () => instantiate(module);
   }
-  const { createNativeInstance, nativeUnavailableReason, bf16UnavailableReason } = await import(
-    './native.ts'
-  );
+  const { createNativeInstance, nativeUnavailableReason, bf16UnavailableReason } =
+    await import('./native.ts');
   return () => {
     const inst = createNativeInstance(precision);
     if (!inst) {

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import type { Precision } from './types.ts';
 
 // The optional native engine: the same kernels as build/kernels.wasm, compiled for x86-64 with
 // AVX2 + FMA as a Node-API addon (native/kernels.cc). This file finds and loads the addon; each
@@ -9,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 // wasm module; each worker thread loads the addon for itself. When the addon is missing, does not
 // load, or the CPU lacks AVX2/FMA, the native engine is unavailable and 'auto' takes WebAssembly.
 // CHARLSTM_NO_NATIVE=1 in the environment hides the addon (forces the WebAssembly engine).
+// An instance is FP32 or BF16 (AVX512-BF16 products, native/kernels.cc), fixed when it is made;
+// the addon reports whether this CPU and OS run BF16, and CHARLSTM_NO_BF16=1 hides it (as if not).
 //
 // Where the addon comes from, first found first (nativeAddonInfo() says which one loaded):
 //   1. build/Release/charlstm_native.node: built from source on this machine by
@@ -57,7 +60,9 @@ export interface NativeInstance {
 interface NativeAddon {
   supported: boolean;
   reason?: string;
-  create?(pages: number): NativeInstance;
+  /** AVX512-BF16 (with AVX-512 F/BW/VL and the OS saving zmm state): create(…, 'bf16') works */
+  bf16?: boolean;
+  create?(pages: number, precision?: Precision): NativeInstance;
 }
 
 let addon: NativeAddon | undefined;
@@ -127,15 +132,26 @@ export function nativeUnavailableReason(): string | undefined {
   return addon ? undefined : failure;
 }
 
+/** Why BF16 instances cannot be made here (undefined when they can). */
+export function bf16UnavailableReason(): string | undefined {
+  const lib = loadAddon();
+  if (!lib) return `the native engine is unavailable (${failure ?? 'unknown reason'})`;
+  if (process.env.CHARLSTM_NO_BF16 && process.env.CHARLSTM_NO_BF16 !== '0')
+    return 'disabled by CHARLSTM_NO_BF16';
+  return lib.bf16 ? undefined : 'this CPU (or its OS) lacks AVX512-BF16';
+}
+
 /**
- * A fresh native kernel instance (one page of memory, like the wasm module's initial memory), or
- * undefined when the native engine is unavailable (nativeUnavailableReason() says why). Never throws.
+ * A fresh native kernel instance (one page of memory, like the wasm module's initial memory) of
+ * the given precision, or undefined when the native engine is unavailable (nativeUnavailableReason()
+ * says why) or, for 'bf16', BF16 is (bf16UnavailableReason()). Never throws.
  */
-export function createNativeInstance(): NativeInstance | undefined {
+export function createNativeInstance(precision: Precision = 'fp32'): NativeInstance | undefined {
   const lib = loadAddon();
   if (!lib?.create) return undefined;
+  if (precision === 'bf16' && bf16UnavailableReason()) return undefined;
   try {
-    return lib.create(1);
+    return lib.create(1, precision);
   } catch (err) {
     failure = (err as Error).message;
     return undefined;

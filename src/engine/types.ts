@@ -7,6 +7,13 @@ import type { ModelShape } from '../model/params.ts';
 /** Which kernels run the model: the WebAssembly module, or the native addon (AVX2/FMA, x86-64). */
 export type EngineKind = 'wasm' | 'native';
 
+/**
+ * The products' arithmetic in training: 'fp32', or 'bf16' (native engine with AVX512-BF16 only:
+ * the matrix products take bfloat16 operands and accumulate in FP32; weights, optimizer state,
+ * gates, cell state and losses stay FP32). Inference is always FP32.
+ */
+export type Precision = 'fp32' | 'bf16';
+
 /** One training batch, as the trainer gathers it and every engine and core takes it. */
 export interface Batch {
   x: Int32Array; // [rows×steps] token indices, one window per row
@@ -29,6 +36,7 @@ export function scoredCount(batch: Batch): number {
 export interface GradientEngine {
   readonly threads: number;
   readonly engine: EngineKind;
+  readonly precision: Precision;
   /**
    * Mean loss over the batch's scored characters; writes the gradient of that mean loss, in
    * Parameters.flat layout, to `out`.
@@ -44,6 +52,10 @@ export interface EngineOptions {
   threads: number; // 0: no worker threads; otherwise the number of worker threads
   /** 'wasm' (the default), 'native' (an error when unavailable) or 'auto' (native when available). */
   engine?: EngineKind | 'auto';
+  /** 'fp32' (the default), 'bf16' (an error where it cannot run) or 'auto' (resolvePrecision) */
+  precision?: Precision | 'auto';
+  /** worker threads time each batch's parts (profile.ts; bench/threads.ts); off by default */
+  profile?: boolean;
 }
 
 /** What one LstmCore is sized for. */

@@ -1,5 +1,6 @@
 import type { ModelMeta } from '../checkpoint/model-format.ts';
 import type { Vocabulary } from '../data/vocabulary.ts';
+import type { Precision } from '../engine/types.ts';
 import { REFERENCE } from '../defaults.ts';
 import { UserError } from '../errors.ts';
 import { Rng } from '../sampling/rng.ts';
@@ -61,6 +62,8 @@ export interface RunDescription {
   valSplit?: number;
   mode?: TrainMode;
   dropout?: number;
+  /** the products' arithmetic this process trained with (a resumed run's may differ by epoch) */
+  precision?: Precision;
 }
 
 /** The metadata saved beside the weights, as of the trainer's progress now. */
@@ -91,6 +94,7 @@ export function trainedModelMeta(
       ...(run.valSplit !== undefined && { valSplit: run.valSplit }),
       ...(run.mode !== undefined && { mode: run.mode }),
       ...(run.dropout !== undefined && { dropout: run.dropout }),
+      ...(run.precision !== undefined && { precision: run.precision }),
       loss: trainer.history.map((h) => h.loss),
       ...(run.valSplit !== undefined && {
         valLoss: trainer.history.map((h) => h.valLoss ?? null),

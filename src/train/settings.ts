@@ -288,6 +288,18 @@ export const TRAIN_OPTIONS = {
     default: TRAINING.engine,
     process: true,
   }),
+  // A run setting, stored in the checkpoint: BF16 rounding changes every step's arithmetic, so a
+  // --resume continues with the precision the run had (bit for bit where the machine can run it);
+  // resumable, so that a run started in bf16 can go on as fp32 on a machine without AVX512-BF16.
+  precision: setting({
+    flags: '--precision <p>',
+    help:
+      'training arithmetic: fp32, bf16 (native engine with AVX512-BF16: the matrix products take ' +
+      'bfloat16 operands, FP32 accumulation; weights and optimizer stay FP32), auto = bf16 where available',
+    choices: ['fp32', 'bf16', 'auto'],
+    default: TRAINING.precision,
+    resumable: true,
+  }),
   dashboard: setting({
     flags: '--dashboard',
     help: 'serve a live view of the run in the browser (loss, speed, samples)',

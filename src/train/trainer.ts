@@ -9,7 +9,7 @@ import { Permutation } from '../data/permutation.ts';
 import { fromBase64, toBase64 } from '../checkpoint/base64.ts';
 import { dropoutKey } from '../engine/dropout.ts';
 import { createEngine } from '../engine/gradient-engine.ts';
-import type { Batch, EngineKind, GradientEngine } from '../engine/types.ts';
+import type { Batch, EngineKind, GradientEngine, Precision } from '../engine/types.ts';
 import { UserError } from '../errors.ts';
 import { stateSize, type Parameters } from '../model/params.ts';
 import type { Rng, RngState } from '../sampling/rng.ts';
@@ -38,6 +38,8 @@ export interface TrainerConfig extends RmsPropConfig {
   threads: number; // worker threads for the engine (0: none)
   /** kernels: WebAssembly, the native AVX2 addon, or 'auto' (native when built and supported) */
   engine?: EngineKind | 'auto';
+  /** the products' arithmetic: 'fp32' (when undefined), 'bf16' or 'auto' (resolvePrecision) */
+  precision?: Precision | 'auto';
   clip?: number; // clip the gradient's global L2 norm to this (none when undefined)
   schedule?: Schedule; // learning-rate schedule (constant when undefined)
   timeBudget?: number; // stop after this much training time (this process)
@@ -334,6 +336,7 @@ export class Trainer {
       maxT: T,
       threads: this.config.threads,
       engine: this.config.engine ?? 'wasm',
+      precision: this.config.precision ?? 'fp32',
     });
     const engine = this.engine;
     const x = new Int32Array(batchSize * T);

@@ -1,0 +1,108 @@
+// npx tsx bench/bf16-probe.ts [--windows N]: the native engine's training speed in FP32 and in
+// BF16 (--precision bf16), interleaved window by window in one process so that the machine's load
+// falls on both alike, and the ratio of medians. Reference shapes (batch 128, 60 steps,
+// LSTM(128), 57 characters) at 1 and 2 worker threads, and one batch of the ten-minute model
+// (2 × LSTM(256), dropout 0.3, every position scored) at 2 threads. Under a minute on 2 cores;
+// the full bench (bench/bench.ts) is the record, this is the quick comparison.
+import { parseArgs } from 'node:util';
+import { REFERENCE } from '../src/defaults.ts';
+import { createEngine } from '../src/engine/gradient-engine.ts';
+import { resolveEngine, resolvePrecision } from '../src/engine/kernels.ts';
+import type { Batch, Precision } from '../src/engine/types.ts';
+import { initParameters } from '../src/model/init.ts';
+import type { ModelShape } from '../src/model/params.ts';
+import { Rng } from '../src/sampling/rng.ts';
+import { RmsProp } from '../src/train/rmsprop.ts';
+
+const { values: args } = parseArgs({ options: { windows: { type: 'string', default: '5' } } });
+const WINDOWS = Number(args.windows);
+const V = 57;
+const T = REFERENCE.maxlen;
+const B = REFERENCE.batchSize;
+
+interface Config {
+  name: string;
+  shape: ModelShape;
+  threads: number;
+  precision: Precision;
+  everyStep?: boolean;
+  dropout?: number;
+  perWindow: number; // batches per timed window
+}
+
+async function timer(c: Config): Promise<{ batch(): Promise<void>; close(): Promise<void> }> {
+  const rng = new Rng(1);
+  const params = initParameters(c.shape, rng);
+  const opt = new RmsProp(params.flat.length, { learningRate: 0.01, rho: 0.9, epsilon: 1e-7 });
+  const engine = await createEngine({
+    shape: c.shape,
+    maxBatch: B,
+    maxT: T,
+    threads: c.threads,
+    engine: 'native',
+    precision: c.precision,
+  });
+  const x = Int32Array.from({ length: B * T }, () => rng.int(V));
+  const y = Int32Array.from({ length: c.everyStep ? B * T : B }, () => rng.int(V));
+  const grads = new Float32Array(params.flat.length);
+  let key = 0;
+  const batch = async (): Promise<void> => {
+    const b: Batch = { x, y, rows: B, steps: T, scoring: c.everyStep ? 'every' : 'last' };
+    if (c.dropout) b.dropout = { rate: c.dropout, key: ++key };
+    await engine.lossAndGrads(params.flat, b, grads);
+    opt.step(params.flat, grads);
+  };
+  for (let i = 0; i < 3; i++) await batch(); // warm-up
+  return { batch, close: () => engine.close() };
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+if (
+  (await resolveEngine('auto')) !== 'native' ||
+  (await resolvePrecision('auto', 'native')) !== 'bf16'
+) {
+  console.log('needs the native engine with AVX512-BF16');
+  process.exit(0);
+}
+const ref: ModelShape = { vocabSize: V, units: REFERENCE.units };
+const ten: ModelShape = { vocabSize: V, units: 256, layers: 2 };
+const configs: Config[] = [];
+for (const threads of [1, 2])
+  for (const precision of ['fp32', 'bf16'] as const)
+    configs.push({
+      name: `reference, ${threads} thread${threads > 1 ? 's' : ''}`,
+      shape: ref,
+      threads,
+      precision,
+      perWindow: 8,
+    });
+for (const precision of ['fp32', 'bf16'] as const)
+  configs.push({
+    name: 'ten-minute model, 2 threads',
+    shape: ten,
+    threads: 2,
+    precision,
+    everyStep: true,
+    dropout: 0.3,
+    perWindow: 1,
+  });
+const timers = [];
+for (const c of configs) timers.push(await timer(c));
+const ms = configs.map((): number[] => []);
+for (let w = 0; w < WINDOWS; w++)
+  for (const [i, c] of configs.entries()) {
+    const t0 = performance.now();
+    for (let j = 0; j < c.perWindow; j++) await timers[i]!.batch();
+    ms[i]!.push((performance.now() - t0) / c.perWindow);
+  }
+for (const t of timers) await t.close();
+for (let i = 0; i < configs.length; i += 2) {
+  const [f, b] = [median(ms[i]!), median(ms[i + 1]!)];
+  const c = configs[i]!;
+  const rate = (m: number): string =>
+    c.everyStep
+      ? `${m.toFixed(0)} ms/batch (${Math.round((B * T * 1000) / m).toLocaleString('en-US')} scored chars/s)`
+      : `${Math.round((B * 1000) / m).toLocaleString('en-US')} seq/s`;
+  console.log(`${c.name}: fp32 ${rate(f)}, bf16 ${rate(b)}: bf16/fp32 ${(f / b).toFixed(2)}x`);
+}
