@@ -59,6 +59,36 @@ export interface TrainProcessResult {
   covered: string[];
 }
 
+/** One (ATen threads, OpenBLAS threads) setting of the PyTorch anchor (bench/pytorch-train.py). */
+export interface PytorchSetting {
+  /** torch.get_num_threads(): ATen's OpenMP pool */
+  torchThreads: number;
+  /** openblas_get_num_threads(): the products' own pool */
+  blasThreads: number;
+  /** batch 128 / the median window's ms per batch */
+  seqPerSec: number;
+  msPerBatch: number[];
+}
+
+/** PyTorch's nn.LSTM on the reference model (bench/pytorch.ts), or why it was not measured. */
+export type PytorchAnchor =
+  | { skipped: string }
+  | {
+      /** torch.__version__ */
+      version: string;
+      /** OpenBLAS's openblas_get_config(), e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." */
+      blas: string;
+      /** the kernels OpenBLAS chose for this CPU (openblas_get_corename), e.g. "Haswell" */
+      blasCore: string;
+      /** libgomp's OMP_WAIT_POLICY in the run (PASSIVE unless the caller set one) */
+      ompWaitPolicy: string;
+      settings: PytorchSetting[];
+      /** the index in settings of the highest seqPerSec */
+      best: number;
+      /** one batch of the ten-minute model at the best setting, ms; absent when not timed */
+      tenMinuteMsPerBatch?: number;
+    };
+
 export interface BenchResults {
   format: 1;
   /** the command that wrote the file */
@@ -108,6 +138,8 @@ export interface BenchResults {
     /** chars/s, one stream, window mode: model.predict on a [1, 60, 57] one-hot per character */
     generateWasmOneStream: number;
   };
+  /** the PyTorch anchor; absent when the bench did not look for one, skipped when it found none */
+  pytorch?: PytorchAnchor;
   /** chars/s on the reference shape (bench/generate-bench.ts) */
   generate: {
     /** one stream, window mode (every character from the last 60, re-read from a zero state) */
@@ -228,10 +260,15 @@ export function renderPerformance(r: BenchResults): string {
   );
   if (r.nativeUnavailable)
     lines.push('', `The native engine was not measured: ${r.nativeUnavailable}.`);
+  const pt = r.pytorch && !('skipped' in r.pytorch) ? r.pytorch : undefined;
+  const ptBest = pt && pt.settings[pt.best];
+  if (r.pytorch && 'skipped' in r.pytorch)
+    lines.push('', `PyTorch was not measured: ${r.pytorch.skipped}.`);
   lines.push('', '| measure | value | notes |', '| --- | --- | --- |');
   const row = (a: string, b: string, c = ''): void => void lines.push(`| ${a} | ${b} | ${c} |`);
   const vsTf = (rate: number): string =>
-    tf ? `; ${times(rate / tf.trainWasm)} TF.js WebAssembly` : '';
+    (tf ? `; ${times(rate / tf.trainWasm)} TF.js WebAssembly` : '') +
+    (ptBest ? `; ${times(rate / ptBest.seqPerSec)} PyTorch` : '');
   const native = t.native1 && t.native2 ? { one: t.native1, two: t.native2 } : undefined;
   if (native) {
     row(
@@ -268,6 +305,18 @@ export function renderPerformance(r: BenchResults): string {
         'one thread',
       );
   }
+  if (pt && ptBest) {
+    const threads = (s: PytorchSetting): string => `${s.torchThreads} + ${s.blasThreads}`;
+    const others = pt.settings
+      .filter((s) => s !== ptBest)
+      .map((s, i) => `${threads(s)}: ${int(s.seqPerSec)}${i === 0 ? ' seq/s' : ''}`)
+      .join(', ');
+    row(
+      `training, PyTorch ${pt.version}, \`nn.LSTM\` on ${pt.blas.split(' ').slice(0, 2).join(' ')} (${pt.blasCore} kernels)`,
+      `${int(ptBest.seqPerSec)} seq/s`,
+      `the best of the threads timed (ATen + OpenBLAS): ${threads(ptBest)}; ${others}; OMP_WAIT_POLICY=${pt.ompWaitPolicy}`,
+    );
+  }
   const k = r.kernel;
   const kShape = `[${k.M}×${k.K}]·[${k.K}×${k.N}]`;
   row(
@@ -301,7 +350,10 @@ export function renderPerformance(r: BenchResults): string {
   row(
     `one batch of the ten-minute model (${tm.layers} × LSTM(${tm.units}), dropout ${tm.dropout}, every position scored, batch ${tm.batch})`,
     `${int(tm.msPerBatch)} ms`,
-    `${tm.engine === 'native' ? 'native' : 'WebAssembly'}, ${tm.threads} threads: ${int(scored)} scored characters a second`,
+    `${tm.engine === 'native' ? 'native' : 'WebAssembly'}, ${tm.threads} threads: ${int(scored)} scored characters a second` +
+      (pt?.tenMinuteMsPerBatch !== undefined
+        ? `; PyTorch at its best threads: ${int(pt.tenMinuteMsPerBatch)} ms`
+        : ''),
   );
   const tp = r.trainProcess;
   if (tp) {
@@ -718,8 +770,19 @@ export interface Arithmetic {
   drawUs: number;
 }
 
+/** The model a load-test series served. */
+export interface LoadTestModel {
+  /** 'reference-shape' (random weights), or the built-in or folder name given with --model */
+  name: string;
+  characters: number;
+  units: number;
+  layers: number;
+  trained: boolean;
+}
+
 /** The runs of one mode on one server, batching or not. */
 export interface LoadTestSeries {
+  model: LoadTestModel;
   mode: 'window' | 'stateful';
   batched: boolean;
   /** characters a request */
@@ -735,9 +798,8 @@ export interface LoadTestSeries {
 
 /** docs/load-test.json, written by `npm run load-test -- --write`. */
 export interface LoadTestResults {
-  format: 1;
+  format: 2;
   machine: { cpu: string; cores: number; node: string };
-  model: { characters: number; units: number; layers: number };
   prompt: string;
   temperature: number;
   series: LoadTestSeries[];
@@ -748,18 +810,22 @@ export const LOAD_TEST_BLOCK = 'load-test';
 /** Issue 15's target: at `clients` clients, `speedup` times one client's throughput, p99 first character under `p99Ms`. */
 const LOAD_TARGET = { clients: 64, speedup: 5, p99Ms: 50 };
 
-/** The README's load-test table, from docs/load-test.json: one table per mode measured. */
+/** The README's load-test table, from docs/load-test.json: one table per model and mode measured. */
 export function renderLoadTest(r: LoadTestResults): string {
-  if (r.format !== 1)
+  if (r.format !== 2)
     throw new Error(
-      `load-test results in format ${String(r.format)}, not 1: run npm run load-test`,
+      `load-test results in format ${String(r.format)}, not 2: run npm run load-test`,
     );
   const ms = (v: number): string => (finite(v) >= 100 ? int(v) : v.toFixed(1));
   const out: string[] = [];
-  for (const mode of ['stateful', 'window'] as const) {
-    const on = r.series.find((s) => s.mode === mode && s.batched);
+  const names = [...new Set(r.series.map((s) => s.model.name))];
+  for (const [name, mode] of names.flatMap((n) =>
+    (['stateful', 'window'] as const).map((m) => [n, m] as const),
+  )) {
+    const on = r.series.find((s) => s.model.name === name && s.mode === mode && s.batched);
     if (!on) continue;
-    const off = r.series.find((s) => s.mode === mode && !s.batched);
+    const off = r.series.find((s) => s.model.name === name && s.mode === mode && !s.batched);
+    const m = on.model;
     const one = on.runs.find((x) => x.clients === 1);
     const head = [
       'clients',
@@ -769,7 +835,9 @@ export function renderLoadTest(r: LoadTestResults): string {
       ...(off ? ['unbatched chars/s', 'unbatched first character', 'batching gain'] : []),
     ];
     const lines = [
-      `**${mode === 'stateful' ? 'Stateful' : 'Window'} mode** (${int(on.length)} characters a request):`,
+      `**${m.trained ? `\`${m.name}\`` : 'Reference shape'}, ${mode} mode**: ${m.layers} × ` +
+        `LSTM(${m.units}) over ${m.characters} characters${m.trained ? '' : ' (random weights)'}, ` +
+        `${int(on.length)} characters a request.`,
       '',
       `| ${head.join(' | ')} |`,
       `| ${head.map(() => '---:').join(' | ')} |`,
@@ -827,8 +895,7 @@ export function renderLoadTest(r: LoadTestResults): string {
   }
   if (out.length === 0) throw new Error('docs/load-test.json has no batched series');
   const intro =
-    `\`charlstm serve\` with ${r.model.layers} × ${r.model.units} units over ${r.model.characters} ` +
-    `characters (random weights), every client streaming one request after another ` +
+    `\`charlstm serve\`, every client streaming one request after another ` +
     `(prompt "${r.prompt}", temperature ${r.temperature}). Characters/s is the sum over all ` +
     `clients; the first character is timed from sending the request to its first event with ` +
     `text. Unbatched: the same server with \`batch: false\`, each generation on its own single-row stepper.`;
@@ -920,6 +987,221 @@ export function renderFinetune(r: FinetuneResults): string {
 /** docs/finetune.json as committed. */
 export const readFinetune = (): FinetuneResults => readDoc<FinetuneResults>('finetune.json');
 
+/** One configuration of `npm run bench:threads` (bench/threads.ts): medians over its batches, ms. */
+export interface ThreadsConfig {
+  engine: 'native' | 'wasm';
+  threads: number;
+  batches: number;
+  /** a whole batch as the trainer runs it: the engine, the bookkeeping and the optimizer */
+  wallMs: number;
+  seqPerSec: number;
+  /** profiled configurations: the main thread's parts */
+  main?: {
+    post: number; // requests posted: the parameters and the batch structured-cloned
+    wait: number; // from then until the last reply's handler ran
+    gather: number; // carried state rows copied back (none in the reference mode)
+    combine: number; // combineShards: shard gradients summed in shard order, the loss
+    bookkeeping: number; // the trainer's gradNorm and the divergence guard's snapshot copies
+    optimizer: number; // RMSprop's update
+  };
+  /** profiled configurations: each worker's parts */
+  workers?: {
+    toWorker: number; // postMessage called → the worker's handler ran (the clone, the wake-up)
+    setParams: number; // weights loaded, transposed and packed
+    compute: number; // its shards' LstmCore passes
+    phases: Record<'forward' | 'head' | 'backward' | 'weightGrads' | 'dropout' | 'js', number>;
+    gradCopy: number; // its shards' gradients copied out of kernel memory for the reply
+    fromWorker: number; // replied → the main thread's handler ran
+    busy: number; // received → replied
+    idle: number; // the batch's wall time less busy
+  }[];
+  /** profiled configurations: shard 0's and shard 1's pass, whichever worker ran it */
+  shardMs?: number[];
+  /** the same passes' time on a CPU and waiting for one (Linux's schedstat; absent elsewhere) */
+  shardCpuMs?: number[];
+  shardQueuedMs?: number[];
+}
+
+/** docs/threads.json: where two worker threads' time goes. */
+export interface ThreadsResults {
+  format: 1;
+  command: string;
+  date: string;
+  machine: RunMachine;
+  topology: {
+    threadsPerCore: number;
+    coresPerSocket: number;
+    l2: string;
+    l3: string;
+    hypervisor?: string;
+    cpu0Siblings?: string;
+  };
+  shape: { batch: number; steps: number; units: number; vocab: number };
+  windows: number;
+  seconds: number;
+  /** with the engine's profile on (EngineOptions.profile) */
+  profiled: ThreadsConfig[];
+  /** the same configurations without it, interleaved with them */
+  plain: ThreadsConfig[];
+  /** --compare DIR: another checkout's engines, unprofiled, interleaved with the rest */
+  compare?: { dir: string; profiled: ThreadsConfig[]; plain: ThreadsConfig[] };
+}
+
+export const THREADS_BLOCK = 'threads';
+
+const ms = (v: number): string => (finite(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+const pct = (v: number): string => `${Math.round(finite(v) * 100)}%`;
+/** a relative change of time: 0.026 → "3% longer", -0.2 → "20% shorter" (noise, when small) */
+const longer = (d: number): string => (d >= 0 ? `${pct(d)} longer` : `${pct(-d)} shorter`);
+
+/** docs/engine.md's table of a batch's parts on one and two threads, from docs/threads.json. */
+export function renderThreads(r: ThreadsResults): string {
+  if (r.format !== 1)
+    throw new Error(
+      `threads results in format ${String(r.format)}, not 1: run npm run bench:threads`,
+    );
+  const engines = [...new Set(r.profiled.map((c) => c.engine))];
+  const find = (list: ThreadsConfig[], e: string, t: number): ThreadsConfig => {
+    const c = list.find((x) => x.engine === e && x.threads === t);
+    if (!c) throw new Error(`docs/threads.json has no ${e} run at ${t} thread(s)`);
+    return c;
+  };
+  const cols = engines.flatMap((e) =>
+    [1, 2].map((t) => ({ e, t, p: find(r.profiled, e, t), u: find(r.plain, e, t) })),
+  );
+  const name = (e: string): string => (e === 'native' ? 'native' : 'WebAssembly');
+  const threadsWord = (t: number): string => `${t} thread${t > 1 ? 's' : ''}`;
+  const lines = [
+    `| ms per batch (median) | ${cols.map((c) => `${name(c.e)}, ${threadsWord(c.t)}`).join(' | ')} |`,
+    `| --- |${cols.map(() => ' ---: |').join('')}`,
+    `| **batch, unprofiled** | ${cols.map((c) => `**${ms(c.u.wallMs)}** (${int(c.u.seqPerSec)} seq/s)`).join(' | ')} |`,
+  ];
+  type Worker = NonNullable<ThreadsConfig['workers']>[number];
+  const row = (label: string, f: (c: ThreadsConfig) => string): void => {
+    lines.push(`| ${label} | ${cols.map((c) => f(c.p)).join(' | ')} |`);
+  };
+  const perWorker =
+    (f: (w: Worker) => number) =>
+    (c: ThreadsConfig): string =>
+      c.workers!.map((w) => ms(f(w))).join(' / ');
+  const perShard = (xs: number[] | undefined): string => (xs ? xs.map(ms).join(' / ') : '—');
+  row('batch, profiled', (c) => ms(c.wallMs));
+  row('main: post the requests (parameters and batch cloned)', (c) => ms(c.main!.post));
+  row('main: wait for the replies', (c) => ms(c.main!.wait));
+  row('main: sum the shard gradients (combineShards)', (c) => ms(c.main!.combine));
+  row("main: the trainer's gradNorm and snapshot copies", (c) => ms(c.main!.bookkeeping));
+  row('main: RMSprop update', (c) => ms(c.main!.optimizer));
+  row(
+    "worker: the request's way there",
+    perWorker((w) => w.toWorker),
+  );
+  row(
+    'worker: setParams (copy, transpose, pack)',
+    perWorker((w) => w.setParams),
+  );
+  row(
+    'worker: forward (h·Wh, gates)',
+    perWorker((w) => w.phases.forward),
+  );
+  row(
+    'worker: softmax head, both ways',
+    perWorker((w) => w.phases.head),
+  );
+  row(
+    'worker: backward through time (dz·Whᵀ, gates)',
+    perWorker((w) => w.phases.backward),
+  );
+  row(
+    'worker: weight gradients (hᵀ·dz, scatter, sums)',
+    perWorker((w) => w.phases.weightGrads),
+  );
+  row(
+    'worker: JavaScript between kernel calls',
+    perWorker((w) => w.phases.js),
+  );
+  row(
+    'worker: gradient copied out',
+    perWorker((w) => w.gradCopy),
+  );
+  row(
+    "worker: the reply's way back",
+    perWorker((w) => w.fromWorker),
+  );
+  row(
+    'worker: idle',
+    perWorker((w) => w.idle),
+  );
+  row("a shard's pass, wall (shard 0 / shard 1)", (c) => perShard(c.shardMs));
+  row("a shard's pass, on a CPU", (c) => perShard(c.shardCpuMs));
+  row("a shard's pass, waiting for a CPU", (c) => perShard(c.shardQueuedMs));
+
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + finite(b), 0) / xs.length;
+  // the main thread's serial work, and each worker's part of a batch that is not its passes
+  const serial = (c: ThreadsConfig): number => {
+    const m = c.main!;
+    return m.post + m.gather + m.combine + m.bookkeeping + m.optimizer;
+  };
+  const overhead = (c: ThreadsConfig): number =>
+    Math.max(...c.workers!.map((w) => w.toWorker + w.setParams + w.gradCopy + w.fromWorker));
+  const prose: string[] = [];
+  for (const e of engines) {
+    const [p1, p2, u1, u2] = [
+      find(r.profiled, e, 1),
+      find(r.profiled, e, 2),
+      find(r.plain, e, 1),
+      find(r.plain, e, 2),
+    ];
+    const cpu = (c: ThreadsConfig): number[] => c.shardCpuMs ?? c.shardMs!;
+    const what = p1.shardCpuMs ? 'CPU time' : 'wall time';
+    const together = mean(cpu(p2)) / mean(cpu(p1));
+    // a batch on an idle machine, from what each part cost: one thread runs both passes in turn
+    const idle1 = serial(p1) + overhead(p1) + cpu(p1).reduce((a, b) => a + b, 0);
+    const idle2 = serial(p2) + overhead(p2) + Math.max(...cpu(p2));
+    const passLoss = Math.max(...cpu(p2)) - cpu(p1).reduce((a, b) => a + b, 0) / 2;
+    const fixedLoss = serial(p2) + overhead(p2) - (serial(p1) + overhead(p1)) / 2;
+    const waited = p1.shardQueuedMs && p2.shardQueuedMs;
+    prose.push(
+      `**${name(e)}.** Here two threads ran a batch ${times(u1.wallMs / u2.wallMs)} as fast as one ` +
+        `(unprofiled; profiled ${times(p1.wallMs / p2.wallMs)}, its batches at two threads ` +
+        `${longer(p2.wallMs / u2.wallMs - 1)} than unprofiled ones). A shard's pass took ${ms(mean(cpu(p2)))} ms of ` +
+        `${what} when the two ran at once against ${ms(mean(cpu(p1)))} ms alone (${times(together)}).` +
+        (waited
+          ? ` Waiting for a CPU added ${ms(mean(p1.shardQueuedMs!))} ms a pass at one thread and ` +
+            `${ms(mean(p2.shardQueuedMs!))} at two: the machine's other processes.`
+          : '') +
+        ` Counted in what each part cost, an idle machine would run a batch in ${ms(idle1)} ms on one ` +
+        `thread and ${ms(idle2)} on two, ${times(idle1 / idle2)}: of the ${ms(idle2 - idle1 / 2)} ms that ` +
+        `two threads lose against halving one, ${ms(passLoss)} ms is the passes (running side by side, ` +
+        `and the two shards' imbalance) and ${ms(fixedLoss)} ms the parts that do not split: the main ` +
+        `thread's serial work (${ms(serial(p2))} ms: posting, summing, bookkeeping, RMSprop) and each ` +
+        `worker's own (${ms(overhead(p2))} ms: the messages' ways, setParams, the gradient's copy).`,
+    );
+  }
+  if (r.compare) {
+    const parts = r.compare.plain.map((o) => {
+      const mine = find(r.plain, o.engine, o.threads);
+      return `${name(o.engine)} at ${threadsWord(o.threads)} ${ms(mine.wallMs)} ms against ${ms(o.wallMs)} (${times(o.wallMs / mine.wallMs)})`;
+    });
+    prose.push(
+      `Against the engines of \`${r.compare.dir}\`, unprofiled and interleaved with the rest: ${parts.join('; ')}.`,
+    );
+  }
+  const t = r.topology;
+  const load = r.machine.loadAverage;
+  const machine =
+    `Measured by \`${r.command}\`, which wrote [\`docs/threads.json\`](threads.json), on ${day(r.date)}: ` +
+    `${r.machine.cores} × ${r.machine.cpu}${t.hypervisor ? ` (a ${t.hypervisor} guest)` : ''}, Node ` +
+    `${r.machine.node.replace(/^v/, '')}, load average ${load.start[0]!.toFixed(2)} when it began and ` +
+    `${load.end[0]!.toFixed(2)} when it ended; ${r.windows} windows of each configuration in turn ` +
+    `(${int(r.seconds)} s). lscpu reports ${t.threadsPerCore} thread per core and ${t.coresPerSocket} ` +
+    `cores, L2 ${t.l2}, L3 ${t.l3}${t.cpu0Siblings === undefined ? '' : `; CPU 0's SMT siblings: ${t.cpu0Siblings}`}. ` +
+    `Reference batches: ${r.shape.batch} windows × ${r.shape.steps} steps, ${r.shape.units} units, ` +
+    `${r.shape.vocab} characters, the last character scored. Two-thread cells of a worker read ` +
+    `worker 1 / worker 2.`;
+  const text = [...lines, '', machine, '', ...prose.flatMap((p) => [p, ''])].join('\n').trimEnd();
+  return checked(THREADS_BLOCK, text);
+}
+
 /**
  * Every README bench block: renderBlocks of docs/bench-latest.json, the scale block of
  * docs/scale.json, the built-in models' block of docs/pretrained.json and the fine-tuning block
@@ -946,7 +1228,7 @@ export function readmeBlocks(
 export const readScale = (): ScaleResults => readDoc<ScaleResults>('scale.json');
 
 /** A JSON file under docs/, as a bench wrote and the repository holds it. */
-function readDoc<T>(file: string): T {
+export function readDoc<T>(file: string): T {
   return JSON.parse(readFileSync(new URL(`../docs/${file}`, import.meta.url), 'utf8')) as T;
 }
 
