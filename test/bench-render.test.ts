@@ -150,6 +150,52 @@ test('a train run on the fallback corpus says so', () => {
   );
 });
 
+test('the PyTorch anchor: its best setting, the others, the ratios; or why it was skipped', () => {
+  const r = fixture();
+  r.pytorch = {
+    version: '1.13.0a0',
+    blas: 'OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64',
+    blasCore: 'Haswell',
+    ompWaitPolicy: 'PASSIVE',
+    settings: [
+      { torchThreads: 1, blasThreads: 1, seqPerSec: 1820.7, msPerBatch: [70.3] },
+      { torchThreads: 2, blasThreads: 2, seqPerSec: 2236.5, msPerBatch: [57.2] },
+      { torchThreads: 1, blasThreads: 2, seqPerSec: 2155.6, msPerBatch: [59.4] },
+    ],
+    best: 1,
+    tenMinuteMsPerBatch: 322.8,
+  };
+  const md = renderPerformance(r);
+  assert.match(
+    md,
+    /\| training, PyTorch 1\.13\.0a0, `nn\.LSTM` on OpenBLAS 0\.3\.21 \(Haswell kernels\) \| 2,237 seq\/s \| the best of the threads timed \(ATen \+ OpenBLAS\): 2 \+ 2; 1 \+ 1: 1,821 seq\/s, 1 \+ 2: 2,156; OMP_WAIT_POLICY=PASSIVE \|/,
+  );
+  // 4311.4 / 2236.5 and 1360 / 2236.5, after the TF.js ratio
+  assert.match(
+    md,
+    /\*\*4,311 seq\/s\*\* \| 102 GFLOP\/s; 1\.57× one thread; 88× TF\.js WebAssembly; 1\.93× PyTorch \|/,
+  );
+  assert.match(
+    md,
+    /1,360 seq\/s \| 32 GFLOP\/s; 1\.40× one thread; 28× TF\.js WebAssembly; 0\.61× PyTorch \|/,
+  );
+  assert.match(md, /25,600 scored characters a second; PyTorch at its best threads: 323 ms \|/);
+  assert.doesNotMatch(md, /PyTorch was not measured/);
+  delete r.pytorch.tenMinuteMsPerBatch;
+  assert.doesNotMatch(renderPerformance(r), /PyTorch at its best/);
+
+  r.pytorch = {
+    skipped: 'no Python with PyTorch (import torch) found: python3: No module named torch',
+  };
+  const skipped = renderPerformance(r);
+  assert.match(
+    skipped,
+    /\n\nPyTorch was not measured: no Python with PyTorch \(import torch\) found: python3: No module named torch\.\n/,
+  );
+  assert.doesNotMatch(skipped, /\| training, PyTorch|× PyTorch|PyTorch at its best/);
+  assert.doesNotMatch(renderPerformance(fixture()), /PyTorch/, 'absent: the bench did not look');
+});
+
 test('a figure missing from the JSON is an error, not a blank or "undefined" in the README', () => {
   const r = fixture();
   delete (r.train.wasm2 as Partial<BenchResults['train']['wasm2']>).seqPerSec;
