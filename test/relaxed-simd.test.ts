@@ -213,6 +213,42 @@ for (const { M, N, K } of GEMMS) {
   );
 }
 
+for (const variant of ['simd128', 'relaxed-simd'] as const) {
+  test(
+    `${variant}: gemmTN on Aᵀ is bit-identical to gemmNN on A (B's panels copied, same order)`,
+    {
+      skip: variant === 'relaxed-simd' && skip,
+    },
+    () => {
+      // the same float operations in the same order, whichever way A is read; gemmTN copies each
+      // 8-column slice of a K panel of B first (assembly/kernels.ts), which must change nothing
+      const k = instantiate(modules[variant]);
+      k.memory.grow(PAGES);
+      const rng = new Rng(12);
+      for (const [M, N, K] of [
+        [128, 512, 600], // the dWh product's shape, K over two panel boundaries
+        [7, 21, 300],
+        [5, 8, 1],
+      ] as const) {
+        const f = new Float32Array(k.memory.buffer);
+        const a = 65536;
+        const at = a + M * K * 4;
+        const b = at + M * K * 4;
+        const c1 = b + K * N * 4;
+        const c2 = c1 + M * N * 4;
+        for (let i = 0; i < M * K; i++) f[a / 4 + i] = rng.uniform(-1, 1);
+        for (let i = 0; i < M; i++)
+          for (let j = 0; j < K; j++) f[at / 4 + j * M + i] = f[a / 4 + i * K + j]!;
+        for (let i = 0; i < K * N; i++) f[b / 4 + i] = rng.uniform(-1, 1);
+        for (let i = 0; i < M * N; i++) f[c1 / 4 + i] = f[c2 / 4 + i] = rng.uniform(-1, 1);
+        k.gemmNN(a, K, b, N, c1, N, M, N, K);
+        k.gemmTN(at, M, b, N, c2, N, M, N, K);
+        assert.deepEqual(f.subarray(c2 / 4, c2 / 4 + M * N), f.subarray(c1 / 4, c1 / 4 + M * N));
+      }
+    },
+  );
+}
+
 test(
   'the relaxed build fuses: a long product rounds differently from SIMD128',
   { skip: skip || (!fused && 'relaxed_madd is not fused on this CPU') },
