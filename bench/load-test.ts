@@ -1,8 +1,9 @@
 // npm run load-test [-- --mode stateful|window] [--clients 1,8,64,256] [--duration 8]
-//                      [--length 400] [--no-unbatched] [--write] [--cpu-prof DIR]
+//                      [--length 400] [--no-unbatched] [--model NAME] [--write] [--cpu-prof DIR]
 //
 // `charlstm serve` under load, on this machine only (127.0.0.1): a reference-shape model (57
-// characters, LSTM(128), Keras-initialised random weights) saved to a temporary folder and served
+// characters, LSTM(128), Keras-initialised random weights) saved to a temporary folder, or with
+// --model a built-in model or a model folder (e.g. moby-dick, 2 × LSTM(256)), served
 // by two real server processes, one batching generations (the default: src/generate/batcher.ts)
 // and one running each on its own single-row stepper (`batch: false`). For each number of
 // clients, every client streams POST /v1/generate (`stream: true`, `length` characters, a
@@ -36,7 +37,15 @@ import { REFERENCE } from '../src/defaults.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { BENCH_VOCAB } from './generate-bench.ts';
-import type { Arithmetic, LoadTestResults, LoadTestRun, LoadTestSeries } from './render.ts';
+import { resolveModel } from '../src/checkpoint/builtin-models.ts';
+import { layerCount } from '../src/model/params.ts';
+import type {
+  Arithmetic,
+  LoadTestModel,
+  LoadTestResults,
+  LoadTestRun,
+  LoadTestSeries,
+} from './render.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -51,6 +60,8 @@ const { values: args } = parseArgs({
     'max-streams': { type: 'string', default: '64' },
     /** a folder: the server processes write V8 CPU profiles there (node --cpu-prof) */
     'cpu-prof': { type: 'string' },
+    /** a built-in model's name or a model folder, instead of the reference shape */
+    model: { type: 'string' },
   },
 });
 
@@ -73,6 +84,20 @@ async function serve(dir: string): Promise<void> {
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   process.stdout.write(`serving ${address}\n`);
   process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
+}
+
+/** What the series served: the reference shape (random weights), or the named model. */
+async function describeModel(dir: string, name: string | undefined): Promise<LoadTestModel> {
+  const { CharModel } = await import('../src/model/char-model.ts');
+  const model = await CharModel.load(dir);
+  const { shape } = model.params;
+  return {
+    name: name === undefined ? 'reference-shape' : path.basename(name),
+    characters: model.vocab.size,
+    units: shape.units,
+    layers: layerCount(shape),
+    trained: name !== undefined,
+  };
 }
 
 /** Resident memory of a process, in MB (Linux: /proc/<pid>/status). */
@@ -302,16 +327,21 @@ async function main(): Promise<void> {
   const series: Omit<LoadTestSeries, 'command' | 'date' | 'loadAverage'>[] = [];
   let failed = 0;
   try {
-    const modelDir = path.join(tmp, 'reference-shape');
-    const shape = { vocabSize: BENCH_VOCAB.length, units: REFERENCE.units };
-    await saveModel(modelDir, initParameters(shape, new Rng(1)), {
-      vocab: BENCH_VOCAB,
-      lowercase: true,
-      maxlen: REFERENCE.maxlen,
-      step: REFERENCE.stride,
-      units: REFERENCE.units,
-      training: {},
-    });
+    let modelDir = path.join(tmp, 'reference-shape');
+    if (args.model !== undefined) {
+      modelDir = await resolveModel(args.model);
+    } else {
+      const shape = { vocabSize: BENCH_VOCAB.length, units: REFERENCE.units };
+      await saveModel(modelDir, initParameters(shape, new Rng(1)), {
+        vocab: BENCH_VOCAB,
+        lowercase: true,
+        maxlen: REFERENCE.maxlen,
+        step: REFERENCE.stride,
+        units: REFERENCE.units,
+        training: {},
+      });
+    }
+    const served = await describeModel(modelDir, args.model);
     const maxStreams = 2 * Math.max(...levels);
     const cost = await arithmetic(modelDir, mode);
     process.stdout.write(
@@ -320,10 +350,18 @@ async function main(): Promise<void> {
     );
     for (const batch of batchings) {
       servers.set(batch, await startServer(modelDir, batch, maxStreams));
-      series.push({ mode, batched: batch, length, duration, arithmetic: cost, runs: [] });
+      series.push({
+        model: served,
+        mode,
+        batched: batch,
+        length,
+        duration,
+        arithmetic: cost,
+        runs: [],
+      });
     }
     process.stdout.write(
-      `${BENCH_VOCAB.length} characters, LSTM(${REFERENCE.units}); ${mode} mode, ` +
+      `${served.name}: ${served.characters} characters, ${served.layers} × LSTM(${served.units}); ${mode} mode, ` +
         `${length} characters a request, ${duration} s per run\n`,
     );
     // warm-up (JIT, kernels, connections), not counted
@@ -356,23 +394,26 @@ async function main(): Promise<void> {
     const old = existsSync(file)
       ? (JSON.parse(readFileSync(file, 'utf8')) as LoadTestResults)
       : undefined;
-    const kept = (old?.series ?? []).filter(
-      (s) => !series.some((n) => n.mode === s.mode && n.batched === s.batched),
+    const kept = (old?.format === 2 ? old.series : []).filter(
+      (s) =>
+        !series.some(
+          (n) => n.model.name === s.model.name && n.mode === s.mode && n.batched === s.batched,
+        ),
     );
     const command =
       `npm run load-test -- --mode ${mode} --clients ${levels.join(',')} --duration ${duration} ` +
-      `--length ${length}${args['no-unbatched'] ? ' --no-unbatched' : ''} --write`;
+      `--length ${length}${args['no-unbatched'] ? ' --no-unbatched' : ''}` +
+      `${args.model !== undefined ? ` --model ${args.model}` : ''} --write`;
     const date = new Date().toISOString();
     const loadAverage = { start: loadStart, end: os.loadavg() };
     for (const s of series) Object.assign(s, { command, date, loadAverage });
     const results: LoadTestResults = {
-      format: 1,
+      format: 2,
       machine: {
         cpu: os.cpus()[0]?.model.trim() ?? 'unknown',
         cores: os.cpus().length,
         node: process.version,
       },
-      model: { characters: BENCH_VOCAB.length, units: REFERENCE.units, layers: 1 },
       prompt: PROMPT,
       temperature: TEMPERATURE,
       series: [...kept, ...(series as LoadTestSeries[])],
