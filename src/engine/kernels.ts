@@ -53,9 +53,16 @@ export interface KernelExports {
     N: number,
     K: number,
   ): void;
-  /** Pack the first N & ~7 columns of B [K×N] into column panels [N/8][K][8] at dst */
+  /**
+   * Pack the first N & ~7 columns of B [K×N] into column panels [N/8][K][8] at dst (a native
+   * 'bf16' instance packs bf16 pairs its own way into the same K·(N & ~7) floats; see
+   * native/kernels.cc: only gemmNNPacked of the same instance reads them)
+   */
   packB(b: number, ldb: number, dst: number, K: number, N: number): void;
-  /** C[M×N] += A·B as gemmNN, B's first N & ~7 columns from packB's panels `bp`, the rest from b */
+  /**
+   * C[M×N] += A·B as gemmNN, B's first N & ~7 columns from packB's panels `bp`, the rest from b
+   * (b holds all of B: a 'bf16' instance reads its columns from N & ~15 on)
+   */
   gemmNNPacked(
     a: number,
     lda: number,

@@ -30,6 +30,7 @@ export const setFlagsFromString = unavailable('setFlagsFromString'); // node:v8 
 // src/engine/native.ts
 export const nativeAvailable = (): boolean => false;
 export const nativeUnavailableReason = (): string => 'the native engine does not run in a browser';
+export const bf16UnavailableReason = (): string => 'the native engine does not run in a browser';
 export const createNativeInstance = (): undefined => undefined;
 export const nativeAddonInfo = (): undefined => undefined;
 
