@@ -1,11 +1,12 @@
-// npm run bench [-- --write] [--json] [--quick] [--no-tfjs] [--no-tfjs-cpu] [--no-rss]
+// npm run bench [-- --write] [--json] [--quick] [--no-tfjs] [--no-tfjs-cpu] [--no-pytorch] [--no-rss]
 //
 // Measures, in one process run so that every figure shares the machine's state:
 //   - the matrix product of one shard's recurrent step, [64×128]·[128×512], one thread, on the
 //     WebAssembly kernels and on the native addon, B packed (as training runs it) and unpacked;
 //   - training throughput on the reference shapes (batch 128, 60 steps, 128 units, 57 characters)
 //     on each engine at 1 and 2 worker threads: the median of several timed windows after a
-//     warm-up; and the same model on TensorFlow.js's WebAssembly and pure-JS backends;
+//     warm-up; and the same model on TensorFlow.js's WebAssembly and pure-JS backends, and on
+//     PyTorch's nn.LSTM when a torch is installed (bench/pytorch.ts says why when it is skipped);
 //   - one batch of the ten-minute model (2 × LSTM(256), dropout 0.3, every position scored);
 //   - generation (bench/generate-bench.ts): one window-mode stream on each engine against
 //     TF.js's one stream, the four sample temperatures as one batch, one stateful stream;
@@ -52,6 +53,7 @@ const { values: args } = parseArgs({
     'no-tfjs-cpu': { type: 'boolean', default: false },
     'no-tfjs': { type: 'boolean', default: false },
     'no-rss': { type: 'boolean', default: false },
+    'no-pytorch': { type: 'boolean', default: false },
     /** characters of the corpus the train process learns (default: all of nietzsche; quick: 100,000) */
     'train-chars': { type: 'string' },
   },
@@ -240,6 +242,19 @@ async function main(): Promise<void> {
   }
   const defaultEngine: EngineKind = hasNative ? 'native' : 'wasm';
 
+  // PyTorch (its own process, when a torch is installed): right after our training figures, so
+  // that the ratios compare moments close together on a noisy machine
+  let pytorch: BenchResults['pytorch'];
+  if (!args['no-pytorch']) {
+    const { benchPytorch } = await import('./pytorch.ts');
+    pytorch = await benchPytorch({ quick });
+    log(
+      'skipped' in pytorch
+        ? `PyTorch: skipped: ${pytorch.skipped}`
+        : `PyTorch ${pytorch.version} (${pytorch.blasCore}): ${pytorch.settings.map((s) => `${s.torchThreads}+${s.blasThreads} threads ${s.seqPerSec.toFixed(0)}`).join(', ')} seq/s`,
+    );
+  }
+
   // the ten-minute preset's model (src/train/presets.ts): 2 × LSTM(256), dropout 0.3, sequence mode
   const tm = { layers: 2, units: 256, dropout: 0.3 };
   const tenModel = await trainer(defaultEngine, 2, quick ? 1 : 2, {
@@ -336,6 +351,7 @@ async function main(): Promise<void> {
       ...(native2 && { native2 }),
     },
     ...(tfjs && { tfjs }),
+    ...(pytorch && { pytorch }),
     generate: { oneStream, fourTemperatures, stateful },
     tenMinuteModel: {
       engine: defaultEngine,
