@@ -1100,23 +1100,23 @@ export function renderThreads(r: ThreadsResults): string {
     perWorker((w) => w.setParams),
   );
   row(
-    'worker: forward (h·Wh, gates)',
+    'worker, its passes: forward (h·Wh, gates)',
     perWorker((w) => w.phases.forward),
   );
   row(
-    'worker: softmax head, both ways',
+    'worker, its passes: softmax head, both ways',
     perWorker((w) => w.phases.head),
   );
   row(
-    'worker: backward through time (dz·Whᵀ, gates)',
+    'worker, its passes: backward through time (dz·Whᵀ, gates)',
     perWorker((w) => w.phases.backward),
   );
   row(
-    'worker: weight gradients (hᵀ·dz, scatter, sums)',
+    'worker, its passes: weight gradients (hᵀ·dz, scatter, sums)',
     perWorker((w) => w.phases.weightGrads),
   );
   row(
-    'worker: JavaScript between kernel calls',
+    'worker, its passes: JavaScript between kernel calls',
     perWorker((w) => w.phases.js),
   );
   row(
@@ -1144,6 +1144,8 @@ export function renderThreads(r: ThreadsResults): string {
   const overhead = (c: ThreadsConfig): number =>
     Math.max(...c.workers!.map((w) => w.toWorker + w.setParams + w.gradCopy + w.fromWorker));
   const prose: string[] = [];
+  // a load average of one or more at the start: the other core was seldom free for a lone pass
+  const busy = r.machine.loadAverage.start[0]! >= 1;
   for (const e of engines) {
     const [p1, p2, u1, u2] = [
       find(r.profiled, e, 1),
@@ -1168,6 +1170,10 @@ export function renderThreads(r: ThreadsResults): string {
         (waited
           ? ` Waiting for a CPU added ${ms(mean(p1.shardQueuedMs!))} ms a pass at one thread and ` +
             `${ms(mean(p2.shardQueuedMs!))} at two: the machine's other processes.`
+          : '') +
+        (busy
+          ? ' With the machine this busy a pass "alone" shared the cores with other work too, so ' +
+            'this ratio understates what two passes cost each other on an idle machine.'
           : '') +
         ` Counted in what each part cost, an idle machine would run a batch in ${ms(idle1)} ms on one ` +
         `thread and ${ms(idle2)} on two, ${times(idle1 / idle2)}: of the ${ms(idle2 - idle1 / 2)} ms that ` +
@@ -1197,7 +1203,8 @@ export function renderThreads(r: ThreadsResults): string {
     `cores, L2 ${t.l2}, L3 ${t.l3}${t.cpu0Siblings === undefined ? '' : `; CPU 0's SMT siblings: ${t.cpu0Siblings}`}. ` +
     `Reference batches: ${r.shape.batch} windows × ${r.shape.steps} steps, ${r.shape.units} units, ` +
     `${r.shape.vocab} characters, the last character scored. Two-thread cells of a worker read ` +
-    `worker 1 / worker 2.`;
+    `worker 1 / worker 2; at one thread the worker's rows hold both shards. Every row is wall ` +
+    `time (a part is longer when its thread waited for a CPU) except a pass's time on a CPU.`;
   const text = [...lines, '', machine, '', ...prose.flatMap((p) => [p, ''])].join('\n').trimEnd();
   return checked(THREADS_BLOCK, text);
 }

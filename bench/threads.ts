@@ -17,7 +17,8 @@
 // topology).
 //
 // Writes docs/threads.json (unless --no-write) and renders docs/engine.md's bench:threads block
-// from it (bench/render.ts renderThreads). --compare DIR also times, unprofiled and interleaved
+// from it (bench/render.ts renderThreads); --render only re-renders the block from the committed
+// JSON (after a change to the renderer). --compare DIR also times, unprofiled and interleaved
 // with the rest, the engines of another checkout of this repository (DIR/src/engine), for a
 // before/after ratio of a change; printed, and kept in the JSON as `compare`.
 
@@ -52,6 +53,8 @@ const { values: args } = parseArgs({
     windows: { type: 'string', default: '7' },
     batches: { type: 'string', default: '5' },
     compare: { type: 'string' },
+    /** only re-render docs/engine.md's block from the committed docs/threads.json */
+    render: { type: 'boolean', default: false },
   },
 });
 const windows = Number(args.windows);
@@ -237,7 +240,19 @@ function topology(): ThreadsResults['topology'] {
   };
 }
 
+/** docs/engine.md's bench:threads block rewritten from docs/threads.json. */
+function renderDoc(): void {
+  const docUrl = new URL('../docs/engine.md', import.meta.url);
+  const doc = readFileSync(docUrl, 'utf8');
+  const block = renderThreads(readDoc<ThreadsResults>('threads.json'));
+  writeFileSync(docUrl, replaceBlocks(doc, { [THREADS_BLOCK]: block }));
+}
+
 async function main(): Promise<void> {
+  if (args.render) {
+    renderDoc();
+    return;
+  }
   const loadStart = os.loadavg();
   const date = new Date().toISOString();
   const began = performance.now();
@@ -321,12 +336,7 @@ async function main(): Promise<void> {
     return;
   }
   writeFileSync(new URL('../docs/threads.json', import.meta.url), text);
-  const docUrl = new URL('../docs/engine.md', import.meta.url);
-  const doc = readFileSync(docUrl, 'utf8');
-  writeFileSync(
-    docUrl,
-    replaceBlocks(doc, { [THREADS_BLOCK]: renderThreads(readDoc<ThreadsResults>('threads.json')) }),
-  );
+  renderDoc();
   log(
     `wrote docs/threads.json and docs/engine.md's ${THREADS_BLOCK} block (${results.seconds.toFixed(0)} s)`,
   );

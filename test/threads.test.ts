@@ -125,7 +125,10 @@ test("the threads block shows each part of a batch, and derives the ratios from 
     md,
     /^\| \*\*batch, unprofiled\*\* \| \*\*35\.5\*\* \(3,606 seq\/s\) \| \*\*19\.0\*\* \(6,737 seq\/s\) \|$/m,
   );
-  assert.match(md, /^\| worker: forward \(h·Wh, gates\) \| 11\.0 \| 5\.70 \/ 5\.60 \|$/m);
+  assert.match(
+    md,
+    /^\| worker, its passes: forward \(h·Wh, gates\) \| 11\.0 \| 5\.70 \/ 5\.60 \|$/m,
+  );
   assert.match(md, /^\| main: RMSprop update \| 0\.30 \| 0\.30 \|$/m);
   assert.match(md, /^\| a shard's pass, on a CPU \| 16\.0 \/ 16\.0 \| 16\.8 \/ 16\.4 \|$/m);
   // where it ran, and how busy the machine was
@@ -149,6 +152,11 @@ test("the threads block shows each part of a batch, and derives the ratios from 
   assert.match(md, /in 33\.3 ms on one thread and 18\.1 on two, 1\.84×: of the 1\.48 ms/);
   assert.match(md, /0\.80 ms is the passes .* and 0\.68 ms the parts that do not split/);
   assert.doesNotMatch(md, /Against the engines of/);
+  assert.doesNotMatch(md, /understates/);
+  // on a busy machine a lone pass was not alone: the contention figure says it is a lower bound
+  const busy = fixture();
+  busy.machine.loadAverage.start = [2.5, 2, 1];
+  assert.match(renderThreads(busy), /this ratio understates what two passes cost each other/);
 });
 
 test('a before/after comparison, when the JSON has one, is rendered as ratios of its medians', () => {
