@@ -11,10 +11,19 @@
 // a·b + c, four lanes: one f32x4.relaxed_madd (an FMA where the CPU has one: a single rounding)
 // in the relaxed build, a multiply and an add (two roundings) in the SIMD128 build. The
 // SIMD128 build's results are therefore exactly those of the kernels before the two builds.
+// Used in the products' inner loops and in the polynomials and cell updates of the gates.
 // @ts-ignore: decorator
 @inline function madd(a: v128, b: v128, c: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
   return f32x4.add(c, f32x4.mul(a, b)); // this operand order: the same bytes as before
+}
+
+// c - a·b, four lanes: f32x4.relaxed_nmadd in the relaxed build (one rounding), else a multiply
+// and a subtraction.
+// @ts-ignore: decorator
+@inline function nmadd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_nmadd(a, b, c);
+  return f32x4.sub(c, f32x4.mul(a, b));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,15 +212,15 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
   x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
   const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
   // r = x - n·ln2, with ln2 split in two for precision
-  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
-  r = f32x4.add(r, f32x4.mul(n, f32x4.splat(2.12194440e-4)));
+  let r = nmadd(n, f32x4.splat(0.693359375), x);
+  r = madd(n, f32x4.splat(2.12194440e-4), r);
   let p = f32x4.splat(1.9875691500e-4);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
-  p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1));
+  p = madd(p, r, f32x4.splat(1.3981999507e-3));
+  p = madd(p, r, f32x4.splat(8.3334519073e-3));
+  p = madd(p, r, f32x4.splat(4.1665795894e-2));
+  p = madd(p, r, f32x4.splat(1.6666665459e-1));
+  p = madd(p, r, f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(madd(p, f32x4.mul(r, r), r), f32x4.splat(1));
   // scale by 2^n through the exponent bits
   const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
   return f32x4.mul(p, e);
@@ -232,11 +241,11 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
   const signed = v128.or(big, v128.and(x, i32x4.splat(0x80000000)));
   const z = f32x4.mul(x, x);
   let p = f32x4.splat(-5.70498872745e-3);
-  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(2.06390887954e-2));
-  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(-5.37397155531e-2));
-  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.33314422036e-1));
-  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(-3.33332819422e-1));
-  const small = f32x4.add(x, f32x4.mul(f32x4.mul(p, z), x));
+  p = madd(p, z, f32x4.splat(2.06390887954e-2));
+  p = madd(p, z, f32x4.splat(-5.37397155531e-2));
+  p = madd(p, z, f32x4.splat(1.33314422036e-1));
+  p = madd(p, z, f32x4.splat(-3.33332819422e-1));
+  const small = madd(f32x4.mul(p, z), x, x);
   return v128.bitselect(small, signed, f32x4.lt(ax, f32x4.splat(0.625)));
 }
 
@@ -285,7 +294,7 @@ export function gatesForward(z: usize, cPrev: usize, c: usize, tc: usize, h: usi
       v128.store(zr + HB + j, fg);
       v128.store(zr + 2 * HB + j, cg);
       v128.store(zr + 3 * HB + j, og);
-      const cv = f32x4.add(f32x4.mul(fg, v128.load(cPrev + hr + j)), f32x4.mul(ig, cg));
+      const cv = madd(fg, v128.load(cPrev + hr + j), f32x4.mul(ig, cg));
       const tv = tanh4(cv);
       v128.store(c + hr + j, cv);
       v128.store(tc + hr + j, tv);
@@ -309,7 +318,7 @@ export function gatesBackward(act: usize, cPrev: usize, tc: usize, dh: usize, dc
       const t = v128.load(tc + hr + j);
       const g = v128.load(dh + hr + j);
       // dc_t += dh ⊙ o ⊙ (1 - tanh²c)
-      const dct = f32x4.add(v128.load(dc + hr + j), f32x4.mul(f32x4.mul(g, og), f32x4.sub(one, f32x4.mul(t, t))));
+      const dct = madd(f32x4.mul(g, og), nmadd(t, t, one), v128.load(dc + hr + j));
       const dO = f32x4.mul(g, t);
       const dI = f32x4.mul(dct, cg);
       const dG = f32x4.mul(dct, ig);

@@ -267,7 +267,7 @@ test(
 );
 
 test(
-  'transpose and the element-wise kernels are bit-identical in both builds (no FMA there)',
+  'transpose, gather/scatter, mulArrays, softmax, cross-entropy, colSum: bit-identical in both builds (no FMA there)',
   { skip },
   () => {
     const rng = new Rng(5);
@@ -278,25 +278,15 @@ test(
     const dst = pair.floats(7 * 57, 0, 0);
     pair.run((k) => k.transpose(src, dst, 7, 57));
     const x = pair.floats(64, -30, 30);
-    const y1 = pair.floats(64);
-    const y2 = pair.floats(64);
-    pair.run((k) => k.sigmoidArray(x, y1, 64));
-    pair.run((k) => k.tanhArray(x, y2, 64));
-    pair.run((k) => k.mulArrays(x, y1, y2, 64));
+    const y = pair.floats(64);
+    pair.run((k) => k.mulArrays(x, y, y, 64));
     const tokStride = 3;
     const tok = pair.ints(Array.from({ length: B * tokStride }, () => rng.int(V)));
     const wx = pair.floats(V * G);
     const bias = pair.floats(G);
     const z = pair.floats(B * G, 0, 0);
     pair.run((k) => k.gatherRows(z, wx, bias, tok, tokStride, B, G));
-    const zs = pair.floats(B * G, -6, 6);
-    const cPrev = pair.floats(B * H, -2, 2);
-    const [c, tc, h] = [0, 1, 2].map(() => pair.floats(B * H, 0, 0));
-    pair.run((k) => k.gatesForward(zs, cPrev, c!, tc!, h!, B, H));
-    const dh = pair.floats(B * H);
-    const dc = pair.floats(B * H);
-    const dz = pair.floats(B * G, 0, 0);
-    pair.run((k) => k.gatesBackward(zs, cPrev, tc!, dh, dc, dz, B, H));
+    const dz = pair.floats(B * G);
     const dwx = pair.floats(V * G);
     const db = pair.floats(G);
     pair.run((k) => k.scatterRows(dwx, db, dz, tok, tokStride, B, G));
@@ -309,7 +299,53 @@ test(
     assert.equal(l1, l0);
     const dbd = pair.floats(V);
     pair.run((k) => k.colSum(dlogits, dbd, B, V));
-    pair.all(0, 'element-wise kernels');
+    pair.all(0, 'kernels without multiply-adds');
+  },
+);
+
+test(
+  'sigmoid, tanh and the gate kernels: relaxed equals SIMD128 within 1e-6 (FMA in the polynomials)',
+  { skip },
+  () => {
+    const rng = new Rng(6);
+    const pair = new Pair(rng);
+    for (const n of [1, 5, 64]) {
+      for (const [lo, hi] of [
+        [-30, 30],
+        [-1, 1],
+        [-0.1, 0.1],
+      ] as const) {
+        const x = pair.floats(n + 8, lo, hi);
+        const y1 = pair.floats(n + 8, 7, 7);
+        const y2 = pair.floats(n + 8, 7, 7);
+        pair.run((k) => k.sigmoidArray(x, y1, n));
+        pair.run((k) => k.tanhArray(x, y2, n));
+      }
+    }
+    pair.all(1e-6, 'sigmoid/tanh');
+    // tanh near zero keeps its relative precision
+    const x = pair.floats(64, -1e-3, 1e-3);
+    const y = pair.floats(64);
+    pair.run((k) => k.tanhArray(x, y, 64));
+    const [a, b] = [pair.view(pair.plain, y, 64), pair.view(pair.relaxed, y, 64)];
+    for (let i = 0; i < 64; i++)
+      assert.ok(Math.abs(b[i]! - a[i]!) <= 1e-6 * Math.abs(a[i]!), `tanh(${i})`);
+    for (const [B, H] of [
+      [16, 128],
+      [5, 12],
+    ] as const) {
+      const G = 4 * H;
+      const zs = pair.floats(B * G, -6, 6);
+      const cPrev = pair.floats(B * H, -2, 2);
+      const [c, tc, h] = [0, 1, 2].map(() => pair.floats(B * H, 0, 0));
+      pair.run((k) => k.gatesForward(zs, cPrev, c!, tc!, h!, B, H));
+      const dh = pair.floats(B * H);
+      const dc = pair.floats(B * H);
+      const dz = pair.floats(B * G, 0, 0);
+      pair.run((k) => k.gatesBackward(zs, cPrev, tc!, dh, dc, dz, B, H));
+    }
+    const err = pair.all(1e-6, 'gatesForward/gatesBackward');
+    if (fused) assert.ok(err > 0, 'bit-identical to SIMD128: the polynomials were not fused');
   },
 );
 
