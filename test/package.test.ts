@@ -195,6 +195,7 @@ describe(
         'dist/index.js',
         'dist/cli/main.js',
         'build/kernels.wasm',
+        'build/kernels-relaxed.wasm',
         'web/dist/index.html',
         'native/kernels.cc',
         'native/binding.gyp',
