@@ -1036,7 +1036,16 @@ export interface ThreadsResults {
     hypervisor?: string;
     cpu0Siblings?: string;
   };
-  shape: { batch: number; steps: number; units: number; vocab: number };
+  /** layers, dropout and scoring: absent in the first runs, which were of the reference model */
+  shape: {
+    batch: number;
+    steps: number;
+    units: number;
+    vocab: number;
+    layers?: number;
+    dropout?: number;
+    scoring?: 'last' | 'every';
+  };
   windows: number;
   seconds: number;
   /** with the engine's profile on (EngineOptions.profile) */
@@ -1176,11 +1185,16 @@ export function renderThreads(r: ThreadsResults): string {
             'this ratio understates what two passes cost each other on an idle machine.'
           : '') +
         ` Counted in what each part cost, an idle machine would run a batch in ${ms(idle1)} ms on one ` +
-        `thread and ${ms(idle2)} on two, ${times(idle1 / idle2)}: of the ${ms(idle2 - idle1 / 2)} ms that ` +
-        `two threads lose against halving one, ${ms(passLoss)} ms is the passes (running side by side, ` +
-        `and the two shards' imbalance) and ${ms(fixedLoss)} ms the parts that do not split: the main ` +
-        `thread's serial work (${ms(serial(p2))} ms: posting, summing, bookkeeping, RMSprop) and each ` +
-        `worker's own (${ms(overhead(p2))} ms: the messages' ways, setParams, the gradient's copy).`,
+        `thread and ${ms(idle2)} on two, ${times(idle1 / idle2)}` +
+        (idle2 > idle1 / 2
+          ? `: of the ${ms(idle2 - idle1 / 2)} ms that two threads lose against halving one, ` +
+            `${ms(passLoss)} ms is the passes (running side by side, and the two shards' imbalance) ` +
+            `and ${ms(fixedLoss)} ms the parts that do not split: `
+          : ` (no loss against halving one shows: the passes' CPU time varied by more than that); ` +
+            'what does not split is ') +
+        `the main thread's serial work (${ms(serial(p2))} ms: posting, summing, bookkeeping, ` +
+        `RMSprop) and each worker's own (${ms(overhead(p2))} ms: the messages' ways, setParams, the ` +
+        `gradient's copy).`,
     );
   }
   if (r.compare) {
@@ -1201,8 +1215,9 @@ export function renderThreads(r: ThreadsResults): string {
     `${load.end[0]!.toFixed(2)} when it ended; ${r.windows} windows of each configuration in turn ` +
     `(${int(r.seconds)} s). lscpu reports ${t.threadsPerCore} thread per core and ${t.coresPerSocket} ` +
     `cores, L2 ${t.l2}, L3 ${t.l3}${t.cpu0Siblings === undefined ? '' : `; CPU 0's SMT siblings: ${t.cpu0Siblings}`}. ` +
-    `Reference batches: ${r.shape.batch} windows × ${r.shape.steps} steps, ${r.shape.units} units, ` +
-    `${r.shape.vocab} characters, the last character scored. Two-thread cells of a worker read ` +
+    `Batches of ${r.shape.batch} windows × ${r.shape.steps} steps, ${r.shape.layers ?? 1} × ` +
+    `${r.shape.units} units${r.shape.dropout ? `, dropout ${r.shape.dropout}` : ''}, ` +
+    `${r.shape.vocab} characters, ${r.shape.scoring === 'every' ? 'every position' : 'the last character'} scored. Two-thread cells of a worker read ` +
     `worker 1 / worker 2; at one thread the worker's rows hold both shards. Every row is wall ` +
     `time (a part is longer when its thread waited for a CPU) except a pass's time on a CPU.`;
   const text = [...lines, '', machine, '', ...prose.flatMap((p) => [p, ''])].join('\n').trimEnd();

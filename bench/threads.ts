@@ -1,4 +1,5 @@
-// npm run bench:threads [-- --no-write] [--windows N] [--batches N] [--compare DIR]
+// npm run bench:threads [-- --no-write] [--render] [--windows N] [--batches N] [--compare DIR]
+//                       [--model reference|ten-minutes]
 //
 // Where the second worker thread's time goes (issue 16 part 3). Reference training batches
 // (128 windows × 60 steps, 128 units, 57 characters, the last character scored, RMSprop) on each
@@ -20,7 +21,9 @@
 // from it (bench/render.ts renderThreads); --render only re-renders the block from the committed
 // JSON (after a change to the renderer). --compare DIR also times, unprofiled and interleaved
 // with the rest, the engines of another checkout of this repository (DIR/src/engine), for a
-// before/after ratio of a change; printed, and kept in the JSON as `compare`.
+// before/after ratio of a change; printed, and kept in the JSON as `compare`. --model ten-minutes
+// profiles the ten-minute preset's model (2 × LSTM(256), dropout 0.3, every position scored)
+// instead, into docs/threads-ten-minutes.json, which nothing renders.
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -29,6 +32,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { REFERENCE } from '../src/defaults.ts';
+import { UserError } from '../src/errors.ts';
 import type { BatchTimes } from '../src/engine/profile.ts';
 import type { Batch, EngineKind, EngineOptions, GradientEngine } from '../src/engine/types.ts';
 import type { WorkerEngine } from '../src/engine/worker-engine.ts';
@@ -55,16 +59,43 @@ const { values: args } = parseArgs({
     compare: { type: 'string' },
     /** only re-render docs/engine.md's block from the committed docs/threads.json */
     render: { type: 'boolean', default: false },
+    /** 'reference' (the default) or 'ten-minutes': the preset's model, 2 × 256, dropout 0.3, every position scored */
+    model: { type: 'string', default: 'reference' },
   },
 });
-const windows = Number(args.windows);
-const perWindow = Number(args.batches);
 const log = (msg: string): void => void process.stderr.write(msg + '\n');
+/** A bad flag's value: one line naming it, exit status 2. */
+function check(ok: boolean, err: UserError): void {
+  if (ok) return;
+  log(err.message);
+  process.exit(2);
+}
+const count = (flag: 'windows' | 'batches'): number => {
+  const v = Number(args[flag]);
+  check(
+    Number.isInteger(v) && v >= 1,
+    new UserError(`--${flag} must be a whole number ≥ 1, not ${JSON.stringify(args[flag])}`),
+  );
+  return v;
+};
+const windows = count('windows');
+const perWindow = count('batches');
 
 const V = 57;
-const H = REFERENCE.units;
 const T = REFERENCE.maxlen;
 const B = REFERENCE.batchSize;
+const MODELS = {
+  reference: { units: REFERENCE.units, layers: 1, dropout: 0, scoring: 'last' },
+  'ten-minutes': { units: 256, layers: 2, dropout: 0.3, scoring: 'every' },
+} as const;
+check(
+  Object.hasOwn(MODELS, args.model),
+  new UserError(`--model must be reference or ten-minutes, not ${JSON.stringify(args.model)}`),
+);
+const MODEL = MODELS[args.model as keyof typeof MODELS];
+const H = MODEL.units;
+/** the reference model renders docs/engine.md's block; another writes its own JSON only */
+const JSON_FILE = args.model === 'reference' ? 'threads.json' : `threads-${args.model}.json`;
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -100,7 +131,7 @@ async function config(
   label: string,
 ): Promise<Config> {
   const rng = new Rng(1);
-  const params = initParameters({ vocabSize: V, units: H }, rng);
+  const params = initParameters({ vocabSize: V, units: H, layers: MODEL.layers }, rng);
   const P = params.flat.length;
   const opt = new RmsProp(P, { learningRate: 0.001, rho: 0.9, epsilon: 1e-7 });
   const engine = await create({
@@ -112,14 +143,16 @@ async function config(
     ...(profiled && { profile: true }),
   });
   const x = Int32Array.from({ length: B * T }, () => rng.int(V));
-  const y = Int32Array.from({ length: B }, () => rng.int(V));
+  const y = Int32Array.from({ length: MODEL.scoring === 'every' ? B * T : B }, () => rng.int(V));
   const grads = new Float32Array(P);
   const goodParams = params.flat.slice();
   const goodMs = opt.state.slice();
   const samples: BatchSample[] = [];
   let record = false;
+  let key = 0;
   const batch = async (): Promise<void> => {
-    const b: Batch = { x, y, rows: B, steps: T, scoring: 'last' };
+    const b: Batch = { x, y, rows: B, steps: T, scoring: MODEL.scoring };
+    if (MODEL.dropout > 0) b.dropout = { rate: MODEL.dropout, key: ++key };
     const t0 = performance.now();
     await engine.lossAndGrads(params.flat, b, grads);
     const t1 = performance.now();
@@ -293,7 +326,15 @@ async function main(): Promise<void> {
     date,
     machine: runMachine(loadStart),
     topology: topology(),
-    shape: { batch: B, steps: T, units: H, vocab: V },
+    shape: {
+      batch: B,
+      steps: T,
+      units: H,
+      vocab: V,
+      layers: MODEL.layers,
+      dropout: MODEL.dropout,
+      scoring: MODEL.scoring,
+    },
     windows,
     seconds: (performance.now() - began) / 1000,
     profiled: configs.filter((c) => c.profiled).map(summarise),
@@ -335,7 +376,11 @@ async function main(): Promise<void> {
     process.stdout.write(text);
     return;
   }
-  writeFileSync(new URL('../docs/threads.json', import.meta.url), text);
+  writeFileSync(new URL(`../docs/${JSON_FILE}`, import.meta.url), text);
+  if (JSON_FILE !== 'threads.json') {
+    log(`wrote docs/${JSON_FILE} (${results.seconds.toFixed(0)} s)`);
+    return;
+  }
   renderDoc();
   log(
     `wrote docs/threads.json and docs/engine.md's ${THREADS_BLOCK} block (${results.seconds.toFixed(0)} s)`,

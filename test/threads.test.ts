@@ -157,6 +157,12 @@ test("the threads block shows each part of a batch, and derives the ratios from 
   const busy = fixture();
   busy.machine.loadAverage.start = [2.5, 2, 1];
   assert.match(renderThreads(busy), /this ratio understates what two passes cost each other/);
+  // two threads' passes faster than one's (noise): no negative loss is quoted
+  const faster = fixture();
+  faster.profiled[1]!.shardCpuMs = [15, 15];
+  const md2 = renderThreads(faster);
+  assert.match(md2, /16\.3 on two, 2\.0× \(no loss against halving one shows/);
+  assert.doesNotMatch(md2, /-\d+\.\d+ ms/);
 });
 
 test('a before/after comparison, when the JSON has one, is rendered as ratios of its medians', () => {
