@@ -1045,6 +1045,7 @@ export interface ThreadsResults {
     layers?: number;
     dropout?: number;
     scoring?: 'last' | 'every';
+    carried?: boolean;
   };
   windows: number;
   seconds: number;
@@ -1097,6 +1098,8 @@ export function renderThreads(r: ThreadsResults): string {
   row('batch, profiled', (c) => ms(c.wallMs));
   row('main: post the requests (parameters and batch cloned)', (c) => ms(c.main!.post));
   row('main: wait for the replies', (c) => ms(c.main!.wait));
+  if (r.shape.carried)
+    row("main: the shards' carried state rows copied back", (c) => ms(c.main!.gather));
   row('main: sum the shard gradients (combineShards)', (c) => ms(c.main!.combine));
   row("main: the trainer's gradNorm and snapshot copies", (c) => ms(c.main!.bookkeeping));
   row('main: RMSprop update', (c) => ms(c.main!.optimizer));
@@ -1217,7 +1220,8 @@ export function renderThreads(r: ThreadsResults): string {
     `cores, L2 ${t.l2}, L3 ${t.l3}${t.cpu0Siblings === undefined ? '' : `; CPU 0's SMT siblings: ${t.cpu0Siblings}`}. ` +
     `Batches of ${r.shape.batch} windows × ${r.shape.steps} steps, ${r.shape.layers ?? 1} × ` +
     `${r.shape.units} units${r.shape.dropout ? `, dropout ${r.shape.dropout}` : ''}, ` +
-    `${r.shape.vocab} characters, ${r.shape.scoring === 'every' ? 'every position' : 'the last character'} scored. Two-thread cells of a worker read ` +
+    `${r.shape.vocab} characters, ${r.shape.scoring === 'every' ? 'every position' : 'the last character'} scored` +
+    `${r.shape.carried ? ', the state carried' : ''}. Two-thread cells of a worker read ` +
     `worker 1 / worker 2; at one thread the worker's rows hold both shards. Every row is wall ` +
     `time (a part is longer when its thread waited for a CPU) except a pass's time on a CPU.`;
   const text = [...lines, '', machine, '', ...prose.flatMap((p) => [p, ''])].join('\n').trimEnd();

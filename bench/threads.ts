@@ -1,5 +1,5 @@
 // npm run bench:threads [-- --no-write] [--render] [--windows N] [--batches N] [--compare DIR]
-//                       [--model reference|ten-minutes]
+//                       [--model reference|ten-minutes|stateful]
 //
 // Where the second worker thread's time goes (issue 16 part 3). Reference training batches
 // (128 windows × 60 steps, 128 units, 57 characters, the last character scored, RMSprop) on each
@@ -23,7 +23,9 @@
 // with the rest, the engines of another checkout of this repository (DIR/src/engine), for a
 // before/after ratio of a change; printed, and kept in the JSON as `compare`. --model ten-minutes
 // profiles the ten-minute preset's model (2 × LSTM(256), dropout 0.3, every position scored)
-// instead, into docs/threads-ten-minutes.json, which nothing renders.
+// instead, into docs/threads-ten-minutes.json, and --model stateful the reference model with every
+// position scored and the state carried (the state's copies), into docs/threads-stateful.json;
+// nothing renders those two.
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -85,12 +87,16 @@ const V = 57;
 const T = REFERENCE.maxlen;
 const B = REFERENCE.batchSize;
 const MODELS = {
-  reference: { units: REFERENCE.units, layers: 1, dropout: 0, scoring: 'last' },
-  'ten-minutes': { units: 256, layers: 2, dropout: 0.3, scoring: 'every' },
+  reference: { units: REFERENCE.units, layers: 1, dropout: 0, scoring: 'last', carried: false },
+  'ten-minutes': { units: 256, layers: 2, dropout: 0.3, scoring: 'every', carried: false },
+  /** the reference model in --mode stateful: every position scored, the state carried */
+  stateful: { units: REFERENCE.units, layers: 1, dropout: 0, scoring: 'every', carried: true },
 } as const;
 check(
   Object.hasOwn(MODELS, args.model),
-  new UserError(`--model must be reference or ten-minutes, not ${JSON.stringify(args.model)}`),
+  new UserError(
+    `--model must be reference, ten-minutes or stateful, not ${JSON.stringify(args.model)}`,
+  ),
 );
 const MODEL = MODELS[args.model as keyof typeof MODELS];
 const H = MODEL.units;
@@ -150,8 +156,12 @@ async function config(
   const samples: BatchSample[] = [];
   let record = false;
   let key = 0;
+  const per = MODEL.layers * H; // one row's h (or c)
+  const state = MODEL.carried
+    ? { h: new Float32Array(B * per), c: new Float32Array(B * per) }
+    : undefined;
   const batch = async (): Promise<void> => {
-    const b: Batch = { x, y, rows: B, steps: T, scoring: MODEL.scoring };
+    const b: Batch = { x, y, rows: B, steps: T, scoring: MODEL.scoring, ...(state && { state }) };
     if (MODEL.dropout > 0) b.dropout = { rate: MODEL.dropout, key: ++key };
     const t0 = performance.now();
     await engine.lossAndGrads(params.flat, b, grads);
@@ -334,6 +344,7 @@ async function main(): Promise<void> {
       layers: MODEL.layers,
       dropout: MODEL.dropout,
       scoring: MODEL.scoring,
+      carried: MODEL.carried,
     },
     windows,
     seconds: (performance.now() - began) / 1000,
