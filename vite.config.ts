@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig, type Plugin } from 'vite';
 
 // The web app (web/): `npm run build:web` bundles it, uPlot and the library code it imports from
-// ../src (the engine, the model, sampling, training) into web/dist, the wasm kernels included, so
+// ../src (the engine, the model, sampling, training) into web/dist, both wasm builds included, so
 // the page fetches nothing but its own files. `npx vite` serves it for development, sending the
 // API calls to a `charlstm serve` or a training dashboard ($CHARLSTM_API, default port 8080).
 
@@ -47,7 +47,7 @@ export default defineConfig({
   },
   worker: { format: 'es', plugins: () => [browserStubs()] },
   server: {
-    fs: { allow: [here('./')] }, // ../src and ../build/kernels.wasm
+    fs: { allow: [here('./')] }, // ../src and ../build/kernels*.wasm
     proxy: { '/v1': process.env.CHARLSTM_API ?? 'http://127.0.0.1:8080' },
   },
 });
