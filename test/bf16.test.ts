@@ -290,7 +290,10 @@ btest(
       assert.equal(await resolvePrecision('auto', 'native'), 'fp32');
       await assert.rejects(resolvePrecision('bf16', 'native'), (err: unknown) => {
         assert.ok(err instanceof UserError);
-        assert.equal(err.message, "precision 'bf16' unavailable: disabled by CHARLSTM_NO_BF16");
+        assert.equal(
+          err.message,
+          'precision bf16 unavailable: disabled by CHARLSTM_NO_BF16 (fp32 or auto trains without it)',
+        );
         return true;
       });
     } finally {

@@ -343,7 +343,7 @@ export async function resolvePrecision(
   const why = bf16UnavailableReason();
   if (why === undefined) return 'bf16';
   if (choice === 'auto') return 'fp32';
-  throw new UserError(`precision 'bf16' unavailable: ${why}`);
+  throw new UserError(`precision bf16 unavailable: ${why} (fp32 or auto trains without it)`);
 }
 
 /**
