@@ -1197,7 +1197,7 @@ export function renderThreads(r: ThreadsResults): string {
             'what does not split is ') +
         `the main thread's serial work (${ms(serial(p2))} ms: posting, summing, bookkeeping, ` +
         `RMSprop) and each worker's own (${ms(overhead(p2))} ms: the messages' ways, setParams, the ` +
-        `gradient's copy).`,
+        `gradient's copy), together ${pct((serial(p2) + overhead(p2)) / idle2)} of the two-thread batch.`,
     );
   }
   if (r.compare) {

@@ -151,6 +151,11 @@ test("the threads block shows each part of a batch, and derives the ratios from 
   // idle machine: 0.8 serial + 0.45 worker + 32 passes; 0.8 + 0.5 + 16.8; the 1.48 ms lost = 0.8 + 0.68
   assert.match(md, /in 33\.3 ms on one thread and 18\.1 on two, 1\.84×: of the 1\.48 ms/);
   assert.match(md, /0\.80 ms is the passes .* and 0\.68 ms the parts that do not split/);
+  // the sequential share: (0.8 + 0.5) / 18.1
+  assert.match(
+    md,
+    /\(0\.50 ms: the messages' ways, setParams, the gradient's copy\), together 7% of the two-thread batch\./,
+  );
   assert.doesNotMatch(md, /Against the engines of/);
   assert.doesNotMatch(md, /understates/);
   // on a busy machine a lone pass was not alone: the contention figure says it is a lower bound
