@@ -159,6 +159,81 @@ btest('an FP32 instance does not round (the products run the FP32 kernels)', asy
   assert.deepEqual(get(k, 65536 + 8192, values.length), values);
 });
 
+/** x rounded to bfloat16, nearest, ties to even (finite x), as a JS number. */
+function bf16(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  u[0] = ((u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) >>> 0) & 0xffff0000;
+  return f[0]!;
+}
+
+// Shapes that reach every edge of the BF16 products' layout: odd K (a zero-padded last pair), K
+// past one 256-deep panel, N past and short of 16-column panels and of the 4-panel block, M
+// short of and past the 6-row block, row strides wider than the matrices.
+const PRODUCT_SHAPES: [M: number, N: number, K: number][] = [
+  [1, 1, 1],
+  [3, 5, 7],
+  [6, 64, 2],
+  [13, 57, 128],
+  [64, 128, 57],
+  [9, 33, 300],
+  [7, 80, 513],
+];
+
+btest(
+  'gemmNN, gemmTN, gemmNNPacked on bf16: the exact product of the rounded operands, to FP32 summation',
+  async () => {
+    const k = await createKernels('native', 'bf16');
+    k.memory.grow(64);
+    const rng = new Rng(17);
+    for (const [M, N, K] of PRODUCT_SHAPES) {
+      for (const kind of ['NN', 'TN', 'packed'] as const) {
+        const pad = 3; // every row stride is 3 floats wider than its matrix
+        const [rowsA, colsA] = kind === 'TN' ? [K, M] : [M, K];
+        const [lda, ldb, ldc] = [colsA + pad, N + pad, N + pad];
+        const A = 65536 + 4; // not 64-byte aligned
+        const Bp = A + rowsA * lda * 4 + 68;
+        const C = Bp + K * ldb * 4 + 132;
+        const P = C + M * ldc * 4 + 64;
+        const a = Float32Array.from({ length: rowsA * lda }, () => rng.uniform(-1, 1));
+        const b = Float32Array.from({ length: K * ldb }, () => rng.uniform(-1, 1));
+        const c = Float32Array.from({ length: M * ldc }, () => rng.uniform(-1, 1));
+        put(k, A, a);
+        put(k, Bp, b);
+        put(k, C, c);
+        if (kind === 'NN') k.gemmNN(A, lda, Bp, ldb, C, ldc, M, N, K);
+        else if (kind === 'TN') k.gemmTN(A, lda, Bp, ldb, C, ldc, M, N, K);
+        else {
+          k.packB(Bp, ldb, P, K, N);
+          k.gemmNNPacked(A, lda, P, Bp, ldb, C, ldc, M, N, K);
+        }
+        const got = get(k, C, M * ldc);
+        let diff = 0;
+        let scale = 0;
+        for (let i = 0; i < M; i++)
+          for (let j = 0; j < N; j++) {
+            let sum = c[i * ldc + j]!;
+            for (let q = 0; q < K; q++) {
+              const aiq = kind === 'TN' ? a[q * lda + i]! : a[i * lda + q]!;
+              sum += bf16(aiq) * bf16(b[q * ldb + j]!);
+            }
+            diff = Math.max(diff, Math.abs(got[i * ldc + j]! - sum));
+            scale = Math.max(scale, Math.abs(sum));
+          }
+        // the products of bf16 values are exact in FP32; only the order and rounding of the sums differ
+        assert.ok(diff / scale < 2e-6, `${kind} ${M}×${N}×${K}: off by ${diff / scale}`);
+        for (let i = 0; i < M; i++)
+          for (let j = N; j < ldc; j++)
+            assert.equal(
+              got[i * ldc + j],
+              c[i * ldc + j],
+              `${kind} ${M}×${N}×${K} wrote past column N`,
+            );
+      }
+    }
+  },
+);
+
 // ---- gradients ----------------------------------------------------------------------------
 
 for (const [V, H, B, T] of [
