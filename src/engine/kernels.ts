@@ -170,9 +170,10 @@ export const KERNEL_FUNCTIONS = [
 ] as const satisfies readonly (keyof Omit<KernelExports, 'memory'>)[];
 
 /**
- * Which build of assembly/kernels.ts: 'relaxed-simd' (build/kernels-relaxed.wasm: the products'
- * multiply-adds are `f32x4.relaxed_madd`, an FMA on x86-64 and ARM64) or 'simd128'
- * (build/kernels.wasm: a multiply and an add, for runtimes without relaxed SIMD).
+ * Which build of assembly/kernels.ts: 'relaxed-simd' (build/kernels-relaxed.wasm: the
+ * multiply-adds of the products and gates are `f32x4.relaxed_madd`, an FMA on x86-64 with FMA3
+ * and on ARM64) or 'simd128' (build/kernels.wasm: a multiply and an add, for runtimes without
+ * relaxed SIMD; every runtime with WebAssembly SIMD runs it).
  */
 export type WasmVariant = 'relaxed-simd' | 'simd128';
 
@@ -181,8 +182,6 @@ export const KERNELS_URLS: Record<WasmVariant, URL> = {
   'relaxed-simd': new URL('../../build/kernels-relaxed.wasm', import.meta.url),
   simd128: new URL('../../build/kernels.wasm', import.meta.url),
 };
-/** The SIMD128 build, which every runtime with WebAssembly SIMD runs. */
-export const KERNELS_URL = KERNELS_URLS.simd128;
 
 // A module of one function (v128, v128, v128 locals) → v128 returning
 // f32x4.relaxed_madd(l0, l1, l2): header; type section [() → v128]; function section; code
