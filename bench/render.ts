@@ -995,6 +995,8 @@ export interface ThreadsConfig {
   /** a whole batch as the trainer runs it: the engine, the bookkeeping and the optimizer */
   wallMs: number;
   seqPerSec: number;
+  /** the batches' 10th percentile: the machine's quieter moments (absent in the first runs) */
+  p10Ms?: number;
   /** profiled configurations: the main thread's parts */
   main?: {
     post: number; // requests posted: the parameters and the batch structured-cloned
@@ -1095,6 +1097,10 @@ export function renderThreads(r: ThreadsResults): string {
     (c: ThreadsConfig): string =>
       c.workers!.map((w) => ms(f(w))).join(' / ');
   const perShard = (xs: number[] | undefined): string => (xs ? xs.map(ms).join(' / ') : '—');
+  if (cols.every((c) => c.u.p10Ms !== undefined))
+    lines.push(
+      `| batch, unprofiled, fastest tenth (10th percentile) | ${cols.map((c) => ms(c.u.p10Ms!)).join(' | ')} |`,
+    );
   row('batch, profiled', (c) => ms(c.wallMs));
   row('main: post the requests (parameters and batch cloned)', (c) => ms(c.main!.post));
   row('main: wait for the replies', (c) => ms(c.main!.wait));
@@ -1176,7 +1182,11 @@ export function renderThreads(r: ThreadsResults): string {
     const waited = p1.shardQueuedMs && p2.shardQueuedMs;
     prose.push(
       `**${name(e)}.** Here two threads ran a batch ${times(u1.wallMs / u2.wallMs)} as fast as one ` +
-        `(unprofiled; profiled ${times(p1.wallMs / p2.wallMs)}, its batches at two threads ` +
+        `(unprofiled, medians; ` +
+        (u1.p10Ms !== undefined && u2.p10Ms !== undefined
+          ? `${times(u1.p10Ms / u2.p10Ms)} at the 10th percentile; `
+          : '') +
+        `profiled ${times(p1.wallMs / p2.wallMs)}, its batches at two threads ` +
         `${longer(p2.wallMs / u2.wallMs - 1)} than unprofiled ones). A shard's pass took ${ms(mean(cpu(p2)))} ms of ` +
         `${what} when the two ran at once against ${ms(mean(cpu(p1)))} ms alone (${times(together)}).` +
         (waited

@@ -103,6 +103,9 @@ const H = MODEL.units;
 /** the reference model renders docs/engine.md's block; another writes its own JSON only */
 const JSON_FILE = args.model === 'reference' ? 'threads.json' : `threads-${args.model}.json`;
 
+/** the q-th quantile, the nearest sample below */
+const quantile = (xs: number[], q: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * q)]!;
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -207,6 +210,10 @@ function summarise(c: Config): ThreadsConfig {
     batches: s.length,
     wallMs: wall,
     seqPerSec: (B * 1000) / wall,
+    p10Ms: quantile(
+      s.map((b) => b.wall),
+      0.1,
+    ),
   };
   if (!c.profiled) return out;
   const ts = s.map((b) => b.times!);

@@ -141,7 +141,11 @@ test("the threads block shows each part of a batch, and derives the ratios from 
   // 35.5 / 19 unprofiled, 36 / 19.5 profiled; 19.5 / 19 − 1 = 2.6%
   assert.match(
     md,
-    /two threads ran a batch 1\.87× as fast as one \(unprofiled; profiled 1\.85×, its batches at two threads 3% longer/,
+    /two threads ran a batch 1\.87× as fast as one \(unprofiled, medians; 1\.90× at the 10th percentile; profiled 1\.85×, its batches at two threads 3% longer/,
+  );
+  assert.match(
+    md,
+    /^\| batch, unprofiled, fastest tenth \(10th percentile\) \| 34\.2 \| 18\.0 \|$/m,
   );
   // mean(16.8, 16.4) / mean(16, 16)
   assert.match(
