@@ -234,6 +234,40 @@ btest(
   },
 );
 
+btest(
+  "gatesForward of a bf16 instance (sixteen lanes) is bit-identical to an FP32 instance's",
+  async () => {
+    const rng = new Rng(23);
+    for (const [B, H] of [
+      [3, 20], // a masked last group of 4 lanes
+      [5, 128],
+      [2, 44],
+    ] as const) {
+      const outs: Float32Array[] = [];
+      // pre-activations across both of tanh's branches (|x| < 0.625 and the exp form) and exp's clamp
+      const z = Float32Array.from({ length: B * 4 * H }, () => rng.uniform(-12, 12) ** 3 / 144);
+      const cPrev = Float32Array.from({ length: B * H }, () => rng.uniform(-3, 3));
+      for (const precision of ['fp32', 'bf16'] as const) {
+        const k = await createKernels('native', precision);
+        k.memory.grow(2);
+        const [pz, pc, c, tc, h] = [65536, 98304, 106496, 114688, 122880];
+        put(k, pz, z);
+        put(k, pc, cPrev);
+        k.gatesForward(pz, pc, c, tc, h, B, H);
+        outs.push(
+          Float32Array.of(
+            ...get(k, pz, B * 4 * H),
+            ...get(k, c, B * H),
+            ...get(k, tc, B * H),
+            ...get(k, h, B * H),
+          ),
+        );
+      }
+      assert.deepEqual(outs[1], outs[0], `B ${B}, H ${H}`);
+    }
+  },
+);
+
 // ---- gradients ----------------------------------------------------------------------------
 
 for (const [V, H, B, T] of [
