@@ -1201,7 +1201,9 @@ export function renderThreads(r: ThreadsResults): string {
         `thread and ${ms(idle2)} on two, ${times(idle1 / idle2)}` +
         (idle2 > idle1 / 2
           ? `: of the ${ms(idle2 - idle1 / 2)} ms that two threads lose against halving one, ` +
-            `${ms(passLoss)} ms is the passes (running side by side, and the two shards' imbalance) ` +
+            (passLoss >= 0
+              ? `${ms(passLoss)} ms is the passes (running side by side, and the two shards' imbalance) `
+              : `the passes gained ${ms(-passLoss)} ms (two at once ran no slower than one alone) `) +
             `and ${ms(fixedLoss)} ms the parts that do not split: `
           : ` (no loss against halving one shows: the passes' CPU time varied by more than that); ` +
             'what does not split is ') +

@@ -172,6 +172,15 @@ test("the threads block shows each part of a batch, and derives the ratios from 
   const md2 = renderThreads(faster);
   assert.match(md2, /16\.3 on two, 2\.0× \(no loss against halving one shows/);
   assert.doesNotMatch(md2, /-\d+\.\d+ ms/);
+  // two threads lose against halving, but not in the passes: 15.9 against 16 alone
+  const even = fixture();
+  even.profiled[1]!.shardCpuMs = [15.9, 15.9];
+  const md3 = renderThreads(even);
+  assert.match(
+    md3,
+    /of the 0\.57 ms that two threads lose against halving one, the passes gained 0\.10 ms/,
+  );
+  assert.doesNotMatch(md3, /-\d+\.\d+ ms/);
 });
 
 test('a before/after comparison, when the JSON has one, is rendered as ratios of its medians', () => {
