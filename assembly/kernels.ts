@@ -207,9 +207,29 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
 // Vectorised exp, sigmoid, tanh (Cephes-style range reduction and polynomials, ~1e-7 relative)
 // ---------------------------------------------------------------------------------------------
 
+// x clamped to [-87.3, 88.3], a NaN kept. SIMD128's min and max handle NaN and ±0 in software
+// (about six x86 instructions each); relaxed_min/max are one minps/maxps, which return their
+// second operand when either is NaN, so x goes second.
+// @ts-ignore: decorator
+@inline function clampExpArg(x: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return f32x4.relaxed_min(f32x4.splat(88.3), f32x4.relaxed_max(f32x4.splat(-87.3), x));
+  }
+  return f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
+}
+
+// n (whole numbers within ±128, or NaN) to int32 lanes: relaxed_trunc is one cvttps2dq, where
+// trunc_sat adds the fix-ups for NaN and overflow; a NaN lane's result is NaN either way (its p
+// is NaN).
+// @ts-ignore: decorator
+@inline function toInt4(n: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.relaxed_trunc_f32x4_s(n);
+  return i32x4.trunc_sat_f32x4_s(n);
+}
+
 // @ts-ignore: decorator
 @inline function exp4(x: v128): v128 {
-  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
+  x = clampExpArg(x);
   const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
   // r = x - n·ln2, with ln2 split in two for precision
   let r = nmadd(n, f32x4.splat(0.693359375), x);
@@ -222,7 +242,7 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
   p = madd(p, r, f32x4.splat(5.0000001201e-1));
   p = f32x4.add(madd(p, f32x4.mul(r, r), r), f32x4.splat(1));
   // scale by 2^n through the exponent bits
-  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  const e = i32x4.shl(i32x4.add(toInt4(n), i32x4.splat(127)), 23);
   return f32x4.mul(p, e);
 }
 

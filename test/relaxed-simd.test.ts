@@ -164,7 +164,10 @@ class Pair {
   same(p: number, n: number, tol: number, what: string): number {
     const a = this.view(this.plain, p, n);
     const b = this.view(this.relaxed, p, n);
-    if (tol === 0) assert.deepEqual(b, a, `${what}: not bit-identical`);
+    if (tol === 0) {
+      assert.deepEqual(b, a, `${what}: not bit-identical`); // NaN equals NaN here
+      return 0;
+    }
     const err = relErr(b, a);
     assert.ok(err <= tol, `${what}: relative error ${err}`);
     return err;
@@ -346,6 +349,40 @@ test(
     }
     const err = pair.all(1e-6, 'gatesForward/gatesBackward');
     if (fused) assert.ok(err > 0, 'bit-identical to SIMD128: the polynomials were not fused');
+  },
+);
+
+test(
+  'sigmoid and tanh keep NaN and saturate at ±Infinity in both builds (relaxed min/max/trunc)',
+  { skip },
+  () => {
+    const pair = new Pair(new Rng(7));
+    const special = [NaN, Infinity, -Infinity, 1e30, -1e30, 88.5, -87.5, 0, -0, 1e-40];
+    const x = pair.alloc(12);
+    for (const k of [pair.plain, pair.relaxed]) pair.view(k, x, 12).set([...special, 0.5, -0.5]);
+    const ys = pair.alloc(12);
+    const yt = pair.alloc(12);
+    pair.run((k) => k.sigmoidArray(x, ys, 12));
+    pair.run((k) => k.tanhArray(x, yt, 12));
+    for (const k of [pair.plain, pair.relaxed]) {
+      const [s, t] = [pair.view(k, ys, 12), pair.view(k, yt, 12)];
+      assert.ok(Number.isNaN(s[0]) && Number.isNaN(t[0]), 'NaN in, NaN out');
+      // exp's argument is clamped to [-87.3, 88.3]: σ(-∞) is e^-87.3's neighbour, not 0
+      assert.deepEqual([s[1], t[1], t[2]], [1, 1, -1]);
+      assert.ok(s[2]! > 0 && s[2]! < 1e-37, `σ(-∞) = ${s[2]}`);
+    }
+    // equal, a NaN's sign and payload aside (x86's default NaN is negative, a kept one is not)
+    for (const [p, what] of [
+      [ys, 'sigmoid'],
+      [yt, 'tanh'],
+    ] as const) {
+      const [a, b] = [pair.view(pair.plain, p, 12), pair.view(pair.relaxed, p, 12)];
+      for (let i = 0; i < 12; i++)
+        assert.ok(
+          Object.is(a[i], b[i]) || (Number.isNaN(a[i]) && Number.isNaN(b[i])),
+          `${what}(${i})`,
+        );
+    }
   },
 );
 
