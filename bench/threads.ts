@@ -35,7 +35,8 @@ import { parseArgs } from 'node:util';
 
 import { REFERENCE } from '../src/defaults.ts';
 import { UserError } from '../src/errors.ts';
-import type { BatchTimes } from '../src/engine/profile.ts';
+import type { BatchTimes, WorkerTimes } from '../src/engine/profile.ts';
+import { SHARDS } from '../src/engine/shards.ts';
 import type { Batch, EngineKind, EngineOptions, GradientEngine } from '../src/engine/types.ts';
 import type { WorkerEngine } from '../src/engine/worker-engine.ts';
 import { resolveEngine } from '../src/engine/kernels.ts';
@@ -113,6 +114,8 @@ const median = (xs: number[]): number => {
 };
 
 type CreateEngine = (opts: EngineOptions) => Promise<GradientEngine>;
+type Shard = WorkerTimes['shards'][number];
+const SHARD_INDICES = Array.from({ length: SHARDS }, (_, s) => s);
 
 /** One batch's figures, ms: the whole, and (profiled) its parts. */
 interface BatchSample {
@@ -228,13 +231,10 @@ function summarise(c: Config): ThreadsConfig {
     optimizer: median(s.map((b) => b.optimizer)),
   };
   out.workers = Array.from({ length: c.threads }, (_, w) => {
-    const wt = (t: BatchTimes): BatchTimes['workers'][number] => t.workers[w]!;
-    const sum = (
-      t: BatchTimes,
-      f: (sh: BatchTimes['workers'][number]['shards'][number]) => number,
-    ): number => wt(t).shards.reduce((a, sh) => a + f(sh), 0);
-    const phase = (p: keyof BatchTimes['workers'][number]['shards'][number]['phases']): number =>
-      m((t) => sum(t, (sh) => sh.phases[p]));
+    const wt = (t: BatchTimes): WorkerTimes => t.workers[w]!;
+    const sum = (t: BatchTimes, f: (sh: Shard) => number): number =>
+      wt(t).shards.reduce((a, sh) => a + f(sh), 0);
+    const phase = (p: keyof Shard['phases']): number => m((t) => sum(t, (sh) => sh.phases[p]));
     return {
       toWorker: m((t) => wt(t).received - t.sent[w]!),
       setParams: m((t) => wt(t).paramsSet - wt(t).received),
@@ -256,12 +256,12 @@ function summarise(c: Config): ThreadsConfig {
   });
   // each shard's pass, whichever worker ran it (shard s is worker s % threads's): wall, on a CPU,
   // and waiting for one
-  const shard = (t: BatchTimes, sh: number): BatchTimes['workers'][number]['shards'][number] =>
+  const shard = (t: BatchTimes, sh: number): Shard =>
     t.workers[sh % c.threads]!.shards[Math.floor(sh / c.threads)]!;
-  out.shardMs = [0, 1].map((sh) => m((t) => shard(t, sh).computed - shard(t, sh).start));
+  out.shardMs = SHARD_INDICES.map((sh) => m((t) => shard(t, sh).computed - shard(t, sh).start));
   if (ts[0] && shard(ts[0], 0).cpu !== undefined) {
-    out.shardCpuMs = [0, 1].map((sh) => m((t) => shard(t, sh).cpu!));
-    out.shardQueuedMs = [0, 1].map((sh) => m((t) => shard(t, sh).queued!));
+    out.shardCpuMs = SHARD_INDICES.map((sh) => m((t) => shard(t, sh).cpu!));
+    out.shardQueuedMs = SHARD_INDICES.map((sh) => m((t) => shard(t, sh).queued!));
   }
   return out;
 }
