@@ -10,7 +10,8 @@
 
 // a·b + c, four lanes: one f32x4.relaxed_madd (an FMA where the CPU has one: a single rounding)
 // in the relaxed build, a multiply and an add (two roundings) in the SIMD128 build. The
-// SIMD128 build's results are therefore exactly those of the kernels before the two builds.
+// SIMD128 build's results are therefore those of the kernels before the two builds (on finite
+// inputs: exp4's clamp and 2^n below changed how a NaN comes out, not any finite result).
 // Used in the products' inner loops and in the polynomials and cell updates of the gates.
 // @ts-ignore: decorator
 @inline function madd(a: v128, b: v128, c: v128): v128 {
@@ -207,24 +208,23 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
 // Vectorised exp, sigmoid, tanh (Cephes-style range reduction and polynomials, ~1e-7 relative)
 // ---------------------------------------------------------------------------------------------
 
-// x clamped to [-87.3, 88.3], a NaN kept. SIMD128's min and max handle NaN and ±0 in software
-// (about six x86 instructions each); relaxed_min/max are one minps/maxps, which return their
-// second operand when either is NaN, so x goes second.
+// x clamped to [-87.3, 88.3], a NaN kept. f32x4.min/max are IEEE-exact about NaN and ±0 and
+// cost about six x86 instructions each in V8; pmin/pmax (b < a ? b : a, a < b ? b : a) are one
+// minps/maxps, and equal to them here but for which NaN comes out: x goes first so that a NaN x
+// is returned.
 // @ts-ignore: decorator
 @inline function clampExpArg(x: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    return f32x4.relaxed_min(f32x4.splat(88.3), f32x4.relaxed_max(f32x4.splat(-87.3), x));
-  }
-  return f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
+  return f32x4.pmin(f32x4.pmax(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
 }
 
-// n (whole numbers within ±128, or NaN) to int32 lanes: relaxed_trunc is one cvttps2dq, where
-// trunc_sat adds the fix-ups for NaN and overflow; a NaN lane's result is NaN either way (its p
-// is NaN).
+// 2^n as float bits for whole n in [-126, 127] (a NaN n gives garbage bits, and its p is NaN):
+// n + 1.5·2^23 holds n in its low mantissa bits, exactly, so its bits less those of 1.5·2^23 are
+// n as an int32; three instructions where trunc_sat needs cvttps2dq and its NaN and overflow
+// fix-ups.
 // @ts-ignore: decorator
-@inline function toInt4(n: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.relaxed_trunc_f32x4_s(n);
-  return i32x4.trunc_sat_f32x4_s(n);
+@inline function pow2i(n: v128): v128 {
+  const magic = f32x4.splat(12582912.0); // 1.5·2^23, bits 0x4b400000
+  return i32x4.shl(i32x4.add(f32x4.add(n, magic), i32x4.splat(127 - 0x4b400000)), 23);
 }
 
 // @ts-ignore: decorator
@@ -242,7 +242,7 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
   p = madd(p, r, f32x4.splat(5.0000001201e-1));
   p = f32x4.add(madd(p, f32x4.mul(r, r), r), f32x4.splat(1));
   // scale by 2^n through the exponent bits
-  const e = i32x4.shl(i32x4.add(toInt4(n), i32x4.splat(127)), 23);
+  const e = pow2i(n);
   return f32x4.mul(p, e);
 }
 

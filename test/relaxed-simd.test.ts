@@ -353,7 +353,7 @@ test(
 );
 
 test(
-  'sigmoid and tanh keep NaN and saturate at ±Infinity in both builds (relaxed min/max/trunc)',
+  'sigmoid and tanh keep NaN and saturate at ±Infinity in both builds (the pmin/pmax clamp of exp)',
   { skip },
   () => {
     const pair = new Pair(new Rng(7));
@@ -371,7 +371,7 @@ test(
       assert.deepEqual([s[1], t[1], t[2]], [1, 1, -1]);
       assert.ok(s[2]! > 0 && s[2]! < 1e-37, `σ(-∞) = ${s[2]}`);
     }
-    // equal, a NaN's sign and payload aside (x86's default NaN is negative, a kept one is not)
+    // equal, a NaN's sign and payload aside (x86's default NaN is negative, a NaN passed through is not)
     for (const [p, what] of [
       [ys, 'sigmoid'],
       [yt, 'tanh'],
