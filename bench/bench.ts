@@ -25,12 +25,23 @@ import { parseArgs } from 'node:util';
 
 import { REFERENCE } from '../src/defaults.ts';
 import { createEngine } from '../src/engine/gradient-engine.ts';
-import { createKernels, resolveEngine, type KernelExports } from '../src/engine/kernels.ts';
+import {
+  bestWasmVariant,
+  createKernels,
+  instantiate,
+  kernelModule,
+  resolveEngine,
+  resolvePrecision,
+  selectWasmVariant,
+  type KernelExports,
+  type WasmVariant,
+} from '../src/engine/kernels.ts';
 import { SHARDS } from '../src/engine/shards.ts';
-import type { Batch, EngineKind } from '../src/engine/types.ts';
+import type { Batch, EngineKind, Precision } from '../src/engine/types.ts';
 import { initParameters } from '../src/model/init.ts';
 import type { ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
+import { PRESETS } from '../src/train/presets.ts';
 import { RmsProp } from '../src/train/rmsprop.ts';
 import { benchFourTemperatures, benchStream } from './generate-bench.ts';
 import {
@@ -90,8 +101,16 @@ interface Timed {
   close(): Promise<void>;
 }
 
+/** Which kernels a timed configuration runs: the engine, its precision, the wasm build. */
+interface Kernels {
+  engine: EngineKind;
+  precision?: Precision;
+  /** the wasm build (default: the best this runtime compiles) */
+  variant?: WasmVariant;
+}
+
 async function trainer(
-  engineKind: EngineKind,
+  kernels: Kernels,
   threads: number,
   perWindow: number,
   model: TrainShape = { shape: { vocabSize: V, units: H } },
@@ -99,13 +118,16 @@ async function trainer(
   const rng = new Rng(1);
   const params = initParameters(model.shape, rng);
   const opt = new RmsProp(params.flat.length, { learningRate: 0.01, rho: 0.9, epsilon: 1e-7 });
+  selectWasmVariant(kernels.variant); // the module the engine's threads get
   const engine = await createEngine({
     shape: params.shape,
     maxBatch: B,
     maxT: T,
     threads,
-    engine: engineKind,
+    engine: kernels.engine,
+    precision: kernels.precision ?? 'fp32',
   });
+  selectWasmVariant(undefined);
   const x = Int32Array.from({ length: B * T }, () => rng.int(V));
   const y = Int32Array.from({ length: model.everyStep ? B * T : B }, () => rng.int(V));
   const grads = new Float32Array(params.flat.length);
@@ -170,7 +192,7 @@ function kernelTimer(k: KernelExports, packed: boolean): () => number {
   return once;
 }
 
-function cpuInfo(): { cpuFamily?: number; avx2: boolean; fma: boolean } {
+function cpuInfo(): { cpuFamily?: number; avx2: boolean; fma: boolean; avx512bf16: boolean } {
   try {
     const info = readFileSync('/proc/cpuinfo', 'utf8');
     const family = /^cpu family\s*:\s*(\d+)/m.exec(info);
@@ -179,9 +201,10 @@ function cpuInfo(): { cpuFamily?: number; avx2: boolean; fma: boolean } {
       ...(family && { cpuFamily: Number(family[1]) }),
       avx2: flags.includes('avx2'),
       fma: flags.includes('fma'),
+      avx512bf16: flags.includes('avx512_bf16'),
     };
   } catch {
-    return { avx2: false, fma: false };
+    return { avx2: false, fma: false, avx512bf16: false };
   }
 }
 
@@ -196,50 +219,94 @@ async function main(): Promise<void> {
     ? undefined
     : (await import('../src/engine/native.ts')).nativeUnavailableReason();
 
+  const variant = await bestWasmVariant();
+  const hasBf16 = hasNative && (await resolvePrecision('auto', 'native')) === 'bf16';
+  // the SIMD128 build is timed beside the relaxed one it falls back to
+  const fallback = variant === 'relaxed-simd';
+
   // kernels: every variant timed in turn, round by round; medians
-  const kinds: EngineKind[] = hasNative ? ['wasm', 'native'] : ['wasm'];
-  const timers: { kind: EngineKind; packed: boolean; once: () => number }[] = [];
-  for (const kind of kinds)
+  type Which = keyof EnginePair;
+  const kinds: { which: Which; make: () => Promise<KernelExports> }[] = [
+    { which: 'wasm', make: async () => instantiate(await kernelModule(variant)) },
+    ...(fallback
+      ? [
+          {
+            which: 'wasmSimd128' as const,
+            make: async () => instantiate(await kernelModule('simd128')),
+          },
+        ]
+      : []),
+    ...(hasNative ? [{ which: 'native' as const, make: () => createKernels('native') }] : []),
+    ...(hasBf16
+      ? [{ which: 'nativeBf16' as const, make: () => createKernels('native', 'bf16') }]
+      : []),
+  ];
+  const timers: { which: Which; packed: boolean; once: () => number }[] = [];
+  for (const { which, make } of kinds)
     for (const p of [true, false])
-      timers.push({ kind, packed: p, once: kernelTimer(await createKernels(kind), p) });
+      timers.push({ which, packed: p, once: kernelTimer(await make(), p) });
   const kRates = timers.map((): number[] => []);
   for (let round = 0; round < (quick ? 7 : 15); round++)
     for (const [i, t] of timers.entries()) kRates[i]!.push(t.once());
-  const gf = (kind: EngineKind, p: boolean): number =>
-    median(kRates[timers.findIndex((t) => t.kind === kind && t.packed === p)]!);
-  const packed: EnginePair = {
-    wasm: gf('wasm', true),
-    ...(hasNative && { native: gf('native', true) }),
+  const gfPair = (p: boolean): EnginePair => {
+    const out: Partial<Record<Which, number>> = {};
+    for (const { which } of kinds)
+      out[which] = median(kRates[timers.findIndex((t) => t.which === which && t.packed === p)]!);
+    return out as EnginePair;
   };
-  const unpacked: EnginePair = {
-    wasm: gf('wasm', false),
-    ...(hasNative && { native: gf('native', false) }),
-  };
+  const packed = gfPair(true);
+  const unpacked = gfPair(false);
+  const fmt = (e: EnginePair): string =>
+    kinds.map(({ which }) => `${which} ${e[which]!.toFixed(1)}`).join(', ');
   log(
-    `gemm [64×128]·[128×512], one thread, packed B: ${packed.native?.toFixed(1) ?? '—'} GFLOP/s native, ${packed.wasm.toFixed(1)} wasm; unpacked: ${unpacked.native?.toFixed(1) ?? '—'}, ${unpacked.wasm.toFixed(1)}`,
+    `gemm [64×128]·[128×512], one thread, GFLOP/s, packed B: ${fmt(packed)}; unpacked: ${fmt(unpacked)}`,
   );
 
-  // training: the four configurations timed in turn, window by window
+  // training: every configuration at 1 and 2 threads, timed in turn, window by window (each
+  // window about as long: the faster engines run more batches a window)
   const windows = quick ? 3 : 9;
   const perWindow = quick ? 3 : 6;
-  const configs = [
-    await trainer('wasm', 1, perWindow),
-    await trainer('wasm', 2, perWindow),
-    ...(hasNative
-      ? [await trainer('native', 1, perWindow * 2), await trainer('native', 2, perWindow * 2)]
+  const trained: { name: string; kernels: Kernels; scale: number }[] = [
+    { name: 'wasm', kernels: { engine: 'wasm', variant }, scale: 1 },
+    ...(fallback
+      ? [
+          {
+            name: 'simd128',
+            kernels: { engine: 'wasm' as const, variant: 'simd128' as const },
+            scale: 1,
+          },
+        ]
+      : []),
+    ...(hasNative ? [{ name: 'native', kernels: { engine: 'native' as const }, scale: 2 }] : []),
+    ...(hasBf16
+      ? [
+          {
+            name: 'bf16',
+            kernels: { engine: 'native' as const, precision: 'bf16' as const },
+            scale: 4,
+          },
+        ]
       : []),
   ];
+  const configs: Timed[] = [];
+  for (const c of trained)
+    for (const threads of [1, 2])
+      configs.push(await trainer(c.kernels, threads, perWindow * c.scale));
   const ms = await interleave(configs, windows);
-  const [wasm1, wasm2, native1, native2] = ms.map(rate) as [Rate, Rate, Rate?, Rate?];
-  for (const [name, r] of [
-    ['wasm, 1 thread', wasm1],
-    ['wasm, 2 threads', wasm2],
-    ['native, 1 thread', native1],
-    ['native, 2 threads', native2],
-  ] as const) {
-    if (r)
-      log(`training, ${name}: ${r.seqPerSec.toFixed(0)} seq/s, ${r.gflops.toFixed(1)} GFLOP/s`);
-  }
+  const rates = new Map<string, Rate>();
+  trained.forEach((c, i) => {
+    for (const [j, threads] of [1, 2].entries()) {
+      const r = rate(ms[2 * i + j]!);
+      rates.set(`${c.name}/${threads}`, r);
+      log(
+        `training, ${c.name}, ${threads} thread${threads > 1 ? 's' : ''}: ${r.seqPerSec.toFixed(0)} seq/s, ${r.gflops.toFixed(1)} GFLOP/s`,
+      );
+    }
+  });
+  const wasm1 = rates.get('wasm/1')!;
+  const wasm2 = rates.get('wasm/2')!;
+  const native1 = rates.get('native/1');
+  const native2 = rates.get('native/2');
   const defaultEngine: EngineKind = hasNative ? 'native' : 'wasm';
 
   // PyTorch (its own process, when a torch is installed): right after our training figures, so
@@ -255,15 +322,27 @@ async function main(): Promise<void> {
     );
   }
 
-  // the ten-minute preset's model (src/train/presets.ts): 2 × LSTM(256), dropout 0.3, sequence mode
-  const tm = { layers: 2, units: 256, dropout: 0.3 };
-  const tenModel = await trainer(defaultEngine, 2, quick ? 1 : 2, {
+  // the ten-minute preset's model (src/train/presets.ts) as the preset runs it (the default
+  // engine, precision auto), beside FP32 when that is bf16
+  const preset = PRESETS['ten-minutes'];
+  const tm = { layers: preset.layers!, units: preset.units!, dropout: preset.dropout! };
+  const tenPrecision = await resolvePrecision(preset.precision, defaultEngine);
+  const tenShape: TrainShape = {
     shape: { vocabSize: V, units: tm.units, layers: tm.layers },
-    everyStep: true,
+    everyStep: preset.mode === 'sequence',
     dropout: tm.dropout,
-  });
-  const [tenMs] = (await interleave([tenModel], quick ? 3 : 5)) as [number];
-  log(`ten-minute model, one batch, ${defaultEngine}, 2 threads: ${tenMs.toFixed(0)} ms`);
+  };
+  const tenModels = [
+    await trainer({ engine: defaultEngine, precision: tenPrecision }, 2, quick ? 1 : 2, tenShape),
+    ...(tenPrecision !== 'fp32'
+      ? [await trainer({ engine: defaultEngine }, 2, quick ? 1 : 2, tenShape)]
+      : []),
+  ];
+  const [tenMs, tenFp32Ms] = (await interleave(tenModels, quick ? 3 : 5)) as [number, number?];
+  log(
+    `ten-minute model, one batch, ${defaultEngine} ${tenPrecision}, 2 threads: ${tenMs.toFixed(0)} ms` +
+      (tenFp32Ms !== undefined ? ` (fp32: ${tenFp32Ms.toFixed(0)} ms)` : ''),
+  );
 
   // generation
   const windowChars = quick ? 100 : 400;
@@ -345,16 +424,21 @@ async function main(): Promise<void> {
     train: {
       flopPerSeq: FLOP_PER_SEQ,
       defaultEngine,
+      wasmVariant: variant,
       wasm1,
       wasm2,
+      ...(fallback && { simd128_1: rates.get('simd128/1')!, simd128_2: rates.get('simd128/2')! }),
       ...(native1 && { native1 }),
       ...(native2 && { native2 }),
+      ...(hasBf16 && { bf16_1: rates.get('bf16/1')!, bf16_2: rates.get('bf16/2')! }),
     },
     ...(tfjs && { tfjs }),
     ...(pytorch && { pytorch }),
     generate: { oneStream, fourTemperatures, stateful },
     tenMinuteModel: {
       engine: defaultEngine,
+      precision: tenPrecision,
+      ...(tenFp32Ms !== undefined && { fp32MsPerBatch: tenFp32Ms }),
       threads: 2,
       ...tm,
       batch: B,

@@ -30,8 +30,13 @@ export interface Rate {
 
 /** A figure on each engine; native is absent where the addon is unavailable. */
 export interface EnginePair {
+  /** the WebAssembly build the runtime runs best (train.wasmVariant) */
   wasm: number;
   native?: number;
+  /** the SIMD128 build, where the relaxed one ran as `wasm` */
+  wasmSimd128?: number;
+  /** the native engine with BF16 products (--precision bf16), where the CPU has AVX512-BF16 */
+  nativeBf16?: number;
 }
 
 /** A real `charlstm train` process (bench/train-rss.ts). */
@@ -101,6 +106,7 @@ export interface BenchResults {
     cpuFamily?: number;
     avx2: boolean;
     fma: boolean;
+    avx512bf16?: boolean;
     node: string;
     date: string;
     /** os.loadavg() (1, 5, 15 minutes) when the run began and when it ended */
@@ -122,10 +128,19 @@ export interface BenchResults {
     /** FLOP of one training sequence's matrix products (forward, backward, weight gradient) */
     flopPerSeq: number;
     defaultEngine: 'native' | 'wasm';
+    /** the WebAssembly build wasm1/wasm2 ran (the best this runtime compiles) */
+    wasmVariant?: 'relaxed-simd' | 'simd128';
     wasm1: Rate;
     wasm2: Rate;
+    /** the SIMD128 build, timed beside the relaxed one */
+    simd128_1?: Rate;
+    simd128_2?: Rate;
+    /** native, FP32 */
     native1?: Rate;
     native2?: Rate;
+    /** native, BF16 products (--precision bf16) */
+    bf16_1?: Rate;
+    bf16_2?: Rate;
   };
   /** the baseline; absent with --no-tfjs */
   tfjs?: {
@@ -152,6 +167,10 @@ export interface BenchResults {
   /** one batch of the --preset ten-minutes model on the default engine, two threads */
   tenMinuteModel: {
     engine: 'native' | 'wasm';
+    /** as the preset runs it (precision auto); absent in runs before precisions existed: fp32 */
+    precision?: 'fp32' | 'bf16';
+    /** the same batch in FP32, when `precision` is bf16 */
+    fp32MsPerBatch?: number;
     threads: number;
     layers: number;
     units: number;
@@ -217,9 +236,10 @@ export function renderIntro(r: BenchResults): string {
   const parts: string[] = [];
   if (r.tfjs) {
     const vs = `TensorFlow.js's WebAssembly backend (${r.tfjs.version})`;
+    const fastest = t.bf16_2 ?? t.native2;
     parts.push(
-      t.native2
-        ? `training the reference model runs ${times(t.wasm2.seqPerSec / r.tfjs.trainWasm)} as fast as ${vs} on the WebAssembly engine and ${times(t.native2.seqPerSec / r.tfjs.trainWasm)} on the native one`
+      fastest
+        ? `training the reference model runs ${times(t.wasm2.seqPerSec / r.tfjs.trainWasm)} as fast as ${vs} on the WebAssembly engine and ${times(fastest.seqPerSec / r.tfjs.trainWasm)} on the native one${t.bf16_2 ? ' with BF16 products' : ''}`
         : `training the reference model runs ${times(t.wasm2.seqPerSec / r.tfjs.trainWasm)} as fast as ${vs} on the WebAssembly engine`,
     );
   } else {
@@ -270,28 +290,51 @@ export function renderPerformance(r: BenchResults): string {
     (tf ? `; ${times(rate / tf.trainWasm)} TF.js WebAssembly` : '') +
     (ptBest ? `; ${times(rate / ptBest.seqPerSec)} PyTorch` : '');
   const native = t.native1 && t.native2 ? { one: t.native1, two: t.native2 } : undefined;
+  const bf16 = t.bf16_1 && t.bf16_2 ? { one: t.bf16_1, two: t.bf16_2 } : undefined;
+  const simd128 = t.simd128_1 && t.simd128_2 ? { one: t.simd128_1, two: t.simd128_2 } : undefined;
+  const relaxed = t.wasmVariant === 'relaxed-simd';
+  if (bf16) {
+    row(
+      'training, native engine, BF16 products (`--precision bf16`), 2 threads',
+      `**${int(bf16.two.seqPerSec)} seq/s**`,
+      `${gflops(bf16.two.gflops)} GFLOP/s; ${native ? `${times(bf16.two.seqPerSec / native.two.seqPerSec)} FP32's; ` : ''}${times(bf16.two.seqPerSec / bf16.one.seqPerSec)} one thread${vsTf(bf16.two.seqPerSec)}`,
+    );
+    row(
+      'training, native engine, BF16 products, 1 thread',
+      `${int(bf16.one.seqPerSec)} seq/s`,
+      `${gflops(bf16.one.gflops)} GFLOP/s`,
+    );
+  }
   if (native) {
     row(
-      `training, native AVX2 engine, 2 threads${t.defaultEngine === 'native' ? ' (the default here)' : ''}`,
-      `**${int(native.two.seqPerSec)} seq/s**`,
+      `training, native ${bf16 ? 'engine, FP32' : 'AVX2 engine'}, 2 threads${t.defaultEngine === 'native' ? ' (the default here)' : ''}`,
+      bf16 ? `${int(native.two.seqPerSec)} seq/s` : `**${int(native.two.seqPerSec)} seq/s**`,
       `${gflops(native.two.gflops)} GFLOP/s; ${times(native.two.seqPerSec / native.one.seqPerSec)} one thread${vsTf(native.two.seqPerSec)}`,
     );
     row(
-      'training, native AVX2 engine, 1 thread',
+      `training, native ${bf16 ? 'engine, FP32' : 'AVX2 engine'}, 1 thread`,
       `${int(native.one.seqPerSec)} seq/s`,
       `${gflops(native.one.gflops)} GFLOP/s`,
     );
   }
+  const wasmName = `WebAssembly engine${relaxed ? ' (relaxed SIMD)' : ''}`;
   row(
-    `training, WebAssembly engine, 2 threads${t.defaultEngine === 'wasm' ? ' (the default here)' : ''}`,
+    `training, ${wasmName}, 2 threads${t.defaultEngine === 'wasm' ? ' (the default here)' : ''}`,
     native ? `${int(t.wasm2.seqPerSec)} seq/s` : `**${int(t.wasm2.seqPerSec)} seq/s**`,
-    `${gflops(t.wasm2.gflops)} GFLOP/s; ${times(t.wasm2.seqPerSec / t.wasm1.seqPerSec)} one thread${vsTf(t.wasm2.seqPerSec)}`,
+    `${gflops(t.wasm2.gflops)} GFLOP/s; ${simd128 ? `${times(t.wasm2.seqPerSec / simd128.two.seqPerSec)} the SIMD128 build's; ` : ''}${times(t.wasm2.seqPerSec / t.wasm1.seqPerSec)} one thread${vsTf(t.wasm2.seqPerSec)}`,
   );
   row(
-    'training, WebAssembly engine, 1 thread',
+    `training, ${wasmName}, 1 thread`,
     `${int(t.wasm1.seqPerSec)} seq/s`,
     `${gflops(t.wasm1.gflops)} GFLOP/s`,
   );
+  if (simd128) {
+    row(
+      'training, WebAssembly engine, SIMD128 build (where relaxed SIMD is missing), 2 threads',
+      `${int(simd128.two.seqPerSec)} seq/s`,
+      `${gflops(simd128.two.gflops)} GFLOP/s; ${times(simd128.two.seqPerSec / simd128.one.seqPerSec)} one thread; 1 thread: ${int(simd128.one.seqPerSec)} seq/s`,
+    );
+  }
   if (tf) {
     row(
       `training, TensorFlow.js ${tf.version}, WebAssembly backend`,
@@ -319,12 +362,21 @@ export function renderPerformance(r: BenchResults): string {
   }
   const k = r.kernel;
   const kShape = `[${k.M}×${k.K}]·[${k.K}×${k.N}]`;
+  const kernelNames: [keyof EnginePair, string][] = [
+    ['nativeBf16', 'native BF16'],
+    ['native', bf16 ? 'native FP32' : 'native'],
+    ['wasm', relaxed ? 'WebAssembly, relaxed SIMD' : 'WebAssembly'],
+    ['wasmSimd128', 'WebAssembly, SIMD128'],
+  ];
+  const kernelFigures = (e: EnginePair): string[] =>
+    kernelNames.flatMap(([key, name]) =>
+      e[key] !== undefined ? [`${gflops(e[key])} (${name})`] : [],
+    );
+  const [firstKernel, ...otherKernels] = kernelFigures(k.packed);
   row(
     `matrix product ${kShape} (one shard's recurrent step), one thread`,
-    k.packed.native !== undefined
-      ? `${gflops(k.packed.native)} GFLOP/s (native), ${gflops(k.packed.wasm)} (WebAssembly)`
-      : `${gflops(k.packed.wasm)} GFLOP/s (WebAssembly)`,
-    `B packed into column panels, as training runs it; unpacked: ${k.unpacked.native !== undefined ? `${gflops(k.unpacked.native)} and ${gflops(k.unpacked.wasm)}` : gflops(k.unpacked.wasm)}`,
+    [firstKernel!.replace(' (', ' GFLOP/s ('), ...otherKernels].join(', '),
+    `B packed into column panels, as training runs it; unpacked: ${kernelFigures(k.unpacked).join(', ')}`,
   );
   const g = r.generate;
   const best = (p: EnginePair): number => p.native ?? p.wasm;
@@ -350,7 +402,8 @@ export function renderPerformance(r: BenchResults): string {
   row(
     `one batch of the ten-minute model (${tm.layers} × LSTM(${tm.units}), dropout ${tm.dropout}, every position scored, batch ${tm.batch})`,
     `${int(tm.msPerBatch)} ms`,
-    `${tm.engine === 'native' ? 'native' : 'WebAssembly'}, ${tm.threads} threads: ${int(scored)} scored characters a second` +
+    `${tm.engine === 'native' ? 'native' : 'WebAssembly'}${tm.precision === 'bf16' ? ", BF16 products (the preset's `--precision auto` here)" : ''}, ${tm.threads} threads: ${int(scored)} scored characters a second` +
+      (tm.fp32MsPerBatch !== undefined ? `; FP32: ${int(tm.fp32MsPerBatch)} ms` : '') +
       (pt?.tenMinuteMsPerBatch !== undefined
         ? `; PyTorch at its best threads: ${int(pt.tenMinuteMsPerBatch)} ms`
         : ''),
@@ -373,8 +426,16 @@ export function renderPerformance(r: BenchResults): string {
   if (k.packed.native !== undefined) {
     prose.push(
       `On the same product WebAssembly reaches ${Math.round((100 * k.packed.wasm) / k.packed.native)}% of the native ` +
-        `rate: SIMD128 has 128-bit vectors and no fused multiply-add, the native kernel uses 256-bit FMA.`,
+        `FP32 rate: its vectors are 128-bit, the native kernel's 256-bit` +
+        (relaxed
+          ? `; relaxed SIMD's fused multiply-add adds little where multiplies and adds issue on separate pipes, as here ([docs/engine.md](docs/engine.md#matrix-products)).`
+          : ', and SIMD128 has no fused multiply-add.'),
     );
+    if (k.packed.nativeBf16 !== undefined)
+      prose.push(
+        `With BF16 operands (AVX512-BF16's \`vdpbf16ps\`: two multiply-adds a lane, FP32 accumulation) ` +
+          `the product runs ${times(k.packed.nativeBf16 / k.packed.native)} as fast as in FP32.`,
+      );
     if (native)
       prose.push(
         `Two threads train ${times(native.two.seqPerSec / native.one.seqPerSec)} as fast as one (native) and ` +
@@ -398,7 +459,46 @@ export function renderPerformance(r: BenchResults): string {
   if (tp?.corpus.fallback)
     prose.push(`The train run used ${tp.corpus.name}: ${tp.corpus.fallback}.`);
   lines.push(prose.join(' '));
+  const targets = renderTargets(r);
+  if (targets) lines.push('', targets);
   return lines.join('\n');
+}
+
+/** Issue 16's throughput targets on these 2 cores. */
+export const SPEED_TARGETS = {
+  /** reference training, native engine at its best precision, 2 threads (seq/s) */
+  native: 8000,
+  /** reference training, WebAssembly engine, 2 threads (seq/s) */
+  wasm: 3500,
+  /** the ten-minute preset's model as the preset runs it (scored characters/s) */
+  tenMinute: 45_000,
+};
+
+/** Each target against its figure, met or not; undefined where no figure was measured (no native). */
+export function renderTargets(r: BenchResults): string | undefined {
+  const t = r.train;
+  const best = t.bf16_2 ?? t.native2;
+  if (!best) return undefined;
+  const tm = r.tenMinuteModel;
+  const scored = (tm.batch * tm.steps * 1000) / finite(tm.msPerBatch);
+  const verdict = (v: number, target: number, unit: string): string =>
+    `${int(v)} ${unit} against ${int(target)}: **${v >= target ? 'met' : 'not met'}**`;
+  const items = [
+    `reference training on the native engine (${t.bf16_2 ? 'BF16 products' : 'FP32'}), 2 threads, ${verdict(best.seqPerSec, SPEED_TARGETS.native, 'seq/s')}`,
+    `on the WebAssembly engine, 2 threads, ${verdict(t.wasm2.seqPerSec, SPEED_TARGETS.wasm, 'seq/s')}`,
+    `the ten-minute model, ${verdict(scored, SPEED_TARGETS.tenMinute, 'scored characters/s')}`,
+  ];
+  const missed = [
+    best.seqPerSec < SPEED_TARGETS.native,
+    t.wasm2.seqPerSec < SPEED_TARGETS.wasm,
+    scored < SPEED_TARGETS.tenMinute,
+  ].some(Boolean);
+  return (
+    `Targets (issue 16): ${items.join('; ')}.` +
+    (missed
+      ? ' Where one is missed, [docs/engine.md](docs/engine.md) has the measured ceiling and why.'
+      : '')
+  );
 }
 
 /** `text`, the README block `name`, unless a figure in it failed to render. */
