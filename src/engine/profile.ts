@@ -16,9 +16,12 @@ import { KERNEL_FUNCTIONS, type KernelExports } from './kernels.ts';
 // the forward pass, later ones the backward.
 //
 // The machine is shared: a thread's wall time includes time it waited for a core. Linux's
-// /proc/thread-self/schedstat gives the calling thread's time on a CPU and its time waiting in
-// the run queue (ns, ~12 µs a read), so each shard also reports both: its CPU time is what the
-// pass itself cost, whatever else ran.
+// /proc/thread-self/schedstat gives the calling thread's time waiting in the run queue (ns,
+// ~12 µs a read), accounted at every switch onto a CPU, so each shard also reports its wait and
+// its wall time less that wait: what the pass itself cost, whatever else ran. (The file's own
+// time on a CPU is no use here: for a running thread it advances only at the scheduler's tick,
+// measured 4 ms on the development machine, and a pass that starts just after a wake-up reads
+// a fresh figure at its start and a stale one at its end, so it came out up to a tick short.)
 
 /** Time of one shard's pass in LstmCore.lossAndGrads, ms by phase. */
 export interface ShardPhases {
@@ -44,7 +47,8 @@ export interface WorkerTimes {
   paramsSet: number; // core.setParams done (transpose and packing of the weights)
   /**
    * per shard: computed, its LstmCore pass done; end, its gradient copied out for the reply;
-   * cpu and queued, ms of the pass on a CPU and waiting for one (undefined without schedstat)
+   * queued, ms of the pass waiting for a CPU, and cpu, its wall time less that (both undefined
+   * without schedstat)
    */
   shards: {
     start: number;
@@ -71,11 +75,10 @@ export interface BatchTimes {
 
 export const now = (): number => performance.timeOrigin + performance.now();
 
-/** The calling thread's ms on a CPU and waiting for one so far, or undefined off Linux. */
-export function threadCpu(): { cpu: number; queued: number } | undefined {
+/** The calling thread's ms waiting in the run queue so far, or undefined off Linux. */
+export function threadQueued(): number | undefined {
   try {
-    const [cpu, queued] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ');
-    return { cpu: Number(cpu) / 1e6, queued: Number(queued) / 1e6 };
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1]) / 1e6;
   } catch {
     return undefined;
   }

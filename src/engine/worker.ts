@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createKernels, setKernelModule } from './kernels.ts';
 import { LstmCore } from './lstm-core.ts';
-import { now, profiledKernels, threadCpu, type WorkerTimes } from './profile.ts';
+import { now, profiledKernels, threadQueued, type WorkerTimes } from './profile.ts';
 import { runShard } from './shards.ts';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './worker-engine.ts';
 
@@ -31,7 +31,7 @@ port.on('message', (req: WorkerRequest) => {
   if (times) times.paramsSet = now();
   const reply: WorkerReply = { losses: [] };
   for (const [j, job] of req.jobs.entries()) {
-    const cpu0 = times && threadCpu(); // cpu0 to cpu1: the pass and its gradient's copy (~20 µs)
+    const queued0 = times && threadQueued(); // to queued1: the pass and its gradient's copy (~20 µs)
     const start = times ? now() : 0;
     timed?.begin();
     const loss = runShard(core, job, req.batch, req.scale);
@@ -40,9 +40,10 @@ port.on('message', (req: WorkerRequest) => {
     reply.losses.push(loss);
     if (times) {
       const end = now();
-      const cpu1 = threadCpu(); // after the stamps: its file read is in neither
+      const queued1 = threadQueued(); // after the stamps: its file read is in neither
       const phases = timed!.phases(computed - start);
-      const sched = cpu0 && cpu1 && { cpu: cpu1.cpu - cpu0.cpu, queued: cpu1.queued - cpu0.queued };
+      const queued = queued0 !== undefined && queued1 !== undefined ? queued1 - queued0 : undefined;
+      const sched = queued !== undefined && { cpu: computed - start - queued, queued };
       times.shards.push({ start, computed, end, phases, ...sched });
     }
   }
