@@ -1119,7 +1119,7 @@ export interface ThreadsConfig {
   }[];
   /** profiled configurations: shard 0's and shard 1's pass, whichever worker ran it */
   shardMs?: number[];
-  /** the same passes' time on a CPU and waiting for one (Linux's schedstat; absent elsewhere) */
+  /** the same passes' wait for a CPU (Linux's schedstat; absent elsewhere) and wall less wait */
   shardCpuMs?: number[];
   shardQueuedMs?: number[];
 }
@@ -1164,7 +1164,8 @@ export const THREADS_BLOCK = 'threads';
 const ms = (v: number): string => (finite(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
 const pct = (v: number): string => `${Math.round(finite(v) * 100)}%`;
 /** a relative change of time: 0.026 → "3% longer", -0.2 → "20% shorter" (noise, when small) */
-const longer = (d: number): string => (d >= 0 ? `${pct(d)} longer` : `${pct(-d)} shorter`);
+const longer = (d: number): string =>
+  Math.round(finite(d) * 100) >= 0 ? `${pct(d)} longer` : `${pct(-d)} shorter`;
 
 /** docs/engine.md's table of a batch's parts on one and two threads, from docs/threads.json. */
 export function renderThreads(r: ThreadsResults): string {
@@ -1250,7 +1251,7 @@ export function renderThreads(r: ThreadsResults): string {
     perWorker((w) => w.idle),
   );
   row("a shard's pass, wall (shard 0 / shard 1)", (c) => perShard(c.shardMs));
-  row("a shard's pass, on a CPU", (c) => perShard(c.shardCpuMs));
+  row("a shard's pass, on a CPU (wall less the wait)", (c) => perShard(c.shardCpuMs));
   row("a shard's pass, waiting for a CPU", (c) => perShard(c.shardQueuedMs));
 
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + finite(b), 0) / xs.length;
@@ -1346,15 +1347,74 @@ export function renderThreads(r: ThreadsResults): string {
  * of docs/finetune.json, and the load test's block of docs/load-test.json (these three read here
  * unless given).
  */
+/** One epoch of a bf16-probe --loss run. */
+export interface EpochLoss {
+  loss: number;
+  valLoss: number;
+}
+
+/** docs/bf16-loss.json, written by `npx tsx bench/bf16-probe.ts --loss CORPUS --write`. */
+export interface Bf16LossResults {
+  format: 1;
+  command: string;
+  /** the two train runs, the precision left open */
+  train: string;
+  date: string;
+  machine: RunMachine;
+  fp32: EpochLoss[];
+  bf16: EpochLoss[];
+  /** the largest per-epoch difference of the training loss the check allows */
+  tolerance: number;
+}
+
+export const BF16_LOSS_BLOCK = 'bf16-loss';
+
+/** The README's BF16 quality check: each epoch's losses in both precisions, and the verdict. */
+export function renderBf16Loss(r: Bf16LossResults): string {
+  if (r.format !== 1) throw new Error(`bf16-loss results in format ${String(r.format)}, not 1`);
+  if (r.fp32.length === 0 || r.fp32.length !== r.bf16.length)
+    throw new Error('docs/bf16-loss.json: the two runs have different epoch counts');
+  const f4 = (v: number): string => finite(v).toFixed(4);
+  const lines = [
+    '| epoch | loss FP32 | loss BF16 | difference | val_loss FP32 | val_loss BF16 |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  let worst = 0;
+  r.fp32.forEach((f, i) => {
+    const b = r.bf16[i]!;
+    const d = b.loss - f.loss;
+    worst = Math.max(worst, Math.abs(d));
+    lines.push(
+      `| ${i + 1} | ${f4(f.loss)} | ${f4(b.loss)} | ${d >= 0 ? '+' : '−'}${f4(Math.abs(d))} | ${f4(f.valLoss)} | ${f4(b.valLoss)} |`,
+    );
+  });
+  const load = (xs: number[]): string => finite(xs[0]!).toFixed(2);
+  lines.push(
+    '',
+    `The largest per-epoch difference of the training loss is ${f4(worst)}: ` +
+      `**${worst <= r.tolerance ? 'within' : 'outside'} ${r.tolerance}** (issue 16). Measured by ` +
+      `\`${r.command}\` on ${day(r.date)}: \`${r.train}\`, the two runs one after the other ` +
+      `(${r.machine.cores} × ${r.machine.cpu}; load average ${load(r.machine.loadAverage.start)} ` +
+      `when it began and ${load(r.machine.loadAverage.end)} when it ended), which wrote ` +
+      `[\`docs/bf16-loss.json\`](docs/bf16-loss.json).`,
+  );
+  return checked(BF16_LOSS_BLOCK, lines.join('\n'));
+}
+
+/** docs/bf16-loss.json as committed. */
+export const readBf16Loss = (): Bf16LossResults => readDoc<Bf16LossResults>('bf16-loss.json');
+
 export function readmeBlocks(
   latest: BenchResults,
   scale: ScaleResults,
   pretrained: PretrainedResults = readPretrained(),
   finetune: FinetuneResults = readFinetune(),
   loadTest: LoadTestResults = readLoadTest(),
+  bf16Loss: Bf16LossResults = readBf16Loss(),
 ): Record<string, string> {
   return {
     ...renderBlocks(latest),
+    [BF16_LOSS_BLOCK]: renderBf16Loss(bf16Loss),
     [SCALE_BLOCK]: renderScale(scale),
     [PRETRAINED_BLOCK]: renderPretrained(pretrained),
     [FINETUNE_BLOCK]: renderFinetune(finetune),
