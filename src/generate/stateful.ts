@@ -125,18 +125,7 @@ export class Drawer {
     }
     let total = 0;
     for (let i = 0; i < n; i++) total += out[i] = out[i]! / sum;
-    const u = rng.next() * total;
-    let cum = 0;
-    let last = -1;
-    for (let i = 0; i < n; i++) {
-      const w = out[i]!;
-      if (w > 0) {
-        cum += w;
-        last = i;
-        if (cum > u) return i;
-      }
-    }
-    return last;
+    return drawWithTotal(out, total, rng);
   }
 
   // processors.topK: the K most probable (ties: lower index), summed in rank order, normalised
@@ -197,6 +186,11 @@ export class Drawer {
 function draw(w: Probs, rng: Rng): number {
   let total = 0;
   for (let i = 0; i < w.length; i++) total += w[i]!;
+  return drawWithTotal(w, total, rng);
+}
+
+/** draw() once `total`, the sum of `w` in index order, is known. */
+function drawWithTotal(w: Probs, total: number, rng: Rng): number {
   const u = rng.next() * total;
   let cum = 0;
   let last = -1;
