@@ -5,12 +5,14 @@
 // (2 × LSTM(256), dropout 0.3, every position scored) at 2 threads. Under a minute on 2 cores;
 // the full bench (bench/bench.ts) is the record, this is the quick comparison.
 //
-// npx tsx bench/bf16-probe.ts --loss <corpus> [--epochs 3]: issue 16's quality check instead:
-// `charlstm train` on the corpus (the reference model, seed 1, 2 threads) once with --precision
-// fp32 and once with bf16, each epoch's training and validation loss side by side, and whether
-// bf16 stays within 0.01 of fp32 (minutes: the two runs one after the other).
+// npx tsx bench/bf16-probe.ts --loss <corpus> [--epochs 3] [--write]: issue 16's quality check
+// instead: `charlstm train` on the corpus (the reference model, seed 1, 2 threads) once with
+// --precision fp32 and once with bf16, each epoch's training and validation loss side by side,
+// and whether bf16 stays within 0.01 of fp32 (minutes: the two runs one after the other).
+// --write records it in docs/bf16-loss.json; `node --import tsx bench/render.ts` renders the
+// README's bench:bf16-loss block from it.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,12 +25,15 @@ import { initParameters } from '../src/model/init.ts';
 import type { ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { RmsProp } from '../src/train/rmsprop.ts';
+import { runMachine } from './machine.ts';
+import type { Bf16LossResults } from './render.ts';
 
 const { values: args } = parseArgs({
   options: {
     windows: { type: 'string', default: '5' },
     loss: { type: 'string' },
     epochs: { type: 'string', default: '3' },
+    write: { type: 'boolean', default: false },
   },
 });
 const WINDOWS = Number(args.windows);
@@ -74,12 +79,26 @@ async function timer(c: Config): Promise<{ batch(): Promise<void>; close(): Prom
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
+/** The train flags of the check, the precision's value last. */
+const lossFlags = (corpus: string, epochs: number): string[] => [
+  '--corpus',
+  corpus,
+  '--engine',
+  'native',
+  '--epochs',
+  String(epochs),
+  '--seed',
+  '1',
+  '--threads',
+  '2',
+  '--precision',
+];
+
 /** Each epoch's [loss, val_loss] of one `charlstm train` run, in order. */
 function trainLosses(corpus: string, precision: Precision, epochs: number): number[][] {
   const out = mkdtempSync(path.join(os.tmpdir(), `bf16-probe-${precision}-`));
   const cli = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-  const flags = ['--corpus', corpus, '--out', out, '--overwrite', '--engine', 'native'];
-  flags.push('--precision', precision, '--epochs', String(epochs), '--seed', '1', '--threads', '2');
+  const flags = ['--out', out, '--overwrite', ...lossFlags(corpus, epochs), precision];
   const r = spawnSync(process.execPath, ['--import', 'tsx', cli, 'train', ...flags], {
     encoding: 'utf8',
   });
@@ -92,6 +111,7 @@ function trainLosses(corpus: string, precision: Precision, epochs: number): numb
 }
 
 function losses(corpus: string, epochs: number): void {
+  const loadStart = os.loadavg();
   const fp = trainLosses(corpus, 'fp32', epochs);
   const bf = trainLosses(corpus, 'bf16', epochs);
   let worst = 0;
@@ -105,6 +125,23 @@ function losses(corpus: string, epochs: number): void {
   });
   const within = worst <= 0.01 ? 'within' : 'outside';
   console.log(`largest per-epoch loss difference ${worst.toFixed(4)} (${within} 0.01)`);
+  if (args.write) {
+    const record: Bf16LossResults = {
+      format: 1,
+      command: `npx tsx bench/bf16-probe.ts --loss ${path.basename(corpus, '.txt')} --epochs ${epochs} --write`,
+      train: `charlstm train ${lossFlags(path.basename(corpus, '.txt'), epochs).join(' ')} fp32|bf16 --out DIR`,
+      date: new Date().toISOString(),
+      machine: runMachine(loadStart),
+      fp32: fp.map(([loss, valLoss]) => ({ loss: loss!, valLoss: valLoss! })),
+      bf16: bf.map(([loss, valLoss]) => ({ loss: loss!, valLoss: valLoss! })),
+      tolerance: 0.01,
+    };
+    const file = fileURLToPath(new URL('../docs/bf16-loss.json', import.meta.url));
+    writeFileSync(file, JSON.stringify(record, null, 2) + '\n');
+    console.log(
+      'wrote docs/bf16-loss.json; `node --import tsx bench/render.ts` renders the README',
+    );
+  }
 }
 
 async function speed(): Promise<void> {

@@ -4,8 +4,10 @@
 // real CLI trains (its own time budget, validation, samples and saving included, the budget
 // counting training alone), then `charlstm eval` scores the model it ends with, and the best one
 // kept, on every held-out character (each predicted from the 60 before it, from a zero state).
-// Writes docs/preset-<name>.json: the commands, the eval figures, the training figures from the
-// model's metadata, and the machine's load while it ran.
+// Writes docs/preset-<name>.json (docs/preset-<name>-<corpus>.json for another corpus): the
+// commands, the eval figures, the training figures from the model's metadata, and the machine's
+// load while it ran; `node --import tsx bench/render.ts` renders the README's bench:preset block
+// from the ten-minutes preset's files.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -34,7 +36,9 @@ const dataDir = process.env.CHARLSTM_DATA_DIR ?? (existsSync(shared) ? shared : 
 const env = { ...process.env, ...(dataDir && { CHARLSTM_DATA_DIR: dataDir }) };
 const cli = [path.join(repo, 'src', 'cli', 'main.ts')];
 const dir = mkdtempSync(path.join(os.tmpdir(), 'charlstm-preset-'));
-const model = path.join(dir, 'model');
+// trained in `dir` to a folder named after the corpus: the command the model records is then
+// the one a user types for a built-in model (pretrained/: `--out nietzsche`)
+const model = path.join(dir, args.corpus);
 const trainArgs = [
   'train',
   '--corpus',
@@ -44,7 +48,7 @@ const trainArgs = [
   '--seed',
   args.seed,
   '--out',
-  model,
+  args.corpus,
   ...extra,
 ];
 
@@ -54,8 +58,10 @@ const probe = setInterval(() => loads.push(os.loadavg()[0]!), 10_000);
 process.stderr.write(`$ charlstm ${trainArgs.join(' ')}\n`);
 const t0 = performance.now();
 const code = await new Promise<number | null>((resolve) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...cli, ...trainArgs], {
-    cwd: repo,
+  // tsx by its location: the child's working folder has no node_modules
+  const tsx = import.meta.resolve('tsx');
+  const child = spawn(process.execPath, ['--import', tsx, ...cli, ...trainArgs], {
+    cwd: dir,
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -109,6 +115,12 @@ const result = {
   final: evaluate(model),
   best: evaluate(path.join(model, 'best')),
 };
-const file = args.out ?? path.join(repo, 'docs', `preset-${args.preset}.json`);
+const file =
+  args.out ??
+  path.join(
+    repo,
+    'docs',
+    `preset-${args.preset}${args.corpus === 'nietzsche' ? '' : `-${args.corpus}`}.json`,
+  );
 writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
-process.stderr.write(`wrote ${path.relative(repo, file)}\n`);
+process.stderr.write(`wrote ${path.relative(repo, file)}; the model is in ${model}\n`);

@@ -19,7 +19,7 @@
 // without measuring anything (after a change to this file), or with --check exits 1 when they
 // differ.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** Throughput of a training configuration; gflops counts the matrix products only (see flopPerSeq). */
@@ -1347,6 +1347,79 @@ export function renderThreads(r: ThreadsResults): string {
  * of docs/finetune.json, and the load test's block of docs/load-test.json (these three read here
  * unless given).
  */
+/** What `charlstm eval --json` reports of a model (the fields the README uses). */
+export interface EvalFigures {
+  command: string;
+  corpus: string;
+  scored: number;
+  loss: number;
+  bpc: number;
+}
+
+/** docs/preset-<name>[-<corpus>].json, written by `node --import tsx bench/preset.ts`. */
+export interface PresetResults {
+  preset: string;
+  command: string;
+  machine: {
+    cpus: number;
+    model: string;
+    node: string;
+    date: string;
+    loadAverageMedian: number | null;
+    loadAverageMax: number | null;
+  };
+  training: { trainSeconds: number; wallSeconds: number; epochs: number; seqPerSec: number[] };
+  final: EvalFigures;
+  best: EvalFigures;
+}
+
+export const PRESET_BLOCK = 'preset';
+
+/** Issue 16's quality target for `--preset ten-minutes` on Nietzsche (nats a character). */
+export const PRESET_TARGET = { corpus: 'nietzsche', nats: 1.25 };
+
+/** The README's ten-minute preset table: one row per corpus measured, the target's verdict. */
+export function renderPreset(runs: PresetResults[]): string {
+  if (runs.length === 0) throw new Error('no docs/preset-ten-minutes*.json to render');
+  const nats = (e: EvalFigures): string =>
+    `${finite(e.loss).toFixed(3)} nats (${finite(e.bpc).toFixed(3)} bits/char)`;
+  const lines = [
+    '| corpus | command | epochs in the budget | the model it ends with | the best kept (`best/`) | load average (median, max) |',
+    '| --- | --- | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of runs) {
+    const load = (v: number | null): string => (v === null ? '—' : finite(v).toFixed(1));
+    lines.push(
+      `| ${r.final.corpus} | \`${r.command}\` | ${int(r.training.epochs)} | ${nats(r.final)} | ${nats(r.best)} | ${load(r.machine.loadAverageMedian)}, ${load(r.machine.loadAverageMax)} |`,
+    );
+  }
+  const t = runs.find((r) => r.final.corpus === PRESET_TARGET.corpus);
+  const first = runs[0]!;
+  lines.push(
+    '',
+    `Each run is the real CLI (its ${int(first.training.trainSeconds)} s count training steps alone; ` +
+      `validation, samples and saving are off the clock), scored by \`charlstm eval --model DIR ` +
+      `--corpus CORPUS --json\` on every held-out character (the last 10%, each from the 60 before ` +
+      `it, from a zero state), on ${day(first.machine.date)} (${first.machine.cpus} × ` +
+      `${first.machine.model}, Node ${first.machine.node.replace(/^v/, '')}).` +
+      (t
+        ? ` Target (issue 16): at most ${PRESET_TARGET.nats} nats on ${PRESET_TARGET.corpus} in ten ` +
+          `minutes; the model the run ends with: ${finite(t.final.loss).toFixed(3)}, ` +
+          `**${t.final.loss <= PRESET_TARGET.nats ? 'met' : 'not met'}**.`
+        : ''),
+  );
+  return checked(PRESET_BLOCK, lines.join('\n'));
+}
+
+/** The ten-minutes preset's committed runs: nietzsche first, then any other corpus's. */
+export function readPresetRuns(): PresetResults[] {
+  const dir = new URL('../docs/', import.meta.url);
+  const files = readdirSync(dir)
+    .filter((f) => /^preset-ten-minutes(-[a-z0-9-]+)?\.json$/.test(f))
+    .sort((a, b) => a.length - b.length || a.localeCompare(b));
+  return files.map((f) => readDoc<PresetResults>(f));
+}
+
 /** One epoch of a bf16-probe --loss run. */
 export interface EpochLoss {
   loss: number;
@@ -1411,9 +1484,11 @@ export function readmeBlocks(
   finetune: FinetuneResults = readFinetune(),
   loadTest: LoadTestResults = readLoadTest(),
   bf16Loss: Bf16LossResults = readBf16Loss(),
+  presetRuns: PresetResults[] = readPresetRuns(),
 ): Record<string, string> {
   return {
     ...renderBlocks(latest),
+    [PRESET_BLOCK]: renderPreset(presetRuns),
     [BF16_LOSS_BLOCK]: renderBf16Loss(bf16Loss),
     [SCALE_BLOCK]: renderScale(scale),
     [PRETRAINED_BLOCK]: renderPretrained(pretrained),

@@ -15,9 +15,12 @@ import {
   renderPerformance,
   renderScale,
   renderScaleSvg,
+  renderPreset,
+  renderBf16Loss,
   replaceBlocks,
   times,
   type BenchResults,
+  type PresetResults,
   type ScaleResults,
 } from '../bench/render.ts';
 import { judge } from '../bench/scale.ts';
@@ -419,4 +422,69 @@ test("the README's bench:scale block is exactly what docs/scale.json renders to"
     "README's bench:scale block differs from docs/scale.json: run node --import tsx bench/render.ts",
   );
   assert.equal(replaceBlocks(readme, blocks), readme);
+});
+
+test('the preset block: a row per corpus, the target judged on the model a Nietzsche run ends with', () => {
+  const run = (corpus: string, loss: number, best: number): PresetResults => ({
+    preset: 'ten-minutes',
+    command: `charlstm train --corpus ${corpus} --preset ten-minutes --seed 1 --out <out>/model`,
+    machine: {
+      cpus: 2,
+      model: 'AMD EPYC',
+      node: 'v20.20.2',
+      date: '2026-12-03T19:00:00.000Z',
+      loadAverageMedian: 1.04,
+      loadAverageMax: 2.2,
+    },
+    training: { trainSeconds: 600, wallSeconds: 640, epochs: 3, seqPerSec: [] },
+    final: { command: 'charlstm eval', corpus, scored: 60090, loss, bpc: loss / Math.LN2 },
+    best: { command: 'charlstm eval', corpus, scored: 60090, loss: best, bpc: best / Math.LN2 },
+  });
+  const md = renderPreset([run('nietzsche', 1.2471, 1.2466), run('moby-dick', 1.31, 1.305)]);
+  assert.match(
+    md,
+    /\| nietzsche \| `charlstm train --corpus nietzsche --preset ten-minutes --seed 1 --out <out>\/model` \| 3 \| 1\.247 nats \(1\.799 bits\/char\) \| 1\.247 nats \(1\.798 bits\/char\) \| 1\.0, 2\.2 \|/,
+  );
+  assert.match(md, /\| moby-dick \| .* \| 1\.310 nats/);
+  assert.match(
+    md,
+    /at most 1\.25 nats on nietzsche in ten minutes; the model the run ends with: 1\.247, \*\*met\*\*/,
+  );
+  assert.match(renderPreset([run('nietzsche', 1.2601, 1.25)]), /1\.260, \*\*not met\*\*/);
+});
+
+test('the bf16-loss block: each epoch in both precisions and the 0.01 verdict', () => {
+  const base = {
+    format: 1 as const,
+    command: 'npx tsx bench/bf16-probe.ts --loss nietzsche --epochs 2 --write',
+    train: 'charlstm train --corpus nietzsche ... --precision fp32|bf16 --out DIR',
+    date: '2026-12-03T19:00:00.000Z',
+    machine: {
+      cpu: 'AMD EPYC',
+      cores: 2,
+      node: 'v20.20.2',
+      loadAverage: { start: [0.5], end: [1.5] },
+    },
+    fp32: [
+      { loss: 1.9, valLoss: 1.7 },
+      { loss: 1.6, valLoss: 1.55 },
+    ],
+    tolerance: 0.01,
+  };
+  const md = renderBf16Loss({
+    ...base,
+    bf16: [
+      { loss: 1.905, valLoss: 1.71 },
+      { loss: 1.597, valLoss: 1.54 },
+    ],
+  });
+  assert.match(md, /\| 1 \| 1\.9000 \| 1\.9050 \| \+0\.0050 \| 1\.7000 \| 1\.7100 \|/);
+  assert.match(md, /\| 2 \| 1\.6000 \| 1\.5970 \| −0\.0030 \|/);
+  assert.match(
+    md,
+    /largest per-epoch difference of the training loss is 0\.0050: \*\*within 0\.01\*\*/,
+  );
+  const far = renderBf16Loss({ ...base, bf16: [base.fp32[0]!, { loss: 1.62, valLoss: 1.6 }] });
+  assert.match(far, /is 0\.0200: \*\*outside 0\.01\*\*/);
+  assert.throws(() => renderBf16Loss({ ...base, bf16: [base.fp32[0]!] }), /different epoch counts/);
 });

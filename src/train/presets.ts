@@ -14,11 +14,12 @@ export const PRESETS: Record<PresetName, Partial<TrainRunConfig>> = {
   'ten-minutes': {
     mode: 'sequence',
     layers: 2,
-    units: 256,
-    dropout: 0.3,
+    units: 384,
+    dropout: 0.5,
     learningRate: 0.007,
     schedule: { kind: 'cosine' },
     clip: 5,
+    precision: 'auto',
     timeBudget: 600,
   },
 };
