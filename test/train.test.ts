@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadModel } from '../src/checkpoint/model-format.ts';
+import { PRESETS } from '../src/train/presets.ts';
 import { REFERENCE_SKIP, REPO as repo, charlstm, mobyDick, spawnCharlstm } from './helpers/cli.ts';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'charlstm-train-'));
@@ -151,8 +152,9 @@ test('--dry-run shows a stacked model with dropout, layer by layer', () => {
 test('--preset ten-minutes sets the recipe, and an explicit option still wins', () => {
   const preset = charlstm(['train', '--corpus', small, '--dry-run', '--preset', 'ten-minutes']);
   assert.equal(preset.code, 0, preset.stderr);
-  assert.match(preset.stdout, /lstm_1 \(LSTM\)\s+\(None, 256\)/);
-  assert.match(preset.stdout, /dropout_1 \(Dropout 0\.3\)/);
+  const { units, dropout } = PRESETS['ten-minutes'];
+  assert.match(preset.stdout, new RegExp(`lstm_1 \\(LSTM\\)\\s+\\(None, ${units}\\)`));
+  assert.ok(preset.stdout.includes(`dropout_1 (Dropout ${dropout})`), preset.stdout);
   const mine = charlstm([
     'train',
     '--corpus',
