@@ -7,7 +7,7 @@
 //     on each engine at 1 and 2 worker threads: the median of several timed windows after a
 //     warm-up; and the same model on TensorFlow.js's WebAssembly and pure-JS backends, and on
 //     PyTorch's nn.LSTM when a torch is installed (bench/pytorch.ts says why when it is skipped);
-//   - one batch of the ten-minute model (2 × LSTM(256), dropout 0.3, every position scored);
+//   - one batch of the ten-minute preset's model (src/train/presets.ts) as the preset runs it;
 //   - generation (bench/generate-bench.ts): one window-mode stream on each engine against
 //     TF.js's one stream, the four sample temperatures as one batch, one stateful stream;
 //   - a real `charlstm train` process through a whole epoch and its end (bench/train-rss.ts):

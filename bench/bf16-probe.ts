@@ -2,7 +2,7 @@
 // BF16 (--precision bf16), interleaved window by window in one process so that the machine's load
 // falls on both alike, and the ratio of medians. Reference shapes (batch 128, 60 steps,
 // LSTM(128), 57 characters) at 1 and 2 worker threads, and one batch of the ten-minute model
-// (2 × LSTM(256), dropout 0.3, every position scored) at 2 threads. Under a minute on 2 cores;
+// (2 × LSTM(256), dropout 0.3, every position scored: the preset's model before issue 16) at 2 threads. Under a minute on 2 cores;
 // the full bench (bench/bench.ts) is the record, this is the quick comparison.
 //
 // npx tsx bench/bf16-probe.ts --loss <corpus> [--epochs 3] [--write]: issue 16's quality check

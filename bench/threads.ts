@@ -22,7 +22,7 @@
 // JSON (after a change to the renderer). --compare DIR also times, unprofiled and interleaved
 // with the rest, the engines of another checkout of this repository (DIR/src/engine), for a
 // before/after ratio of a change; printed, and kept in the JSON as `compare`. --model ten-minutes
-// profiles the ten-minute preset's model (2 × LSTM(256), dropout 0.3, every position scored)
+// profiles the ten-minute preset's model (src/train/presets.ts; every position scored)
 // instead, into docs/threads-ten-minutes.json, and --model stateful the reference model with every
 // position scored and the state carried (the state's copies), into docs/threads-stateful.json;
 // nothing renders those two.
@@ -42,6 +42,7 @@ import type { WorkerEngine } from '../src/engine/worker-engine.ts';
 import { resolveEngine } from '../src/engine/kernels.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
+import { PRESETS } from '../src/train/presets.ts';
 import { RmsProp } from '../src/train/rmsprop.ts';
 import { gradNorm } from '../src/train/trainer.ts';
 import { runMachine } from './machine.ts';
@@ -62,7 +63,7 @@ const { values: args } = parseArgs({
     compare: { type: 'string' },
     /** only re-render docs/engine.md's block from the committed docs/threads.json */
     render: { type: 'boolean', default: false },
-    /** 'reference' (the default) or 'ten-minutes': the preset's model, 2 × 256, dropout 0.3, every position scored */
+    /** 'reference' (the default) or 'ten-minutes': the preset's model (src/train/presets.ts), every position scored */
     model: { type: 'string', default: 'reference' },
   },
 });
@@ -89,7 +90,13 @@ const T = REFERENCE.maxlen;
 const B = REFERENCE.batchSize;
 const MODELS = {
   reference: { units: REFERENCE.units, layers: 1, dropout: 0, scoring: 'last', carried: false },
-  'ten-minutes': { units: 256, layers: 2, dropout: 0.3, scoring: 'every', carried: false },
+  'ten-minutes': {
+    units: PRESETS['ten-minutes'].units!,
+    layers: PRESETS['ten-minutes'].layers!,
+    dropout: PRESETS['ten-minutes'].dropout!,
+    scoring: 'every',
+    carried: false,
+  },
   /** the reference model in --mode stateful: every position scored, the state carried */
   stateful: { units: REFERENCE.units, layers: 1, dropout: 0, scoring: 'every', carried: true },
 } as const;

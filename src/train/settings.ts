@@ -91,7 +91,7 @@ export type PresetName = (typeof PRESET_NAMES)[number];
 function parsePreset(text: string): PresetName {
   if (!(PRESET_NAMES as readonly string[]).includes(text)) {
     throw new ValueError(
-      'Presets: reference (the notebook exactly: no validation), ten-minutes (2 × LSTM(256), dropout 0.3, every position, cosine lr 0.007, clip 5, 600 s of training), default.',
+      'Presets: reference (the notebook exactly: no validation), ten-minutes (2 × LSTM(384), dropout 0.5, every position, cosine lr 0.007, clip 5, BF16 products where the CPU has them, 600 s of training), default.',
     );
   }
   return text as PresetName;
