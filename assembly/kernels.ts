@@ -132,27 +132,7 @@ const PANEL: usize = memory.data(KC * 8 * 4, 64);
       let x0 = v128.load(c0), x1 = v128.load(c0, 16);
       let pa = a + <usize>i * rowB;
       let pb = bj;
-      let k = 0;
-      if (ASC_FEATURE_RELAXED_SIMD) {
-        // One row is two dependent chains of multiply-adds, one a k step each; an FMA's latency
-        // (4 cycles, an add's 2-3) bounds them, so M = 1 (generation) ran at 0.68x of SIMD128.
-        // Even and odd k into two accumulator pairs, summed at the end: 1.17x of SIMD128 on
-        // [1×128]·[128×512] packed. (Four pairs spilled to the stack in V8 and gained nothing.)
-        let y0 = f32x4.splat(0), y1 = f32x4.splat(0);
-        for (; k + 2 <= K; k += 2) {
-          const s = v128.load32_splat(pa);
-          x0 = madd(s, v128.load(pb), x0);
-          x1 = madd(s, v128.load(pb, 16), x1);
-          const t = v128.load32_splat(pa + kB);
-          y0 = madd(t, v128.load(pb + bStep), y0);
-          y1 = madd(t, v128.load(pb + bStep, 16), y1);
-          pa += 2 * kB;
-          pb += 2 * bStep;
-        }
-        x0 = f32x4.add(x0, y0);
-        x1 = f32x4.add(x1, y1);
-      }
-      for (; k < K; k++) {
+      for (let k = 0; k < K; k++) {
         const s = v128.load32_splat(pa);
         x0 = madd(s, v128.load(pb), x0);
         x1 = madd(s, v128.load(pb, 16), x1);
@@ -209,9 +189,41 @@ export function packB(b: usize, ldb: i32, dst: usize, K: i32, N: i32): void {
 // columns come from the row-major b.
 export function gemmNNPacked(a: usize, lda: i32, bp: usize, b: usize, ldb: i32, c: usize, ldc: i32, M: i32, N: i32, K: i32): void {
   const N8 = N & ~7;
+  const M4 = M & ~3;
+  const panelB = <usize>K << 5; // bytes in one packed [K×8] panel
   for (let j = 0; j < N8; j += 8) {
-    // one panel is a [K×8] row-major matrix with row stride 8
-    gemmPanel(a, lda, false, bp + <usize>j * (<usize>K << 2), 8, c + (<usize>j << 2), ldc, M, 8, K);
+    gemmPanel(a, lda, false, bp + <usize>j * (<usize>K << 2), 8, c + (<usize>j << 2), ldc, M4, 8, K);
+  }
+  // Leftover rows (M = 1 in generation), two panels at a time: one panel is two dependent
+  // chains of multiply-adds and an FMA's latency bounds them (the relaxed build ran at 0.68x of
+  // SIMD128 so); two panels make four independent chains. Each chain still sums k in order from
+  // C, as a 4-row block does, so a row comes out the same alone as in a batch, bit for bit
+  // (test/batching.test.ts); splitting k into even and odd sums would not.
+  for (let i = M4; i < M; i++) {
+    const pa0 = a + <usize>i * (<usize>lda << 2);
+    const cr = c + <usize>i * (<usize>ldc << 2);
+    let j = 0;
+    for (; j + 16 <= N8; j += 16) {
+      let p0 = bp + <usize>j * (<usize>K << 2);
+      let p1 = p0 + panelB;
+      const c0 = cr + (<usize>j << 2);
+      let x0 = v128.load(c0), x1 = v128.load(c0, 16);
+      let y0 = v128.load(c0, 32), y1 = v128.load(c0, 48);
+      let pa = pa0;
+      for (let k = 0; k < K; k++) {
+        const s = v128.load32_splat(pa);
+        x0 = madd(s, v128.load(p0), x0);
+        x1 = madd(s, v128.load(p0, 16), x1);
+        y0 = madd(s, v128.load(p1), y0);
+        y1 = madd(s, v128.load(p1, 16), y1);
+        pa += 4;
+        p0 += 32;
+        p1 += 32;
+      }
+      v128.store(c0, x0); v128.store(c0, x1, 16);
+      v128.store(c0, y0, 32); v128.store(c0, y1, 48);
+    }
+    if (j < N8) gemmPanel(pa0, lda, false, bp + <usize>j * (<usize>K << 2), 8, cr + (<usize>j << 2), ldc, 1, 8, K);
   }
   if (N8 < N) gemmPanel(a, lda, false, b + (<usize>N8 << 2), ldb, c + (<usize>N8 << 2), ldc, M, N - N8, K);
 }
