@@ -451,19 +451,27 @@ async function main(): Promise<void> {
     `load average at the end: ${results.machine.loadAverage.end.map((x) => x.toFixed(2)).join(' ')}`,
   );
 
-  renderBlocks(results); // renders (and checks) before anything is written
   if (args.write) {
     const jsonPath = `${REPO}docs/bench-latest.json`;
     const readmePath = `${REPO}README.md`;
-    // the bench:scale block is docs/scale.json's (npm run bench:scale), re-rendered unchanged
-    const readme = replaceBlocks(
-      readFileSync(readmePath, 'utf8'),
-      readmeBlocks(results, readScale()),
-    );
+    // Renders (and checks) every block before anything is written, so the README and the JSON
+    // change together or not at all; the bench:scale block is docs/scale.json's (npm run
+    // bench:scale), re-rendered unchanged. Where rendering fails the measurement is kept.
+    let readme: string;
+    try {
+      readme = replaceBlocks(readFileSync(readmePath, 'utf8'), readmeBlocks(results, readScale()));
+    } catch (err) {
+      const kept = `${os.tmpdir()}/charlstm-bench-${Date.now()}.json`;
+      writeFileSync(kept, JSON.stringify(results, null, 2) + '\n');
+      throw new Error(
+        `${err instanceof Error ? err.message : String(err)}; nothing in the repository was written, ` +
+          `the measurement is kept in ${kept} (copy it to docs/bench-latest.json and run node --import tsx bench/render.ts)`,
+      );
+    }
     writeFileSync(jsonPath, JSON.stringify(results, null, 2) + '\n');
     writeFileSync(readmePath, readme);
     log(`wrote docs/bench-latest.json and README.md's bench blocks`);
-  }
+  } else renderBlocks(results); // the same checks where nothing is written
   process.stdout.write(
     args.json ? JSON.stringify(results, null, 2) + '\n' : renderPerformance(results) + '\n',
   );
@@ -471,8 +479,6 @@ async function main(): Promise<void> {
 
 // Errors end here, as one message: TF.js's wasm module rethrows uncaught ones with its whole source.
 main().catch((err: unknown) => {
-  process.stderr.write(
-    `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;
 });

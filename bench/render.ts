@@ -8,6 +8,8 @@
 //   <!-- bench:pretrained:start --> … <!-- bench:pretrained:end -->    the built-in models
 //   <!-- bench:finetune:start --> … <!-- bench:finetune:end -->        fine-tuning against scratch
 //   <!-- bench:load-test:start --> … <!-- bench:load-test:end -->      the server under load
+//   <!-- bench:preset:start --> … <!-- bench:preset:end -->            the ten-minutes preset's runs
+//   <!-- bench:bf16-loss:start --> … <!-- bench:bf16-loss:end -->      BF16 against FP32 loss
 // (the scale table from docs/scale.json, which `npm run bench:scale` writes: renderScale(); the
 // built-in models from docs/pretrained.json, which `npm run bench:pretrained` writes)
 //
@@ -19,7 +21,7 @@
 // without measuring anything (after a change to this file), or with --check exits 1 when they
 // differ.
 
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** Throughput of a training configuration; gflops counts the matrix products only (see flopPerSeq). */
@@ -1502,7 +1504,13 @@ export const readScale = (): ScaleResults => readDoc<ScaleResults>('scale.json')
 
 /** A JSON file under docs/, as a bench wrote and the repository holds it. */
 export function readDoc<T>(file: string): T {
-  return JSON.parse(readFileSync(new URL(`../docs/${file}`, import.meta.url), 'utf8')) as T;
+  const url = new URL(`../docs/${file}`, import.meta.url);
+  if (!existsSync(url)) {
+    throw new Error(
+      `docs/${file} is missing: a README block renders from it (the bench that writes it is named in the README beside the block)`,
+    );
+  }
+  return JSON.parse(readFileSync(url, 'utf8')) as T;
 }
 
 const marker = (name: string, end: 'start' | 'end'): string => `<!-- bench:${name}:${end} -->`;
