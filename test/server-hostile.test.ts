@@ -220,9 +220,16 @@ describe('no hostage-taking', () => {
   });
 
   it('a generation past the time limit ends with a time_limit error (whole and streamed)', async () => {
+    // Ten million characters take a minute or more on any engine here (CI once streamed 10,000
+    // within the 0.2 s), so only the time limit can end them.
     const slow = randomCharModel({ vocab: [...' abcdefgh'], units: 16, maxlen: 60 });
-    const port2 = await start({ models: [{ name: 'slow', model: slow }], timeLimitMs: 200 });
-    const whole = await request(port2, { body: { prompt: 'a', length: 10_000, seed: 1 } });
+    const port2 = await start({
+      models: [{ name: 'slow', model: slow }],
+      timeLimitMs: 200,
+      maxLength: 10_000_000,
+    });
+    const length = 10_000_000;
+    const whole = await request(port2, { body: { prompt: 'a', length, seed: 1 } });
     assert.equal(whole.status, 503, whole.text);
     assert.deepEqual(JSON.parse(whole.text).error, {
       code: 'time_limit',
@@ -230,7 +237,7 @@ describe('no hostage-taking', () => {
         "the generation ran past this server's time limit of 0.2 s; ask for fewer characters",
     });
     const streamed = await request(port2, {
-      body: { prompt: 'a', length: 10_000, seed: 1, stream: true },
+      body: { prompt: 'a', length, seed: 1, stream: true },
     });
     assert.equal(streamed.status, 200);
     assert.match(
