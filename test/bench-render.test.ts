@@ -15,6 +15,7 @@ import {
   renderPerformance,
   renderScale,
   renderScaleSvg,
+  renderTargets,
   renderPreset,
   renderBf16Loss,
   replaceBlocks,
@@ -145,6 +146,21 @@ test('BF16 products and the relaxed-SIMD build get their rows, ratios and verdic
   assert.match(md, /the ten-minute model, 51,200 scored characters\/s against 45,000: \*\*met\*\*/);
   assert.match(md, /1,360 seq\/s against 3,500: \*\*not met\*\*/);
   assert.match(renderIntro(r), /184× on the native one with BF16 products/);
+});
+
+test('the scored-characters target is judged on the model the issue set it for, where measured', () => {
+  const r = fixture();
+  r.tenMinuteModel.layers = 2;
+  r.tenMinuteModel.units = 384;
+  r.tenMinuteModel.msPerBatch = 200;
+  r.tenMinuteModel.filed = { layers: 2, units: 256, dropout: 0.3, msPerBatch: 96 };
+  const targets = renderTargets(r)!;
+  assert.match(
+    targets,
+    /the ten-minute model as the issue found it \(2 × LSTM\(256\), dropout 0\.3\), 80,000 scored characters\/s against 45,000: \*\*met\*\* \(the preset now spends that speed on 2 × LSTM\(384\): 38,400\)/,
+  );
+  r.tenMinuteModel.filed.msPerBatch = 200;
+  assert.match(renderTargets(r)!, /38,400 scored characters\/s against 45,000: \*\*not met\*\*/);
 });
 
 test('the intro sentence quotes the same run', () => {
