@@ -30,21 +30,23 @@ export const BENCH_VOCAB = [...'\n !"\'(),-.0123456789:;=?[]_abcdefghijklmnopqrs
 /** A 60-character prompt (one full window) in BENCH_VOCAB. */
 const PROMPT = 'the meaning of life is '.repeat(3).slice(0, REFERENCE.maxlen);
 
+/** The reference shape over BENCH_VOCAB, and the metadata a model of it is saved with. */
+export const BENCH_SHAPE = { vocabSize: BENCH_VOCAB.length, units: REFERENCE.units };
+export const BENCH_META = {
+  vocab: BENCH_VOCAB,
+  lowercase: true,
+  maxlen: REFERENCE.maxlen,
+  step: REFERENCE.stride,
+  units: REFERENCE.units,
+  training: {},
+};
+
 /** A reference-shape model with Keras-initialised random weights on the given engine. */
 export async function benchModel(engine: EngineKind = 'wasm', seed = 1): Promise<CharModel> {
   const kernels = await kernelFactory(engine);
-  const shape = { vocabSize: BENCH_VOCAB.length, units: REFERENCE.units };
   return CharModel.fromParts(
-    initParameters(shape, new Rng(seed)),
-    {
-      formatVersion: 1,
-      vocab: BENCH_VOCAB,
-      lowercase: true,
-      maxlen: REFERENCE.maxlen,
-      step: REFERENCE.stride,
-      units: REFERENCE.units,
-      training: {},
-    },
+    initParameters(BENCH_SHAPE, new Rng(seed)),
+    { formatVersion: 1, ...BENCH_META },
     kernels,
   );
 }

@@ -33,10 +33,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { saveModel } from '../src/checkpoint/model-format.ts';
-import { REFERENCE } from '../src/defaults.ts';
 import { initParameters } from '../src/model/init.ts';
 import { Rng } from '../src/sampling/rng.ts';
-import { BENCH_VOCAB } from './generate-bench.ts';
+import { BENCH_META, BENCH_SHAPE } from './generate-bench.ts';
 import { resolveModel } from '../src/checkpoint/builtin-models.ts';
 import { layerCount } from '../src/model/params.ts';
 import type {
@@ -331,15 +330,7 @@ async function main(): Promise<void> {
     if (args.model !== undefined) {
       modelDir = await resolveModel(args.model);
     } else {
-      const shape = { vocabSize: BENCH_VOCAB.length, units: REFERENCE.units };
-      await saveModel(modelDir, initParameters(shape, new Rng(1)), {
-        vocab: BENCH_VOCAB,
-        lowercase: true,
-        maxlen: REFERENCE.maxlen,
-        step: REFERENCE.stride,
-        units: REFERENCE.units,
-        training: {},
-      });
+      await saveModel(modelDir, initParameters(BENCH_SHAPE, new Rng(1)), BENCH_META);
     }
     const served = await describeModel(modelDir, args.model);
     const maxStreams = 2 * Math.max(...levels);
@@ -364,8 +355,11 @@ async function main(): Promise<void> {
       `${served.name}: ${served.characters} characters, ${served.layers} × LSTM(${served.units}); ${mode} mode, ` +
         `${length} characters a request, ${duration} s per run\n`,
     );
-    // warm-up (JIT, kernels, connections), not counted
-    for (const batch of batchings) await runLevel(servers.get(batch)!, 8, mode, length, 1);
+    // warm-up (JIT, kernels, connections), not counted; no more clients than the server admits
+    const warmClients = Math.min(8, Math.max(...levels));
+    for (const batch of batchings) {
+      await runLevel(servers.get(batch)!, warmClients, mode, length, 1);
+    }
     // the levels in turn, each batched then not, so that the machine's other load hits both alike
     for (const clients of levels) {
       for (const [i, batch] of batchings.entries()) {
