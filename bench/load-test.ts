@@ -61,6 +61,8 @@ const { values: args } = parseArgs({
     'cpu-prof': { type: 'string' },
     /** a built-in model's name or a model folder, instead of the reference shape */
     model: { type: 'string' },
+    /** the servers' generation threads (CharModel.load's `threads`; default: its default) */
+    threads: { type: 'string' },
   },
 });
 
@@ -71,12 +73,20 @@ const TEMPERATURE = 0.5;
 if (args.serve !== undefined) await serve(args.serve);
 else await main();
 
+/** --threads as CharModel.load takes it. */
+function threadsOpt(): { threads?: 1 | 2 } {
+  if (args.threads === undefined) return {};
+  if (args.threads !== '1' && args.threads !== '2')
+    throw new Error(`--threads must be 1 or 2, got ${args.threads}`);
+  return { threads: Number(args.threads) as 1 | 2 };
+}
+
 /** The server process: the model folder served on a free loopback port; prints its address. */
 async function serve(dir: string): Promise<void> {
   const { buildServer } = await import('../src/server/app.ts');
   const { loadModels } = await import('../src/server/served-models.ts');
   const app = buildServer({
-    models: await loadModels([dir]),
+    models: await loadModels([dir], threadsOpt()),
     maxStreams: Number(args['max-streams']),
     batch: args.batch === 'yes',
   });
@@ -131,6 +141,7 @@ async function startServer(modelDir: string, batch: boolean, maxStreams: number)
       batch ? 'yes' : 'no',
       '--max-streams',
       String(maxStreams),
+      ...(args.threads !== undefined ? ['--threads', args.threads] : []),
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -267,13 +278,11 @@ function median(xs: number[]): number {
  * median of 7 timings each.
  */
 async function arithmetic(modelDir: string, mode: 'window' | 'stateful'): Promise<Arithmetic> {
-  const { CharModel } = await import('../src/model/char-model.ts');
+  const { CharModel, defaultGenerationThreads } = await import('../src/model/char-model.ts');
   const { Drawer } = await import('../src/generate/stateful.ts');
   const { Sampler } = await import('../src/sampling/sampler.ts');
-  const model = await CharModel.load(modelDir);
+  const threads = threadsOpt().threads ?? (await defaultGenerationThreads());
   const B = 64;
-  const T = model.maxlen;
-  const x = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % model.vocab.size);
   const time = (reps: number, fn: () => void): number => {
     const ts: number[] = [];
     for (let r = 0; r < 7; r++) {
@@ -283,25 +292,39 @@ async function arithmetic(modelDir: string, mode: 'window' | 'stateful'): Promis
     }
     return median(ts);
   };
-  let aloneUs: number;
-  let batchedUs: number;
-  if (mode === 'stateful') {
+  const steps = async (threads: 1 | 2): Promise<{ aloneUs: number; batchedUs: number }> => {
+    const model = await CharModel.load(modelDir, { threads });
+    const T = model.maxlen;
+    const x = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % model.vocab.size);
+    if (mode === 'window') {
+      return {
+        aloneUs: time(200, () => void model.predictTokens(x, 1, T)),
+        batchedUs: time(5, () => void model.predictTokens(x, B, T)) / B,
+      };
+    }
     const s = model.stepper();
-    aloneUs = time(20_000, () => void s.step(3));
+    const aloneUs = time(20_000, () => void s.step(3));
     s.release();
     const core = model.batchStepCore(B);
     core.resetState(B);
-    batchedUs = time(500, () => void core.step(x, B)) / B;
-  } else {
-    aloneUs = time(200, () => void model.predictTokens(x, 1, T));
-    batchedUs = time(5, () => void model.predictTokens(x, B, T)) / B;
-  }
+    return { aloneUs, batchedUs: time(500, () => void core.step(x, B)) / B };
+  };
+  const served = await steps(threads);
+  const single = threads === 2 ? await steps(1) : undefined;
+  const model = await CharModel.load(modelDir, { threads: 1 });
   const probs = model.predict(PROMPT);
   const drawer = new Drawer(new Sampler({ temperature: TEMPERATURE }), model.vocab.size);
   const rng = new Rng(1);
   const drawUs = time(20_000, () => void drawer.next(probs, rng));
   const r = (v: number): number => Number(v.toFixed(3));
-  return { rows: B, aloneUs: r(aloneUs), batchedUs: r(batchedUs), drawUs: r(drawUs) };
+  return {
+    rows: B,
+    threads,
+    aloneUs: r(served.aloneUs),
+    batchedUs: r(served.batchedUs),
+    drawUs: r(drawUs),
+    ...(single && { oneThread: { aloneUs: r(single.aloneUs), batchedUs: r(single.batchedUs) } }),
+  };
 }
 
 async function main(): Promise<void> {
@@ -336,8 +359,11 @@ async function main(): Promise<void> {
     const maxStreams = 2 * Math.max(...levels);
     const cost = await arithmetic(modelDir, mode);
     process.stdout.write(
-      `a character: alone ${cost.aloneUs} µs, in a batch of ${cost.rows} ${cost.batchedUs} µs a row; ` +
-        `a draw ${cost.drawUs} µs\n`,
+      `a character on ${cost.threads} thread(s): alone ${cost.aloneUs} µs, in a batch of ${cost.rows} ` +
+        `${cost.batchedUs} µs a row; a draw ${cost.drawUs} µs` +
+        (cost.oneThread
+          ? ` (one thread: ${cost.oneThread.aloneUs} and ${cost.oneThread.batchedUs} µs)\n`
+          : '\n'),
     );
     for (const batch of batchings) {
       servers.set(batch, await startServer(modelDir, batch, maxStreams));

@@ -881,6 +881,10 @@ export interface Arithmetic {
   batchedUs: number;
   /** one draw at the load test's temperature (the Drawer) */
   drawUs: number;
+  /** the servers' generation threads (CharModel.load's `threads`; absent in older runs: 1) */
+  threads?: number;
+  /** with threads 2: the same steps on one thread, measured in the same process */
+  oneThread?: { aloneUs: number; batchedUs: number };
 }
 
 /** The model a load-test series served. */
@@ -988,14 +992,22 @@ export function renderLoadTest(r: LoadTestResults): string {
     const a = on.arithmetic;
     const us = (v: number): string => `${finite(v) >= 10 ? int(v) : v.toFixed(1)} µs`;
     const step = mode === 'stateful' ? 'single-row step' : 'window read from a zero state';
+    const threads = a.threads ?? 1;
+    const single = a.oneThread;
     lines.push(
       '',
-      `What a character costs here (measured in the load test's process before the runs): alone, a ` +
+      `What a character costs here (measured in the load test's process before the runs, the ` +
+        `products on ${threads === 1 ? 'one thread' : `${threads} threads`} as the servers ran them): alone, a ` +
         `${step} ${us(a.aloneUs)} and a draw ${us(a.drawUs)}; in a batch of ${a.rows}, ` +
         `${us(a.batchedUs)} a row and the same draw. So batching can make at most ` +
         `${times((a.aloneUs + a.drawUs) / (finite(a.batchedUs) + a.drawUs))} the characters a second ` +
         `of one stream computing alone; the rest of any gain over one client is its requests' ` +
-        `HTTP and event-loop time, which many clients overlap.`,
+        `HTTP and event-loop time, which many clients overlap.` +
+        (single
+          ? ` On one thread the same steps took ${us(single.aloneUs)} alone and ${us(single.batchedUs)} a ` +
+            `row in the batch: the second thread makes them ${times(single.aloneUs / finite(a.aloneUs))} ` +
+            `and ${times(single.batchedUs / finite(a.batchedUs))} as fast.`
+          : ''),
     );
     const load = (xs: number[]): string => finite(xs[0]!).toFixed(2);
     lines.push(

@@ -11,8 +11,9 @@
 // before it runs (a RangeError where wasm would trap); the rows chosen by token ids in
 // gatherRows/scatterRows and the targets in crossEntropy are checked as they are read.
 //
-// No threads, no global mutable state: each worker thread loads the addon (context-aware via
-// NAPI_MODULE_INIT) and creates its own instance. The AVX2/FMA code is compiled for that target
+// No global mutable state: each worker thread loads the addon (context-aware via
+// NAPI_MODULE_INIT) and creates its own instance. An instance runs on its caller's thread, except
+// that setThreads(2) gives it a helper thread for the large products (see "A second thread"). The AVX2/FMA code is compiled for that target
 // only (the pragma below); module init checks the CPU and reports `supported: false` otherwise.
 // create(pages, 'bf16') makes an instance whose four products (gemmNN, gemmTN, packB,
 // gemmNNPacked) take BF16 operands with FP32 accumulation (AVX512-BF16, compiled for that target
@@ -33,6 +34,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -113,6 +118,87 @@ struct BfScratch {
   Scratch a, b;
 };
 
+// ---- A second thread ---------------------------------------------------------------------------
+// setThreads(2) gives an instance a helper thread; gemmNNPacked then cuts a large product's
+// columns into chunks that the caller and the helper take in turn from a shared counter, so a
+// helper that is slow to wake (or descheduled: the machine is shared) only means the caller
+// computes more chunks itself, never that it waits. Each element of C is computed by the same
+// instructions in the same k order whichever thread computes it and wherever the chunks fall, so
+// the result is bit-identical to one thread's. Generation uses it (a step is a few products of
+// ~10⁵-10⁶ multiply-adds, too short for a worker thread's message round trip); training does not,
+// since its shards already run one worker thread per core.
+//
+// After a job the helper stays awake for SPIN_US, yielding the core to anything else runnable,
+// so that the products of one step and the steps of one scheduler tick reach it at once; then it
+// sleeps on a condition variable until the next job.
+constexpr auto SPIN_US = std::chrono::microseconds(50);
+
+class Helper {
+ public:
+  using Job = void (*)(void*);
+  Helper() : thread_([this] { loop(); }) {}
+  ~Helper() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  // Offer job(arg) to the helper; the caller then works on the same job itself, and calls
+  // finish() before `arg` goes away.
+  void post(Job job, void* arg) {
+    job_ = job;
+    arg_ = arg;
+    state_.store(POSTED);  // seq_cst: ordered before the load below (see loop())
+    if (sleeping_.load()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cv_.notify_one();
+    }
+  }
+  // Withdraw the offer if the helper has not taken it; else wait until it is done with it.
+  void finish() {
+    int expected = POSTED;
+    if (!state_.compare_exchange_strong(expected, IDLE)) {
+      while (state_.load(std::memory_order_acquire) != DONE) _mm_pause();
+      state_.store(IDLE, std::memory_order_relaxed);
+    }
+  }
+
+ private:
+  enum : int { IDLE, POSTED, TAKEN, DONE };
+  void loop() {
+    auto until = std::chrono::steady_clock::now() + SPIN_US;
+    for (;;) {
+      if (state_.load(std::memory_order_acquire) != POSTED) {
+        if (std::chrono::steady_clock::now() < until) {
+          std::this_thread::yield();
+          continue;
+        }
+        std::unique_lock<std::mutex> lock(mu_);
+        sleeping_.store(true);  // seq_cst, before the predicate's load: post() sees it or we see the job
+        cv_.wait(lock, [&] { return stop_ || state_.load() == POSTED; });
+        sleeping_.store(false);
+        if (stop_) return;
+      }
+      int expected = POSTED;
+      if (state_.compare_exchange_strong(expected, TAKEN)) {
+        job_(arg_);
+        state_.store(DONE, std::memory_order_release);
+      }
+      until = std::chrono::steady_clock::now() + SPIN_US;
+    }
+  }
+  Job job_ = nullptr;
+  void* arg_ = nullptr;
+  std::atomic<int> state_{IDLE};
+  std::atomic<bool> sleeping_{false};
+  bool stop_ = false;  // under mu_
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
 // A kernel instance. Kept alive by its function objects (one reference each, dropped by their
 // finalizers); holds one reference on its current block. `bf16`: the products take the BF16
 // path (chosen at create(), never changed).
@@ -123,6 +209,9 @@ struct Instance {
   BfScratch bfScratch;
   int fnRefs = 0;
   bool pinned = false;  // a function without a finalizer exists: never free
+  Helper* helper = nullptr;  // setThreads(2)
+  BfScratch helperBfScratch;  // the helper's part of a 'bf16' product
+  ~Instance() { delete helper; }
 };
 
 // Out-of-bounds marker returned by the kernels.
@@ -1016,6 +1105,82 @@ napi_value PackBFn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// A gemmNNPacked call, or one thread's columns of it.
+struct PackedProduct {
+  const float* a;
+  int64_t lda;
+  const void* bp;
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+  int M, N, K;
+  bool bf16;
+  BfScratch* buf;
+
+  void run() const {
+    if (bf16)
+      bf::gemmNNPacked(a, lda, static_cast<const uint32_t*>(bp), b, ldb, c, ldc, M, N, K, buf);
+    else
+      gemmNNPacked(a, lda, static_cast<const float*>(bp), b, ldb, c, ldc, M, N, K);
+  }
+  // Columns [col, N): col a multiple of the packing's panel width (8 floats, 16 bf16 pairs) and
+  // inside the packed columns, so that the packed panels, b's columns past them and C all shift.
+  PackedProduct from(int col, BfScratch* scratch) const {
+    PackedProduct p = *this;
+    if (bf16)
+      p.bp = static_cast<const uint32_t*>(bp) + static_cast<int64_t>(col / 16) * ((K + 1) / 2) * 16;
+    else
+      p.bp = static_cast<const float*>(bp) + static_cast<int64_t>(col / 8) * K * 8;
+    p.b = b + col;
+    p.c = c + col;
+    p.N = N - col;
+    p.buf = scratch;
+    return p;
+  }
+};
+
+// Products shared with the helper: those whose B has at least this many weights (1 MiB of FP32,
+// past one core's L2 on the machines measured here), where each thread streaming half of B pays
+// even for one row. Measured with bench/load-test.ts (steps in its process, then whole servers
+// under load): 2 × LSTM(256), whose products all have 256 × 1024 weights, one stream and a batch
+// of 64 both ~1.4-1.5× faster on two threads and the servers ~1.3-1.5×; the reference shape's
+// 128 × 512 products, split at 2^16 multiply-adds, gained ~1.3× in a batch alone but served ~8%
+// fewer characters at 64 clients (the helper competes with the rest of the server and the load
+// test's clients for the two cores), so they stay on one thread. Chunks are whole register
+// blocks of columns (16 FP32, 64 BF16), about N/8 each.
+constexpr int64_t SPLIT_MIN_WEIGHTS = int64_t{1} << 18;
+constexpr int CHUNKS = 8;
+
+struct SharedProduct {
+  PackedProduct p;
+  int width;  // columns per chunk
+  int chunks;
+  std::atomic<int> next{0};
+  BfScratch* scratch[2];
+
+  // Take chunks until none is left (`who`: 0 the caller, 1 the helper, for its scratch).
+  void work(int who) {
+    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+      const int col = i * width;
+      PackedProduct q = p.from(col, scratch[who]);
+      q.N = std::min(width, p.N - col);
+      q.run();
+    }
+  }
+};
+
+void runPackedOn(Instance* inst, const PackedProduct& p) {
+  const int block = p.bf16 ? 64 : 16;
+  const int width = (p.N / CHUNKS + block - 1) / block * block;
+  if (!inst->helper || width == 0 || width >= p.N || static_cast<int64_t>(p.N) * p.K < SPLIT_MIN_WEIGHTS)
+    return p.run();
+  SharedProduct job{p, width, (p.N + width - 1) / width, {}, {&inst->bfScratch, &inst->helperBfScratch}};
+  inst->helper->post([](void* j) { static_cast<SharedProduct*>(j)->work(1); }, &job);
+  job.work(0);
+  inst->helper->finish();
+}
+
 napi_value GemmNNPackedFn(napi_env env, napi_callback_info info) {
   Args a;
   uint32_t pa, pbp, pb, pc;
@@ -1033,11 +1198,22 @@ napi_value GemmNNPackedFn(napi_env env, napi_callback_info info) {
       !inside(m, pbp, static_cast<uint64_t>(K) * N8 * 4) ||
       (fromB < N && !inside(m, pb + static_cast<uint64_t>(fromB) * 4, extent(K, N - fromB, ldb))))
     return oob(env);
-  if (a.inst->bf16)
-    bf::gemmNNPacked(a.ptr<float>(pa), lda, a.ptr<uint32_t>(pbp), a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N,
-                     K, &a.inst->bfScratch);
-  else
-    gemmNNPacked(a.ptr<float>(pa), lda, a.ptr<float>(pbp), a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N, K);
+  runPackedOn(a.inst, {a.ptr<float>(pa), lda, a.ptr<void>(pbp), a.ptr<float>(pb), ldb, a.ptr<float>(pc), ldc, M, N, K,
+                       a.inst->bf16, &a.inst->bfScratch});
+  return nullptr;
+}
+
+// setThreads(n): 1 (the default) or 2 (a helper thread for gemmNNPacked; see "A second thread").
+napi_value SetThreadsFn(napi_env env, napi_callback_info info) {
+  Args a;
+  int32_t n;
+  if (!a.init(env, info) || !a.i32(0, &n)) return nullptr;
+  if (n != 1 && n != 2) return throwRange(env, "threads must be 1 or 2");
+  if (n == 2 && !a.inst->helper) a.inst->helper = new Helper();
+  if (n == 1) {
+    delete a.inst->helper;
+    a.inst->helper = nullptr;
+  }
   return nullptr;
 }
 
@@ -1267,6 +1443,7 @@ const FnSpec FUNCTIONS[] = {
     {"gemmTN", GemmFn<true>},
     {"packB", PackBFn},
     {"gemmNNPacked", GemmNNPackedFn},
+    {"setThreads", SetThreadsFn},
     {"transpose", TransposeFn},
     {"sigmoidArray", UnaryFn<sigmoidArray>},
     {"tanhArray", UnaryFn<tanhArray>},

@@ -82,8 +82,8 @@ describe('integer options', () => {
       ['--epochs', '--batch-size', '--units', '--layers', '--maxlen', '--step'],
       ['--early-stop', '--checkpoint-every', '--seed'],
     ],
-    ['serve', serveCommand, ['--port', '--max-length', '--max-streams'], []],
-    ['generate', generateCommand, ['--length', '--top-k', '--seed'], []],
+    ['serve', serveCommand, ['--port', '--max-length', '--max-streams', '--threads'], []],
+    ['generate', generateCommand, ['--length', '--top-k', '--seed', '--threads'], []],
     ['predict', predictCommand, ['--top'], []],
   ];
   for (const [name, make, flags, more] of counts) {
@@ -113,6 +113,19 @@ describe('integer options', () => {
     assert.equal(r.opts.threads, 2);
     assert.equal(r.opts.port, 0);
     assert.equal(r.opts.sampleLength, 10);
+  });
+
+  it('serve and generate --threads take 1 or 2', () => {
+    for (const make of [serveCommand, generateCommand]) {
+      const good = parse(make(), ['--threads', '1']);
+      assert.ok('opts' in good);
+      assert.equal(good.opts.threads, 1);
+      for (const bad of ['0', '3']) {
+        const r = parse(make(), ['--threads', bad]);
+        assert.ok('error' in r, `--threads ${bad} was accepted`);
+        assert.match(r.error, /The thread count must be an integer from 1 to 2/);
+      }
+    }
   });
 
   it('charlstm train --threads 0x10 is one usage-error line, exit code 2', () => {

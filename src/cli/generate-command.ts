@@ -11,6 +11,7 @@ import {
   parseTemperature,
   parseTopK,
   parseTopP,
+  threadsOption,
 } from './options.ts';
 import { OutputClosed, writeOut } from './output.ts';
 import { MODEL_FLAGS, MODEL_HELP } from './models-command.ts';
@@ -36,6 +37,7 @@ interface GenerateFlags {
   stop?: string[];
   count: number;
   beam?: number;
+  threads?: 1 | 2;
 }
 
 /** --unknown, as generate and predict take it. */
@@ -90,13 +92,16 @@ export function generateCommand(): Command {
       `beam search of this width: the most probable text found, deterministic (temperature, top-k/p and seed do not apply; at most ${DECODING.maxBeamWidth})`,
       integerIn('The beam width', 1, DECODING.maxBeamWidth),
     )
+    .addOption(threadsOption())
     .action(async (flags: GenerateFlags) => {
       // Loaded here, not at startup: they bring in the engine and its wasm.
       const [{ CharModel }, { generateSamples }] = await Promise.all([
         import('../model/char-model.ts'),
         import('../generate/generate.ts'),
       ]);
-      const model = await CharModel.load(flags.model);
+      const model = await CharModel.load(flags.model, {
+        ...(flags.threads !== undefined && { threads: flags.threads }),
+      });
       // generate() checks everything at once, so a bad prompt prints nothing.
       const samples = generateSamples(model, {
         prompt: flags.prompt,

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 import * as values from '../values.ts';
 
@@ -29,3 +29,12 @@ export const parseTopK = cliParser(values.parseTopK);
 export const parseTopP = cliParser(values.parseTopP);
 export const parseSeed = cliParser(values.parseSeed);
 export const parseCount = cliParser(values.parseCount);
+
+/** --threads, as generate and serve take it (CharModel.load's `threads`). */
+export function threadsOption(): Option {
+  return new Option(
+    '--threads <n>',
+    "threads of the native engine's larger products, 1 or 2 (default: 2 on a machine with two " +
+      'cores or more; the same text either way)',
+  ).argParser(integerIn('The thread count', 1, 2));
+}

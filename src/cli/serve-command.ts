@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { MAX_GENERATE_LENGTH } from '../generate/window.ts';
 import { SERVER } from '../defaults.ts';
 import { MODEL_FLAGS } from './models-command.ts';
-import { integerIn, parsePort } from './options.ts';
+import { integerIn, parsePort, threadsOption } from './options.ts';
 
 interface ServeFlags {
   model?: string[];
@@ -18,6 +18,7 @@ interface ServeFlags {
   timeLimitMs: number;
   shutdownGraceMs: number;
   allowHost?: string[];
+  threads?: 1 | 2;
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -89,12 +90,15 @@ export function serveCommand(): Command {
       'on a loopback address, also answer requests whose Host is this name (repeatable)',
       hostName,
     )
+    .addOption(threadsOption())
     .action(async (flags: ServeFlags) => {
       const { buildServer } = await import('../server/app.ts');
       const { loadModels } = await import('../server/served-models.ts');
       const { resolveWebDir } = await import('../server/web-app.ts');
       const { BUILTIN_MODELS } = await import('../checkpoint/builtin-models.ts');
-      const models = await loadModels(flags.model ?? BUILTIN_MODELS);
+      const models = await loadModels(flags.model ?? BUILTIN_MODELS, {
+        ...(flags.threads !== undefined && { threads: flags.threads }),
+      });
       const webDir = resolveWebDir(flags.web);
       const app = buildServer({
         models,

@@ -148,6 +148,11 @@ export interface KernelExports {
   ): number;
   /** db[v] += Σ_b d[b, v] over d [B×N], rows in b order */
   colSum(d: number, db: number, B: number, N: number): void;
+  /**
+   * Native instances only: 2 gives the instance a helper thread that takes part of each large
+   * gemmNNPacked (bit-identical results); 1, the default, ends it.
+   */
+  setThreads?(threads: 1 | 2): void;
 }
 
 /** The kernel functions by name: what an instance of either implementation exports besides memory. */
@@ -396,6 +401,6 @@ function nativeKernels(inst: NativeInstance): KernelExports {
     },
   };
   const kernels: Record<string, unknown> = { memory };
-  for (const name of KERNEL_FUNCTIONS) kernels[name] = inst[name];
+  for (const name of [...KERNEL_FUNCTIONS, 'setThreads']) kernels[name] = inst[name];
   return kernels as unknown as KernelExports;
 }

@@ -25,6 +25,21 @@ import { Parameters, layerCount, stateSize } from './params.ts';
 // (one copy of 2H floats each way) only when another stepper has used the core since. So any
 // number of interleaved streams cost one core, and a single stream never copies.
 
+/**
+ * Threads of a loaded model's cores on the native engine: 2 splits each product of a step whose
+ * weights pass 1 MiB (e.g. 256 × 1024) between the caller and a helper thread
+ * (native/kernels.cc, "A second thread"), with the same bits as 1; smaller products (the
+ * reference shape's) stay on the caller's thread. What it gains is measured by
+ * bench/load-test.ts (docs/load-test.json, the README's load-test block).
+ */
+export type GenerationThreads = 1 | 2;
+
+/** Two on Node where this machine has two cores or more (the helper sleeps between steps). */
+export async function defaultGenerationThreads(): Promise<GenerationThreads> {
+  if (typeof process === 'undefined' || !process.versions?.node) return 1;
+  return (await import('node:os')).availableParallelism() >= 2 ? 2 : 1;
+}
+
 /** Rows the first core holds: one per temperature of the reference's after-epoch samples. */
 const DEFAULT_MAX_BATCH = REFERENCE.temperatures.length;
 
@@ -81,12 +96,21 @@ export class CharModel {
    */
   static async load(
     nameOrDir: string,
-    opts: { engine?: EngineKind | 'auto' } = {},
+    opts: { engine?: EngineKind | 'auto'; threads?: GenerationThreads } = {},
   ): Promise<CharModel> {
     const dir = await resolveModel(nameOrDir);
     const [{ params, meta }] = await Promise.all([loadModel(dir), kernelModule()]);
     const model = new CharModel(params, meta, `${dir}/${MODEL_JSON}`);
-    model.kernels = await kernelFactory(await resolveEngine(opts.engine ?? 'auto'));
+    const make = await kernelFactory(await resolveEngine(opts.engine ?? 'auto'));
+    const threads = opts.threads ?? (await defaultGenerationThreads());
+    model.kernels =
+      threads === 1
+        ? make
+        : () => {
+            const k = make();
+            k.setThreads?.(threads); // native only: the wasm kernels run on the caller's thread
+            return k;
+          };
     return model;
   }
 

@@ -1,7 +1,7 @@
 import path from 'node:path';
 
 import { UserError, show } from '../errors.ts';
-import { CharModel } from '../model/char-model.ts';
+import { CharModel, type GenerationThreads } from '../model/char-model.ts';
 import { ApiError } from './errors.ts';
 
 // The models a server answers with: loaded from their folders as `charlstm serve --model` names
@@ -26,10 +26,13 @@ export function modelNames(dirs: readonly string[]): string[] {
 }
 
 /** Load model folders (any problem is a UserError naming the file) and name them. */
-export async function loadModels(dirs: readonly string[]): Promise<ServedModel[]> {
+export async function loadModels(
+  dirs: readonly string[],
+  opts: { threads?: GenerationThreads } = {},
+): Promise<ServedModel[]> {
   if (dirs.length === 0) throw new UserError('no model to serve: give at least one --model <dir>');
   const names = modelNames(dirs);
-  const models = await Promise.all(dirs.map((dir) => CharModel.load(dir)));
+  const models = await Promise.all(dirs.map((dir) => CharModel.load(dir, opts)));
   return models.map((model, i) => ({ name: names[i]!, model }));
 }
 
