@@ -12,6 +12,7 @@ import { predictCommand } from '../src/cli/predict-command.ts';
 import { serveCommand } from '../src/cli/serve-command.ts';
 import { trainCommand } from '../src/cli/train-command.ts';
 import { UserError } from '../src/errors.ts';
+import { PRESETS } from '../src/train/presets.ts';
 import { checkSettings } from '../src/train/settings.ts';
 import { charlstm } from './helpers/cli.ts';
 
@@ -140,6 +141,27 @@ describe('integer options', () => {
         `charlstm: error: option '--threads <n>' argument '${value}' is invalid. threads must be an integer from 0 to 64.\n`,
       );
     }
+  });
+});
+
+describe('--preset', () => {
+  it('refuses an unknown name, listing each preset with its settings as PRESETS has them', () => {
+    const r = parse(trainCommand(), ['--preset', 'tiny']);
+    assert.ok('error' in r, '--preset tiny was accepted');
+    const p = PRESETS['ten-minutes'];
+    assert.match(
+      r.error,
+      /argument 'tiny' is invalid\. Presets: default \(.+\), reference \(.+\), ten-minutes \(/,
+    );
+    for (const words of [
+      `${p.layers} × LSTM(${p.units})`,
+      `dropout ${p.dropout}`,
+      `cosine lr ${p.learningRate}`,
+      `${p.timeBudget} s of training`,
+    ]) {
+      assert.ok(r.error.includes(words), `${words} missing from: ${r.error}`);
+    }
+    assert.equal(r.error.trim().split('\n').length, 1, r.error);
   });
 });
 

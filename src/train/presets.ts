@@ -16,13 +16,29 @@ export const PRESETS: Record<PresetName, Partial<TrainRunConfig>> = {
     layers: 2,
     units: 384,
     dropout: 0.5,
-    learningRate: 0.007,
+    learningRate: 0.015,
     schedule: { kind: 'cosine' },
     clip: 5,
     precision: 'auto',
     timeBudget: 600,
   },
 };
+
+/** A preset in a few words, from its settings (the --preset error lists them). */
+export function describePreset(name: PresetName): string {
+  if (name === 'reference') return 'the notebook exactly: no validation';
+  const p = PRESETS[name];
+  if (Object.keys(p).length === 0) return "charlstm train's defaults";
+  const words: string[] = [];
+  if (p.units) words.push(`${p.layers ?? 1} × LSTM(${p.units})`);
+  if (p.dropout) words.push(`dropout ${p.dropout}`);
+  if (p.mode === 'sequence') words.push('every position');
+  if (p.learningRate) words.push(`${p.schedule?.kind ?? 'constant'} lr ${p.learningRate}`);
+  if (p.clip) words.push(`clip ${p.clip}`);
+  if (p.precision === 'auto') words.push('BF16 products where the CPU has them');
+  if (p.timeBudget) words.push(`${p.timeBudget} s of training`);
+  return words.join(', ');
+}
 
 /** `config` with the preset's settings, except those in `explicit` (given on the command line). */
 export function withPreset<C extends Partial<TrainRunConfig>>(

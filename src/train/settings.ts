@@ -17,6 +17,7 @@ import {
 } from '../values.ts';
 import { UserError, show } from '../errors.ts';
 import { parseSchedule } from './schedule.ts';
+import { describePreset } from './presets.ts';
 
 // Every option of `charlstm train`, once: its name (the one name from the command line to the
 // checkpoint), flag, default (from src/defaults.ts), parser, help text and choices. Two kinds:
@@ -90,9 +91,8 @@ export type PresetName = (typeof PRESET_NAMES)[number];
 
 function parsePreset(text: string): PresetName {
   if (!(PRESET_NAMES as readonly string[]).includes(text)) {
-    throw new ValueError(
-      'Presets: reference (the notebook exactly: no validation), ten-minutes (2 × LSTM(384), dropout 0.5, every position, cosine lr 0.007, clip 5, BF16 products where the CPU has them, 600 s of training), default.',
-    );
+    const list = PRESET_NAMES.map((n) => `${n} (${describePreset(n)})`).join(', ');
+    throw new ValueError(`Presets: ${list}.`);
   }
   return text as PresetName;
 }
