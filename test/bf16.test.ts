@@ -10,14 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createEngine } from '../src/engine/gradient-engine.ts';
 import { InlineEngine } from '../src/engine/inline-engine.ts';
-import {
-  createKernels,
-  kernelModule,
-  resolveEngine,
-  resolvePrecision,
-  type KernelExports,
-} from '../src/engine/kernels.ts';
-import { bf16UnavailableReason } from '../src/engine/native.ts';
+import { createKernels, resolvePrecision, type KernelExports } from '../src/engine/kernels.ts';
 import type { Batch, Precision } from '../src/engine/types.ts';
 import { UserError } from '../src/errors.ts';
 import { Parameters, type ModelShape } from '../src/model/params.ts';
@@ -25,13 +18,10 @@ import { Rng } from '../src/sampling/rng.ts';
 import { RmsProp } from '../src/train/rmsprop.ts';
 import { charlstm, mobyDick } from './helpers/cli.ts';
 import { relErr } from './helpers/compare.ts';
+import { BF16_SKIP } from './helpers/engines.ts';
 import { randomParams, tfLossAndGrads } from './helpers/tfjs-oracle.ts';
 
-await kernelModule();
-const native = (await resolveEngine('auto')) === 'native';
-const skipReason = native
-  ? bf16UnavailableReason() && `BF16 unavailable (${bf16UnavailableReason()})`
-  : 'native engine unavailable';
+const skipReason = BF16_SKIP;
 
 /** A test that needs BF16 instances. */
 function btest(name: string, fn: (t: TestContext) => void | Promise<void>): void {

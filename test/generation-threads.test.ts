@@ -5,26 +5,17 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 
 import { saveModel } from '../src/checkpoint/model-format.ts';
-import {
-  kernelFactory,
-  kernelModule,
-  resolveEngine,
-  type KernelExports,
-} from '../src/engine/kernels.ts';
-import { bf16UnavailableReason, nativeUnavailableReason } from '../src/engine/native.ts';
+import { kernelFactory, type KernelExports } from '../src/engine/kernels.ts';
 import { generate } from '../src/generate/generate.ts';
 import { CharModel } from '../src/model/char-model.ts';
 import { Parameters } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
+import { BF16_SKIP, NATIVE_SKIP } from './helpers/engines.ts';
 
 // A native instance's second thread (native/kernels.cc, "A second thread"; CharModel.load's
 // `threads`): gemmNNPacked split between two threads writes exactly the bits one thread writes,
 // for every split the kernel can choose (ragged rows and columns, K past one panel, both
 // precisions), and a model loaded with two threads generates the text it generates with one.
-
-await kernelModule();
-const native = (await resolveEngine('auto')) === 'native';
-const noNative = native ? undefined : `native engine unavailable (${nativeUnavailableReason()})`;
 
 /** C = C0 + A·B by gemmNNPacked on a fresh instance with `threads` threads; returns C. */
 function packedProduct(
@@ -80,9 +71,9 @@ const SHAPES: [number, number, number][] = [
   [64, 512, 128], // not split: still right
 ];
 
-describe('generation on two threads', { skip: noNative }, () => {
+describe('generation on two threads', { skip: NATIVE_SKIP }, () => {
   for (const precision of ['fp32', 'bf16'] as const) {
-    const skip = precision === 'bf16' ? bf16UnavailableReason() : undefined;
+    const skip = precision === 'bf16' ? BF16_SKIP : undefined;
     it(
       `gemmNNPacked on two threads is one thread's, bit for bit (${precision})`,
       { skip },

@@ -6,20 +6,18 @@ import assert from 'node:assert/strict';
 import {
   instantiate,
   kernelFactory,
-  kernelModule,
   resolveEngine,
   type KernelExports,
 } from '../src/engine/kernels.ts';
-import { nativeUnavailableReason } from '../src/engine/native.ts';
 import { LstmCore } from '../src/engine/lstm-core.ts';
 import { createEngine } from '../src/engine/gradient-engine.ts';
 import { Parameters, type ModelShape } from '../src/model/params.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { relErr } from './helpers/compare.ts';
+import { NATIVE_SKIP } from './helpers/engines.ts';
 
-await kernelModule();
-const available = (await resolveEngine('auto')) === 'native';
-const skipReason = `native engine unavailable (${nativeUnavailableReason()})`;
+const available = NATIVE_SKIP === undefined;
+const skipReason = NATIVE_SKIP ?? '';
 /** A fresh native kernel instance (called by native tests only, when `available`). */
 const loadNative = available
   ? await kernelFactory('native')
