@@ -13,8 +13,9 @@
 //
 // No global mutable state: each worker thread loads the addon (context-aware via
 // NAPI_MODULE_INIT) and creates its own instance. An instance runs on its caller's thread, except
-// that setThreads(2) gives it a helper thread for the large products (see "A second thread"). The AVX2/FMA code is compiled for that target
-// only (the pragma below); module init checks the CPU and reports `supported: false` otherwise.
+// that setThreads(2) gives it a helper thread for the large products (see "A second thread").
+// The AVX2/FMA code is compiled for that target only (the pragma below); module init checks the
+// CPU and reports `supported: false` otherwise.
 // create(pages, 'bf16') makes an instance whose four products (gemmNN, gemmTN, packB,
 // gemmNNPacked) take BF16 operands with FP32 accumulation (AVX512-BF16, compiled for that target
 // only; module init reports `bf16: false` where the CPU or OS lacks it); see "AVX512-BF16 products".
